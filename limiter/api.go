@@ -1,0 +1,228 @@
+package limiter
+
+// This file is the limiter's public contract. The daemon (ipc), the app, the
+// proxy and the benchmark are written against it; change it only by adding.
+
+import (
+	"context"
+	"time"
+)
+
+// Unit is what a policy counts.
+type Unit string
+
+// The units an acquire may cost. A unit a service does not limit is accepted
+// and ignored.
+const (
+	Requests     Unit = "requests"
+	Tokens       Unit = "tokens"
+	InputTokens  Unit = "input_tokens"
+	OutputTokens Unit = "output_tokens"
+)
+
+// Units lists every known unit, in display order.
+var Units = []Unit{Requests, Tokens, InputTokens, OutputTokens}
+
+// Cost is the amount of each unit one call uses. A nil or empty Cost in a
+// Request means one request.
+type Cost map[Unit]int64
+
+// Priority orders requests within a service. The zero value, PriorityUnset,
+// means "use the agent's configured priority".
+type Priority int8
+
+// Priorities, lowest first.
+const (
+	PriorityUnset Priority = iota
+	Low
+	Normal
+	High
+)
+
+// Policy is one quota: at most Quota of Unit in any window of length Window.
+type Policy struct {
+	Quota  int64
+	Unit   Unit
+	Window time.Duration
+}
+
+// ServiceConfig configures one rate-limited service.
+type ServiceConfig struct {
+	Name string
+	// Limits are the configured policies; empty means "learn from headers".
+	Limits []Policy
+	// MaxConcurrent caps calls in flight; 0 means no cap (but see
+	// Config.LearnConcurrency for services that have no limits at all).
+	MaxConcurrent int
+	// Headroom is the fraction of every quota kept in reserve, 0 <= h < 1.
+	Headroom float64
+	// Dialect names the provider header dialect ("openai", "anthropic",
+	// "github", "ietf"); "" parses every known dialect.
+	Dialect string
+}
+
+// AgentConfig configures one agent. Agents not configured are registered on
+// first use with Normal priority and weight 1.
+type AgentConfig struct {
+	Name     string
+	Priority Priority // PriorityUnset means Normal
+	Weight   float64  // 0 means 1
+	Limits   []Policy // optional cap of this agent alone, across services
+}
+
+// Config is the whole limiter configuration. Zero durations take defaults.
+type Config struct {
+	Services []ServiceConfig
+	Agents   []AgentConfig
+	// LeaseTTL is how long an unreported lease holds its concurrency slot.
+	LeaseTTL time.Duration
+	// MaxAging bounds how long a low-priority request can be passed over by
+	// higher priorities before it is served as if it were high.
+	MaxAging time.Duration
+	// QueueLimit is the most requests queued per service; more are shed.
+	QueueLimit int
+	// LearnConcurrency is the in-flight cap of a service that has no limits
+	// configured and none learned yet, when it has no MaxConcurrent.
+	LearnConcurrency int
+}
+
+// Request asks permission for one call (or one batch).
+type Request struct {
+	Agent    string
+	Service  string
+	Cost     Cost
+	Priority Priority
+	// MaxWait is how long the request may queue; 0 means answer at once.
+	MaxWait time.Duration
+}
+
+// Lease is a granted request: it holds the reserved cost and a concurrency
+// slot until it is reported or expires.
+type Lease struct {
+	ID        string
+	Agent     string
+	Service   string
+	Cost      Cost
+	GrantedAt time.Time
+	ExpiresAt time.Time
+	Waited    time.Duration
+}
+
+// Reason says why an acquire was refused.
+type Reason string
+
+// Refusal reasons, as on the wire.
+const (
+	ReasonCooldown Reason = "cooldown"
+	ReasonTimeout  Reason = "timeout"
+	ReasonPaused   Reason = "paused"
+	ReasonShed     Reason = "shed"
+)
+
+// RefusedError is returned by Acquire when the request was not granted.
+type RefusedError struct {
+	Reason     Reason
+	RetryAfter time.Duration // jittered per agent
+	Service    string
+	Agent      string
+}
+
+// Code classifies an Error; the values are the wire error codes.
+type Code string
+
+// Error codes.
+const (
+	CodeBadRequest       Code = "bad_request"
+	CodeCostExceedsQuota Code = "cost_exceeds_quota"
+	CodeUnknownService   Code = "unknown_service"
+	CodeUnknownLease     Code = "unknown_lease"
+	CodeNotFound         Code = "not_found"
+	CodeShuttingDown     Code = "shutting_down"
+)
+
+// Error is a request the limiter cannot serve at all. Message is written for
+// a person: it names the bad field and what is allowed.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+// Report tells the limiter what happened to a call.
+type Report struct {
+	Lease   string // optional; without it Agent and Service are required
+	Agent   string
+	Service string
+	Status  int               // provider HTTP status, 0 if unknown
+	Header  map[string]string // provider response headers, names in any case
+	Usage   Cost              // real cost, nil if unknown
+}
+
+// ReportResult is the limiter's answer to a Report.
+type ReportResult struct {
+	CooldownUntil time.Time     // zero when the service is not cooling down
+	RetryAfter    time.Duration // after a 429/503: this agent's jittered wait
+}
+
+// AgentUpdate changes an agent at run time; nil fields are left alone.
+type AgentUpdate struct {
+	Paused   *bool
+	Priority *Priority
+}
+
+// Status is a snapshot of every service and agent.
+type Status struct {
+	Services []ServiceStatus
+	Agents   []AgentStatus
+}
+
+// ServiceStatus is one service in a Status.
+type ServiceStatus struct {
+	Name          string
+	Paused        bool
+	Limits        []LimitStatus
+	MaxConcurrent int
+	InFlight      int
+	Queued        int
+	CooldownUntil time.Time // zero when not cooling down
+	Granted       int64
+	Refused       int64
+	Provider429   int64
+}
+
+// LimitStatus is one policy of a service with what is left of it now.
+type LimitStatus struct {
+	Unit      Unit
+	Quota     int64
+	Window    time.Duration
+	Remaining int64
+	ResetsAt  time.Time
+	Source    string // "config" or "headers"
+}
+
+// AgentStatus is one agent in a Status.
+type AgentStatus struct {
+	Name     string
+	Priority Priority
+	Weight   float64
+	Paused   bool
+	LastSeen time.Time
+	InFlight int
+	Queued   int
+	Granted  int64
+	Refused  int64
+}
+
+// Clock is the limiter's source of time; tests inject a fake one.
+type Clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a pending AfterFunc call.
+type Timer interface {
+	Stop() bool
+}
+
+var (
+	_ = context.Background
+)
