@@ -1,0 +1,38 @@
+// Package testenv lets tests that need an outside tool (dbus-daemon,
+// chromium, WebKitWebDriver, xvfb-run) skip on a laptop without it, but fail
+// under `./build.sh test`, which sets QUOTABAR_REQUIRE_TOOLS=1 after it has
+// installed them: CI must prove those tests ran, not that they skipped.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Required reports whether missing tools must fail tests instead of skipping
+// them.
+func Required() bool { return os.Getenv("QUOTABAR_REQUIRE_TOOLS") == "1" }
+
+// LookPath returns the path of the first of names found on PATH. When none is
+// found the test is skipped, or failed when tools are required.
+func LookPath(t testing.TB, names ...string) string {
+	t.Helper()
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p
+		}
+	}
+	Missing(t, "none of %q is installed (./build.sh test installs it)", names)
+	return ""
+}
+
+// Missing skips the test, or fails it when tools are required, with the
+// message formatted from format and args.
+func Missing(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("required tool missing: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
