@@ -26,7 +26,7 @@ install_test_deps() {
 	[ "$(id -u)" -ne 0 ] && sudo=(sudo)
 	echo "build.sh: installing ${missing[*]}" >&2
 	"${sudo[@]}" apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends \
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q \
 		-o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 }
 
