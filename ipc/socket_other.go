@@ -1,0 +1,15 @@
+//go:build !linux && !darwin
+
+package ipc
+
+import (
+	"fmt"
+	"net"
+	"runtime"
+)
+
+// peerOf is not implemented here: without peer credentials the listener
+// cannot tell who connects, so it serves nobody.
+func peerOf(c *net.UnixConn) (peer, error) {
+	return peer{}, fmt.Errorf("ipc: peer credentials are not implemented on %s", runtime.GOOS)
+}
