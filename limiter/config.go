@@ -1,0 +1,97 @@
+package limiter
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultLeaseTTL         = 10 * time.Minute
+	DefaultMaxAging         = 30 * time.Second
+	DefaultQueueLimit       = 10000
+	DefaultLearnConcurrency = 4
+)
+
+func (c Config) withDefaults() Config {
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.MaxAging <= 0 {
+		c.MaxAging = DefaultMaxAging
+	}
+	if c.QueueLimit <= 0 {
+		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.LearnConcurrency <= 0 {
+		c.LearnConcurrency = DefaultLearnConcurrency
+	}
+	return c
+}
+
+func knownUnit(u Unit) bool { return slices.Contains(Units, u) }
+
+func validatePolicies(ps []Policy) error {
+	for i, p := range ps {
+		switch {
+		case !knownUnit(p.Unit):
+			return fmt.Errorf("limit %d: unit %q is not one of requests, tokens, input_tokens, output_tokens", i+1, p.Unit)
+		case p.Quota <= 0:
+			return fmt.Errorf("limit %d: quota %d must be positive", i+1, p.Quota)
+		case p.Window <= 0:
+			return fmt.Errorf("limit %d: window %v must be positive", i+1, p.Window)
+		}
+	}
+	return nil
+}
+
+func validateConfig(c Config) error {
+	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 {
+		return fmt.Errorf("lease TTL, max aging, queue limit and learn concurrency must not be negative")
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Services {
+		if err := ValidName(s.Name); err != nil {
+			return fmt.Errorf("service name: %w", err)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("service %q is configured twice", s.Name)
+		}
+		seen[s.Name] = true
+		if err := validatePolicies(s.Limits); err != nil {
+			return fmt.Errorf("service %q: %w", s.Name, err)
+		}
+		if s.MaxConcurrent < 0 {
+			return fmt.Errorf("service %q: max_concurrent %d must not be negative", s.Name, s.MaxConcurrent)
+		}
+		if s.Headroom < 0 || s.Headroom >= 1 {
+			return fmt.Errorf("service %q: headroom %v must be at least 0 and below 1", s.Name, s.Headroom)
+		}
+		switch s.Dialect {
+		case "", "openai", "anthropic", "github", "ietf":
+		default:
+			return fmt.Errorf("service %q: dialect %q is not one of openai, anthropic, github, ietf (or empty for all)", s.Name, s.Dialect)
+		}
+	}
+	seen = map[string]bool{}
+	for _, a := range c.Agents {
+		if err := ValidName(a.Name); err != nil {
+			return fmt.Errorf("agent name: %w", err)
+		}
+		if seen[a.Name] {
+			return fmt.Errorf("agent %q is configured twice", a.Name)
+		}
+		seen[a.Name] = true
+		if a.Priority < PriorityUnset || a.Priority > High {
+			return fmt.Errorf("agent %q: priority %d is not low, normal or high", a.Name, a.Priority)
+		}
+		if a.Weight < 0 {
+			return fmt.Errorf("agent %q: weight %v must not be negative", a.Name, a.Weight)
+		}
+		if err := validatePolicies(a.Limits); err != nil {
+			return fmt.Errorf("agent %q: %w", a.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,227 @@
+package limiter
+
+import (
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Default cooldown after a 429 that carries no retry time: full jitter over
+// an exponentially growing cap, from 1 s doubling to 60 s.
+const (
+	backoffBase = time.Second
+	backoffMax  = 60 * time.Second
+)
+
+// observe applies what one provider response says to s: the header
+// observation, and a cooldown when the status says the provider refused.
+func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Time) ReportResult {
+	var obs Observation
+	if len(r.Header) > 0 {
+		obs = ParseHeaders(s.cfg.Dialect, r.Header, now)
+	}
+	l.settle(s, now)
+	since, self := l.seq, uint64(0)
+	if ls != nil {
+		since, self = ls.g.seq, ls.g.seq
+	}
+	l.applyObservation(s, obs, since, self, bucketResets(s.cfg.Dialect, r.Header), now)
+
+	if r.Status >= 200 && r.Status < 300 {
+		s.backoff = 0
+	}
+	spent := false
+	for _, ol := range obs.Limits {
+		spent = spent || (ol.HasRemaining && ol.Remaining <= 0)
+	}
+	refused := r.Status == 429 ||
+		(r.Status == 503 && obs.HasRetryAfter) ||
+		(r.Status == 403 && (obs.HasRetryAfter || spent))
+	if r.Status == 429 {
+		s.provider429++
+	}
+	var res ReportResult
+	if refused {
+		var d time.Duration
+		switch {
+		case obs.HasRetryAfter:
+			d = obs.RetryAfter
+		case spent:
+			for _, ol := range obs.Limits {
+				if ol.HasRemaining && ol.Remaining <= 0 && ol.Reset.After(now) {
+					d = max(d, ol.Reset.Sub(now))
+				}
+			}
+		}
+		if d <= 0 {
+			// A call sent before the current cooldown began says nothing
+			// new: it must not double the backoff again.
+			cooling := now.Before(s.cooldownUntil)
+			if !cooling || ls == nil || !ls.grantedAt.Before(s.cooldownStart) {
+				s.backoff++
+			}
+			capd := backoffMax
+			if s.backoff < 7 {
+				capd = min(backoffMax, backoffBase<<(max(s.backoff, 1)-1))
+			}
+			d = time.Duration(l.rng.Int64N(int64(capd)) + 1)
+		}
+		until := now.Add(d)
+		if !now.Before(s.cooldownUntil) {
+			s.cooldownStart = now
+		}
+		if until.After(s.cooldownUntil) {
+			s.cooldownUntil = until
+		}
+		res.RetryAfter = l.jitter(s.cooldownUntil.Sub(now))
+	}
+	if now.Before(s.cooldownUntil) {
+		res.CooldownUntil = s.cooldownUntil
+	}
+	return res
+}
+
+// bucketResets reports whether the dialect's reset time means "full again
+// at" of a refilling bucket (OpenAI, Anthropic) rather than the end of a
+// fixed window (GitHub, IETF).
+func bucketResets(dialect string, h map[string]string) bool {
+	switch dialect {
+	case "openai", "anthropic":
+		return true
+	case "":
+		for k := range h {
+			k = strings.ToLower(k)
+			if strings.HasPrefix(k, "anthropic-ratelimit-") ||
+				(strings.HasPrefix(k, "x-ratelimit-") && (strings.HasSuffix(k, "-requests") || strings.HasSuffix(k, "-tokens"))) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// applyObservation makes the headers ground truth: each limit with a
+// remaining count becomes a budget until its reset, charged with every grant
+// the provider cannot have counted when it answered (granted after the
+// reporting call `since`, or still in flight then, except the call itself);
+// each limit with a quota, for a unit the config does not limit, becomes a
+// learned policy.
+func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint64, bucket bool, now time.Time) {
+	for _, ol := range obs.Limits {
+		if !knownUnit(ol.Unit) || (ol.Limit <= 0 && !ol.HasRemaining) {
+			continue
+		}
+		s.learnedAny = true
+		var match *ledger
+		for _, d := range s.policies {
+			if d.policy.Unit == ol.Unit && (match == nil || d.policy.Quota == ol.Limit || d.policy.Window == ol.Window) {
+				match = d
+			}
+		}
+		if match == nil && ol.Limit > 0 {
+			match = l.learn(s, ol, bucket, now)
+		}
+		if !ol.HasRemaining {
+			continue
+		}
+		limit, window := ol.Limit, ol.Window
+		if match != nil {
+			if limit == 0 {
+				limit = match.policy.Quota
+			}
+			if window == 0 {
+				window = match.policy.Window
+			}
+		}
+		until := ol.Reset
+		if until.IsZero() {
+			until = now.Add(cmp0(window, time.Minute))
+		}
+		if !until.After(now) {
+			continue // already reset: the observation is stale
+		}
+		b := &budget{
+			unit: ol.Unit, limit: limit, window: window,
+			remaining: ol.Remaining - int64(math.Floor(s.cfg.Headroom*float64(limit))),
+			since:     since, until: until, source: "headers",
+		}
+		for _, g := range s.recent {
+			if g.seq != self && (g.seq > since || g.open) {
+				b.spent += g.cost[b.unit]
+			}
+		}
+		s.budgets = slices.DeleteFunc(s.budgets, func(o *budget) bool {
+			return o.unit == b.unit && (o.limit == b.limit || o.limit == 0 || b.limit == 0)
+		})
+		s.budgets = append(s.budgets, b)
+	}
+}
+
+func cmp0(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// learn records or updates the learned policy that ol describes and returns
+// its ledger, or nil when the window cannot be told.
+func (l *Limiter) learn(s *service, ol ObservedLimit, bucket bool, now time.Time) *ledger {
+	w := inferWindow(ol, bucket, now)
+	for _, d := range s.learned {
+		if d.policy.Unit == ol.Unit && (ol.Window == 0 || d.policy.Window == ol.Window) {
+			d.setQuota(ol.Limit, s.cfg.Headroom)
+			// Estimates only ever lengthen the window: a too-short one
+			// would let through more than the provider allows.
+			if w > d.policy.Window {
+				d.policy.Window = w
+			}
+			return d
+		}
+	}
+	if w == 0 {
+		return nil
+	}
+	d := newLedger(Policy{Quota: ol.Limit, Unit: ol.Unit, Window: w}, s.cfg.Headroom, "headers")
+	src := s.recent
+	for _, o := range s.ledgers() {
+		if o.policy.Window >= w {
+			src = o.log
+			break
+		}
+	}
+	d.seed(now, src)
+	s.learned = append(s.learned, d)
+	return d
+}
+
+// standardWindows are the windows providers use; an estimate is rounded up
+// to one of them (with a quarter of slack for rounding in the headers).
+var standardWindows = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
+
+// inferWindow returns the window of an observed limit: given, or estimated
+// from its reset. A bucket's reset is when it is full again, so the whole
+// window is reset × limit / used; a fixed window's reset is its end.
+func inferWindow(ol ObservedLimit, bucket bool, now time.Time) time.Duration {
+	if ol.Window > 0 {
+		return ol.Window
+	}
+	if !ol.Reset.After(now) {
+		return 0
+	}
+	d := ol.Reset.Sub(now)
+	if bucket {
+		if !ol.HasRemaining || ol.Remaining >= ol.Limit {
+			return 0
+		}
+		used := ol.Limit - max(ol.Remaining, 0)
+		d = time.Duration(float64(d) * float64(ol.Limit) / float64(used))
+	}
+	for _, std := range standardWindows {
+		if d <= std+std/4 {
+			return std
+		}
+	}
+	return d
+}

@@ -1,0 +1,674 @@
+package limiter
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// A service owns its queue, its ledgers (configured and learned), the
+// budgets its headers reported, and its cooldown.
+type service struct {
+	name       string
+	cfg        ServiceConfig
+	policies   []*ledger // from config
+	learned    []*ledger // from headers
+	budgets    []*budget
+	recent     []*grant // grants since the oldest one still in flight
+	learnedAny bool
+
+	classes [3]class // Low, Normal, High
+	queued  int
+
+	inFlight      int
+	paused        bool
+	removed       bool
+	cooldownStart time.Time
+	cooldownUntil time.Time
+	backoff       int // 429s in a row without a retry time
+
+	wakeAt    time.Time
+	wakeTimer Timer
+	wakeGen   uint64
+
+	granted, refused, provider429 int64
+}
+
+func newService(sc ServiceConfig) *service {
+	s := &service{name: sc.Name, cfg: sc}
+	for _, p := range sc.Limits {
+		s.policies = append(s.policies, newLedger(p, sc.Headroom, "config"))
+	}
+	return s
+}
+
+func (s *service) reconfigure(now time.Time, sc ServiceConfig) {
+	old := append(slices.Clone(s.policies), s.learned...)
+	s.cfg = sc
+	s.policies = rebuildLedgers(now, old, sc.Limits, sc.Headroom)
+	// A learned policy of a unit now configured gives way to the config.
+	s.learned = slices.DeleteFunc(s.learned, func(d *ledger) bool {
+		return slices.ContainsFunc(s.policies, func(p *ledger) bool { return p.policy.Unit == d.policy.Unit })
+	})
+	for _, d := range s.learned {
+		d.setQuota(d.policy.Quota, sc.Headroom)
+	}
+}
+
+// ledgers returns the configured and the learned ledgers.
+func (s *service) ledgers() []*ledger {
+	if len(s.learned) == 0 {
+		return s.policies
+	}
+	return append(slices.Clone(s.policies), s.learned...)
+}
+
+// record charges a grant to every ledger and budget of the service.
+func (s *service) record(now time.Time, g *grant) {
+	for _, d := range s.policies {
+		d.add(now, g)
+	}
+	for _, d := range s.learned {
+		d.add(now, g)
+	}
+	for _, b := range s.budgets {
+		b.spent += g.cost[b.unit]
+	}
+	s.recent = append(s.recent, g)
+}
+
+func (s *service) stopWake() {
+	if s.wakeTimer != nil {
+		s.wakeTimer.Stop()
+		s.wakeTimer = nil
+	}
+	s.wakeAt = time.Time{}
+	s.wakeGen++
+}
+
+type class struct {
+	flows  map[*agent]*flow
+	active []*flow // flows with waiters, in activation order
+	vtime  float64 // start tag of the last request served
+}
+
+// A flow is one agent's FIFO of waiters in one priority of one service.
+// Start-time fair queueing: the head's start tag is max(vtime, lastFinish)
+// and its finish tag start + share/weight; the smallest finish goes first.
+// Tags are computed only for heads, so a waiter that leaves changes nothing.
+type flow struct {
+	agent      *agent
+	q          []*waiter
+	lastFinish float64
+}
+
+type waiterState int8
+
+const (
+	waiting waiterState = iota
+	finished
+)
+
+type result struct {
+	lease Lease
+	err   error
+}
+
+type waiter struct {
+	seq      uint64
+	svc      *service
+	agent    *agent
+	cost     Cost
+	explicit Priority // as asked; PriorityUnset follows the agent
+	class    int      // index into service.classes
+	share    float64  // dominant fraction of the service's quotas
+	enqueued time.Time
+	maxWait  time.Duration
+	state    waiterState
+	timer    Timer
+	done     chan result
+}
+
+// submit validates req and either answers it at once (a grant, or an error)
+// or leaves a waiter queued whose done channel will carry the answer.
+func (l *Limiter) submit(req Request) (*waiter, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil, &Error{Code: CodeShuttingDown, Message: "quotabar is shutting down"}
+	}
+	now := l.clock.Now()
+	s, err := l.lookupService(req.Service)
+	if err != nil {
+		return nil, err
+	}
+	a, err := l.agentFor(req.Agent, now)
+	if err != nil {
+		return nil, err
+	}
+	cost, err := normalizeCost("cost", req.Cost)
+	if err != nil {
+		return nil, err
+	}
+	if req.Priority < PriorityUnset || req.Priority > High {
+		return nil, badRequest("priority %d is not low, normal or high", req.Priority)
+	}
+	if req.MaxWait < 0 {
+		return nil, badRequest("max wait %v must not be negative", req.MaxWait)
+	}
+	if err := exceeds(s, a, cost); err != nil {
+		return nil, err
+	}
+	prio := req.Priority
+	if prio == PriorityUnset {
+		prio = a.priority()
+	}
+	w := &waiter{
+		svc: s, agent: a, cost: cost, explicit: req.Priority, class: int(prio) - 1,
+		share: s.share(cost), enqueued: now, maxWait: req.MaxWait, done: make(chan result, 1),
+	}
+	switch {
+	case s.paused || a.paused:
+		return nil, l.refusal(w, ReasonPaused, 0)
+	case s.queued >= l.cfg.QueueLimit:
+		return nil, l.refusal(w, ReasonShed, l.estimate(s, w, now))
+	}
+	l.settle(s, now)
+	if until := s.blockedByProvider(now, cost); until.Sub(now) > req.MaxWait {
+		return nil, l.refusal(w, ReasonCooldown, until.Sub(now))
+	}
+	l.seq++ // waiters and grants share one sequence; only its order matters
+	w.seq = l.seq
+	l.enqueue(w)
+	l.dispatch(s)
+	if w.state == waiting {
+		if req.MaxWait == 0 {
+			reason := ReasonTimeout
+			if until := s.blockedByProvider(now, cost); !until.IsZero() {
+				reason = ReasonCooldown
+			}
+			est := l.estimate(s, w, now)
+			l.unqueue(w)
+			l.dispatch(s)
+			l.notify()
+			return nil, l.refusal(w, reason, est)
+		}
+		w.timer = l.clock.AfterFunc(req.MaxWait, func() { l.timeout(w) })
+	}
+	l.notify()
+	return w, nil
+}
+
+// exceeds refuses a cost that no ledger of the service or the agent could
+// ever admit.
+func exceeds(s *service, a *agent, c Cost) error {
+	check := func(owner string, d *ledger, headroom float64) error {
+		n := c[d.policy.Unit]
+		if n <= d.cap {
+			return nil
+		}
+		msg := fmt.Sprintf("cost %d %s is more than %s's whole limit %q", n, d.policy.Unit, owner, d.policy.String())
+		if d.cap < d.policy.Quota {
+			msg += fmt.Sprintf(" less its headroom of %g%% (%d)", headroom*100, d.cap)
+		}
+		return &Error{Code: CodeCostExceedsQuota, Message: msg + "; split the call or raise the limit"}
+	}
+	for _, d := range s.ledgers() {
+		if err := check(fmt.Sprintf("service %q", s.name), d, s.cfg.Headroom); err != nil {
+			return err
+		}
+	}
+	for _, d := range a.caps {
+		if err := check(fmt.Sprintf("agent %q", a.name), d, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// share is the request's dominant fraction of the service's quotas, the
+// size fair queueing charges it; one unit when the service has no limits.
+func (s *service) share(c Cost) float64 {
+	var sh float64
+	for _, d := range s.ledgers() {
+		if n := c[d.policy.Unit]; n > 0 && d.cap > 0 {
+			sh = max(sh, float64(n)/float64(d.cap))
+		}
+	}
+	if sh == 0 && len(s.policies)+len(s.learned) == 0 {
+		return 1
+	}
+	return sh
+}
+
+func (l *Limiter) enqueue(w *waiter) {
+	c := &w.svc.classes[w.class]
+	if c.flows == nil {
+		c.flows = map[*agent]*flow{}
+	}
+	f := c.flows[w.agent]
+	if f == nil {
+		f = &flow{agent: w.agent}
+		c.flows[w.agent] = f
+	}
+	if len(f.q) == 0 {
+		c.active = append(c.active, f)
+	}
+	// Sorted by seq: a waiter moved by a priority change keeps its place.
+	i, _ := slices.BinarySearchFunc(f.q, w.seq, func(x *waiter, seq uint64) int {
+		return cmpU64(x.seq, seq)
+	})
+	f.q = slices.Insert(f.q, i, w)
+	w.svc.queued++
+	w.agent.queued++
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// unqueue takes w out of its queue and marks it answered.
+func (l *Limiter) unqueue(w *waiter) {
+	l.dequeue(w)
+	w.state = finished
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+}
+
+func (l *Limiter) dequeue(w *waiter) {
+	c := &w.svc.classes[w.class]
+	f := c.flows[w.agent]
+	i := slices.Index(f.q, w)
+	f.q = slices.Delete(f.q, i, i+1)
+	if len(f.q) == 0 {
+		c.active = slices.DeleteFunc(c.active, func(x *flow) bool { return x == f })
+		if f.lastFinish <= c.vtime {
+			delete(c.flows, w.agent) // its tags no longer matter
+		}
+	}
+	w.svc.queued--
+	w.agent.queued--
+}
+
+// withdraw removes a waiter whose requester went away; nothing is counted.
+func (l *Limiter) withdraw(w *waiter) {
+	l.unqueue(w)
+	l.dispatch(w.svc)
+	l.notify()
+}
+
+func (l *Limiter) timeout(w *waiter) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if w.state != waiting {
+		return
+	}
+	now := l.clock.Now()
+	reason := ReasonTimeout
+	if !w.svc.blockedByProvider(now, w.cost).IsZero() {
+		reason = ReasonCooldown
+	}
+	est := l.estimate(w.svc, w, now)
+	l.unqueue(w)
+	w.done <- result{err: l.refusal(w, reason, est)}
+	l.dispatch(w.svc)
+	l.notify()
+}
+
+// refusal counts a refusal and builds its error, with a retry time jittered
+// per call so that refused agents come back spread out.
+func (l *Limiter) refusal(w *waiter, reason Reason, retry time.Duration) *RefusedError {
+	w.svc.refused++
+	w.agent.refused++
+	return &RefusedError{Reason: reason, RetryAfter: l.jitter(retry), Service: w.svc.name, Agent: w.agent.name}
+}
+
+// refuseWhere answers every waiter of s that match with the error mk makes.
+func (l *Limiter) refuseWhere(s *service, match func(*waiter) bool, mk func(*waiter) error) {
+	var out []*waiter
+	for ci := range s.classes {
+		for _, f := range s.classes[ci].active {
+			for _, w := range f.q {
+				if match(w) {
+					out = append(out, w)
+				}
+			}
+		}
+	}
+	for _, w := range out {
+		l.unqueue(w)
+		w.done <- result{err: mk(w)}
+	}
+}
+
+func (l *Limiter) refuseAll(s *service, mk func(*waiter) error) {
+	l.refuseWhere(s, func(*waiter) bool { return true }, mk)
+}
+
+// requeueAgent moves the agent's waiters that follow its priority into the
+// class of its new priority.
+func (l *Limiter) requeueAgent(a *agent) {
+	cl := int(a.priority()) - 1
+	for _, s := range l.services {
+		var move []*waiter
+		for ci := range s.classes {
+			if f := s.classes[ci].flows[a]; f != nil && ci != cl {
+				for _, w := range f.q {
+					if w.explicit == PriorityUnset {
+						move = append(move, w)
+					}
+				}
+			}
+		}
+		for _, w := range move {
+			l.dequeue(w)
+			w.class = cl
+			l.enqueue(w)
+		}
+	}
+}
+
+// estimate guesses how long until a request like w could be granted: until
+// the service is free again, plus the requests queued at its priority or
+// above, spaced at the tightest request policy's average rate.
+func (l *Limiter) estimate(s *service, w *waiter, now time.Time) time.Duration {
+	var d time.Duration
+	if s.wakeAt.After(now) {
+		d = s.wakeAt.Sub(now)
+	}
+	if until := s.blockedByProvider(now, w.cost); until.After(now) {
+		d = max(d, until.Sub(now))
+	}
+	ahead := 0
+	for ci := w.class; ci < len(s.classes); ci++ {
+		for _, f := range s.classes[ci].active {
+			ahead += len(f.q)
+		}
+	}
+	var gap time.Duration
+	for _, dl := range s.ledgers() {
+		if dl.policy.Unit == Requests && dl.cap > 0 {
+			gap = max(gap, dl.policy.Window/time.Duration(dl.cap))
+		}
+	}
+	return d + time.Duration(ahead)*gap
+}
+
+// blockedByProvider returns until when the provider has closed the service
+// to a request costing c: a cooldown, or a header budget that is spent.
+// Zero means not blocked by the provider.
+func (s *service) blockedByProvider(now time.Time, c Cost) time.Time {
+	var until time.Time
+	if now.Before(s.cooldownUntil) {
+		until = s.cooldownUntil
+	}
+	for _, b := range s.budgets {
+		if ok, at := b.check(now, c[b.unit]); !ok && at.After(until) {
+			until = at
+		}
+	}
+	return until
+}
+
+func (l *Limiter) concurrencyCap(s *service) int {
+	if s.cfg.MaxConcurrent > 0 {
+		return s.cfg.MaxConcurrent
+	}
+	if len(s.cfg.Limits) == 0 && !s.learnedAny {
+		return l.cfg.LearnConcurrency
+	}
+	return 0
+}
+
+// settle ends a cooldown that is over and drops budgets past their reset;
+// either starts pacing, so the backlog is not released at once.
+func (l *Limiter) settle(s *service, now time.Time) {
+	if !s.cooldownUntil.IsZero() && !now.Before(s.cooldownUntil) {
+		for _, d := range s.ledgers() {
+			d.startPacing(s.cooldownUntil)
+		}
+		s.cooldownUntil = time.Time{}
+	}
+	s.budgets = slices.DeleteFunc(s.budgets, func(b *budget) bool {
+		if now.Before(b.until) {
+			return false
+		}
+		if b.spent >= b.remaining {
+			for _, d := range s.ledgers() {
+				if d.policy.Unit == b.unit {
+					d.startPacing(b.until)
+				}
+			}
+		}
+		return true
+	})
+	i := 0
+	for i < len(s.recent) && !s.recent[i].open {
+		s.recent[i] = nil
+		i++
+	}
+	s.recent = s.recent[i:]
+	if len(s.recent) == 0 {
+		s.recent = nil
+	}
+}
+
+func (l *Limiter) dispatchAll() {
+	names := make([]string, 0, len(l.services))
+	for n := range l.services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		l.dispatch(l.services[n])
+	}
+}
+
+// dispatch grants queued requests of s while the head can be paid, then
+// arms a timer for when the head might be payable.
+func (l *Limiter) dispatch(s *service) {
+	if l.closed || s.removed {
+		return
+	}
+	now := l.clock.Now()
+	l.settle(s, now)
+	var wake time.Time
+	for s.queued > 0 {
+		w, agentWake := l.pick(s, now)
+		if w == nil {
+			wake = agentWake
+			break
+		}
+		ok, until, never := l.serviceAllows(s, w, now)
+		if never != nil {
+			l.unqueue(w)
+			w.done <- result{err: exceeds(s, w.agent, w.cost)}
+			continue
+		}
+		if !ok {
+			wake = until
+			break
+		}
+		l.grant(s, w, now)
+	}
+	if s.queued == 0 && now.Before(s.cooldownUntil) {
+		wake = s.cooldownUntil // to tell subscribers the cooldown is over
+	}
+	l.setWake(s, now, wake)
+}
+
+func (l *Limiter) setWake(s *service, now, at time.Time) {
+	if at.IsZero() {
+		s.stopWake()
+		return
+	}
+	if s.wakeTimer != nil && s.wakeAt.Equal(at) {
+		return
+	}
+	s.stopWake()
+	gen := s.wakeGen
+	s.wakeAt = at
+	s.wakeTimer = l.clock.AfterFunc(at.Sub(now), func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if s.wakeGen != gen {
+			return
+		}
+		s.wakeTimer = nil
+		s.wakeAt = time.Time{}
+		l.dispatch(s)
+		l.notify()
+	})
+}
+
+type pickKey struct {
+	rank int // 0 aged, 1 high, 2 normal, 3 low
+	tag  float64
+	seq  uint64
+}
+
+func (k pickKey) less(o pickKey) bool {
+	if k.rank != o.rank {
+		return k.rank < o.rank
+	}
+	if k.tag != o.tag {
+		return k.tag < o.tag
+	}
+	return k.seq < o.seq
+}
+
+// pick returns the head that goes next among the flows whose agent's own
+// caps allow it: aged requests first (oldest first), then by priority, then
+// by fair-queueing finish tag. An agent held back by its own cap does not
+// hold back anyone else; agentWake is when the first such agent frees.
+func (l *Limiter) pick(s *service, now time.Time) (best *waiter, agentWake time.Time) {
+	var bestKey pickKey
+	var never []*waiter
+	for ci := len(s.classes) - 1; ci >= 0; ci-- {
+		c := &s.classes[ci]
+		for _, f := range c.active {
+			w := f.q[0]
+			if ok, at := agentAllows(w, now); !ok {
+				if at.IsZero() {
+					never = append(never, w)
+				} else if agentWake.IsZero() || at.Before(agentWake) {
+					agentWake = at
+				}
+				continue
+			}
+			var k pickKey
+			if ci < len(s.classes)-1 && now.Sub(w.enqueued) >= l.cfg.MaxAging {
+				k = pickKey{rank: 0, tag: float64(w.seq), seq: w.seq}
+			} else {
+				start := math.Max(c.vtime, f.lastFinish)
+				k = pickKey{rank: len(s.classes) - ci, tag: start + w.share/w.agent.weight(), seq: w.seq}
+			}
+			if best == nil || k.less(bestKey) {
+				best, bestKey = w, k
+			}
+		}
+	}
+	for _, w := range never {
+		l.unqueue(w)
+		w.done <- result{err: exceeds(s, w.agent, w.cost)}
+	}
+	return best, agentWake
+}
+
+// agentAllows checks the agent's own caps; a zero time with false means the
+// cost is over a cap's capacity and can never be granted.
+func agentAllows(w *waiter, now time.Time) (bool, time.Time) {
+	var until time.Time
+	for _, d := range w.agent.caps {
+		ok, at := d.check(now, w.cost[d.policy.Unit])
+		if !ok {
+			if at.IsZero() {
+				return false, time.Time{}
+			}
+			if at.After(until) {
+				until = at
+			}
+		}
+	}
+	return until.IsZero(), until
+}
+
+// serviceAllows checks everything of the service for w: cooldown,
+// concurrency, ledgers, budgets. never names a ledger w's cost exceeds.
+func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, until time.Time, never *ledger) {
+	if now.Before(s.cooldownUntil) {
+		return false, s.cooldownUntil, nil
+	}
+	if c := l.concurrencyCap(s); c > 0 && s.inFlight >= c {
+		return false, time.Time{}, nil // a lease ending dispatches again
+	}
+	ok = true
+	for _, d := range s.ledgers() {
+		if okd, at := d.check(now, w.cost[d.policy.Unit]); !okd {
+			if at.IsZero() {
+				return false, time.Time{}, d
+			}
+			ok = false
+			if at.After(until) {
+				until = at
+			}
+		}
+	}
+	for _, b := range s.budgets {
+		if okb, at := b.check(now, w.cost[b.unit]); !okb {
+			ok = false
+			if at.After(until) {
+				until = at
+			}
+		}
+	}
+	return ok, until, nil
+}
+
+func (l *Limiter) grant(s *service, w *waiter, now time.Time) {
+	c := &s.classes[w.class]
+	f := c.flows[w.agent]
+	start := math.Max(c.vtime, f.lastFinish)
+	f.lastFinish = start + w.share/w.agent.weight()
+	c.vtime = start
+	l.unqueue(w)
+
+	l.seq++
+	g := &grant{seq: l.seq, at: now, cost: w.cost, open: true, agent: w.agent}
+	s.record(now, g)
+	for _, d := range w.agent.caps {
+		d.add(now, g)
+	}
+	s.inFlight++
+	s.granted++
+	w.agent.inFlight++
+	w.agent.granted++
+
+	id := l.newLeaseID()
+	for l.leases[id] != nil {
+		id = l.newLeaseID()
+	}
+	ls := &lease{id: id, svc: s, g: g, grantedAt: now, expiresAt: now.Add(l.cfg.LeaseTTL)}
+	ls.timer = l.clock.AfterFunc(l.cfg.LeaseTTL, func() { l.expire(ls) })
+	l.leases[id] = ls
+	w.done <- result{lease: Lease{
+		ID: id, Agent: w.agent.name, Service: s.name, Cost: cloneCost(w.cost),
+		GrantedAt: now, ExpiresAt: ls.expiresAt, Waited: now.Sub(w.enqueued),
+	}}
+}
+
+func cloneCost(c Cost) Cost {
+	out := make(Cost, len(c))
+	for u, n := range c {
+		out[u] = n
+	}
+	return out
+}
