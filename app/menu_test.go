@@ -132,7 +132,7 @@ func TestBuildMenu(t *testing.T) {
 		},
 	}, {
 		name: "learned limit without quota, no reset known",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{{Name: "gh", Limits: []ipc.LimitStatus{{Unit: "input_tokens", Remaining: 1234}}}}}, Now: t0, ShowTitle: true},
+		in:   menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{{Name: "gh", Limits: []ipc.LimitStatus{{Unit: "input_tokens", Remaining: 1234}}}}}, Now: t0, ShowTitle: true},
 		icon: icons.Flowing, title: "",
 		items: []check{
 			{key: "svc/gh", label: "gh"},
