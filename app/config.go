@@ -370,7 +370,7 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	for _, s := range cfg.Services {
 		if strings.HasSuffix(s.Name, ".web") {
 			if base, ok := cfg.Service(strings.TrimSuffix(s.Name, ".web")); ok && len(base.Fallback.WebLimits) > 0 {
-				p.errorf("services."+s.Name, "the name is taken by the web limits of service %q; rename one of them", base.Name)
+				p.errorf(keyPath("services", s.Name), "the name is taken by the web limits of service %q; rename one of them", base.Name)
 			}
 		}
 	}
