@@ -41,6 +41,7 @@ type cli struct {
 	Report  reportCmd  `cmd:"" help:"Tell the daemon what the provider answered to a call (ends the lease)."`
 	Pause   pauseCmd   `cmd:"" help:"Pause a service or an agent: its requests are refused with reason \"paused\" until resumed."`
 	Resume  resumeCmd  `cmd:"" help:"Resume a paused service or agent."`
+	Run     runCmd     `cmd:"" help:"Run a command with its SDKs pointed at quotabar's HTTP proxy (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, ...): quotabar run --agent NAME -- COMMAND ARGS..."`
 	Socket  socketCmd  `cmd:"" help:"Print the socket path clients use."`
 	Config  configCmd  `cmd:"" help:"Find, create or check the configuration file."`
 	Version versionCmd `cmd:"" help:"Print the version."`
@@ -348,7 +349,7 @@ type Target struct {
 		Name string `arg:"" help:"Service name, as configured."`
 	} `cmd:"" help:"A service: every agent's requests to it."`
 	Agent struct {
-		Name string `arg:"" help:"Agent name (registered if new)."`
+		Name string `arg:"" help:"Agent name: configured, or one that has asked before."`
 	} `cmd:"" help:"An agent: its requests to every service."`
 }
 
