@@ -357,6 +357,19 @@ func fmtCount(n int64) string {
 	return b.String()
 }
 
+// findItem returns the item with key anywhere in items, or nil.
+func findItem(items []menuItem, key string) *menuItem {
+	for i := range items {
+		if items[i].Key == key {
+			return &items[i]
+		}
+		if it := findItem(items[i].Children, key); it != nil {
+			return it
+		}
+	}
+	return nil
+}
+
 // change is one step of turning the rendered menu into a new model.
 type change struct {
 	Op     changeOp

@@ -34,19 +34,6 @@ func agent(name, prio string, mut ...func(*ipc.AgentStatus)) ipc.AgentStatus {
 	return a
 }
 
-// find returns the item with key anywhere in items.
-func find(items []menuItem, key string) *menuItem {
-	for i := range items {
-		if items[i].Key == key {
-			return &items[i]
-		}
-		if it := find(items[i].Children, key); it != nil {
-			return it
-		}
-	}
-	return nil
-}
-
 func labels(items []menuItem) []string {
 	var out []string
 	for _, it := range items {
@@ -221,7 +208,7 @@ func TestBuildMenu(t *testing.T) {
 				t.Errorf("model shows a countdown but is not ticking")
 			}
 			for _, c := range tt.items {
-				it := find(m.Items, c.key)
+				it := findItem(m.Items, c.key)
 				if it == nil {
 					t.Errorf("no item %q; top level: %q", c.key, labels(m.Items))
 					continue
@@ -237,7 +224,7 @@ func TestBuildMenu(t *testing.T) {
 				}
 			}
 			for _, k := range tt.absent {
-				if it := find(m.Items, k); it != nil {
+				if it := findItem(m.Items, k); it != nil {
 					t.Errorf("item %q (%q) should not be shown", k, it.Label)
 				}
 			}

@@ -1,0 +1,421 @@
+package app
+
+// The menu-bar binding: runs the daemon with a fyne.io/systray menu on top.
+// fyne.io/systray keeps global state and its calls must not race each other,
+// so one goroutine (onReady, then loop) makes every call after Run starts;
+// the menu itself comes from menu.go and changes only where the model does.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"fyne.io/systray"
+
+	"github.com/quotabar/quotabar/app/icons"
+	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/limiter"
+)
+
+func init() { runTray = runTrayApp }
+
+// minRender is the shortest time between two menu updates: on Linux every
+// systray call bumps the D-Bus menu revision, on macOS it waits for the main
+// thread.
+const minRender = time.Second
+
+// runTrayApp is RunApp with the menu bar: the daemon runs inside, and
+// quitting from the menu shuts it down. Without a menu bar (no session bus
+// on Linux) it says so once and runs the daemon alone.
+func runTrayApp(ctx context.Context, opts Options) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := trayAvailable(log); err != nil {
+		log.Warn("no menu bar, running the daemon alone", "reason", err)
+		return RunDaemon(ctx, opts)
+	}
+	d, err := StartDaemon(ctx, opts)
+	if err != nil {
+		return err
+	}
+	t := &tray{
+		d:       d,
+		log:     d.Logger,
+		clicks:  make(chan string, 16),
+		items:   map[string]*trayNode{},
+		stopped: make(chan struct{}),
+	}
+	t.autostart = autostartEnabled()
+	first := t.model(time.Now())
+	t.shown = menuModel{Title: first.Title, Tooltip: first.Tooltip, Icon: first.Icon}
+	if runtime.GOOS != "darwin" {
+		// Before Run the D-Bus item does not exist yet: these are stored and
+		// exported with it. (On macOS they need the status item, onReady.)
+		setChrome(t.shown)
+	}
+	systray.Run(func() { t.ready(ctx, first) }, nil)
+	<-t.stopped
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return d.Shutdown(sctx)
+}
+
+// tray owns the systray menu. Only its goroutine calls systray.
+type tray struct {
+	d         *Daemon
+	log       *slog.Logger
+	shown     menuModel // what systray shows now
+	items     map[string]*trayNode
+	clicks    chan string // keys of clicked items
+	autostart bool
+	stopped   chan struct{} // closed when loop has made its last systray call
+}
+
+// trayNode is a rendered item; separators have no handle.
+type trayNode struct {
+	h    *systray.MenuItem
+	kids []string
+}
+
+// ready is systray's onReady: it builds the first menu and returns, because
+// systray answers no D-Bus GetLayout until it has; loop takes over.
+func (t *tray) ready(ctx context.Context, first menuModel) {
+	if runtime.GOOS == "darwin" {
+		setChrome(first)
+	}
+	t.apply(diffMenu(t.shown, first), first)
+	go t.loop(ctx)
+}
+
+// loop renders on status changes (at most once a second, and every second
+// while a countdown shows), runs clicks, and quits systray when the menu's
+// Quit is clicked, ctx ends or the daemon stops on its own.
+func (t *tray) loop(ctx context.Context) {
+	defer close(t.stopped)
+	defer systray.Quit()
+	changed, stopChanged := t.d.Server.Changed()
+	defer stopChanged()
+	cfgChanged, stopCfg := t.d.ConfigChanged()
+	defer stopCfg()
+
+	last := time.Now()
+	var next *time.Timer // the pending render, nil when none is due
+	schedule := func(in time.Duration) {
+		if next == nil {
+			next = time.NewTimer(in)
+		}
+	}
+	due := func() <-chan time.Time {
+		if next == nil {
+			return nil
+		}
+		return next.C
+	}
+	render := func(force bool) {
+		if next != nil {
+			next.Stop()
+			next = nil
+		}
+		now := time.Now()
+		m := t.model(now)
+		changes := diffMenu(t.shown, m)
+		if force {
+			// systray exports the item's properties on D-Bus while onReady
+			// runs; a title or icon set in that instant is lost, so set
+			// them again once the item is surely up.
+			changes = append(changes, change{Op: changeTitle, Item: menuItem{Label: m.Title}},
+				change{Op: changeTooltip, Item: menuItem{Label: m.Tooltip}}, change{Op: changeIcon})
+		}
+		t.apply(changes, m)
+		last = now
+		if m.Ticking {
+			schedule(minRender)
+		}
+	}
+	settle := time.After(2 * time.Second)
+	if t.shown.Ticking {
+		schedule(minRender)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			t.log.Info("quitting: " + context.Cause(ctx).Error())
+			return
+		case <-t.d.Done():
+			t.log.Info("quitting: the daemon stopped")
+			return
+		case <-changed:
+			schedule(max(0, minRender-time.Since(last)))
+		case <-cfgChanged:
+			schedule(max(0, minRender-time.Since(last)))
+		case <-due():
+			next = nil
+			render(false)
+		case <-settle:
+			render(true)
+		case key := <-t.clicks:
+			if quit := t.click(ctx, key); quit {
+				t.log.Info("quitting from the menu")
+				return
+			}
+			render(false) // show the result of a click at once
+		}
+	}
+}
+
+// model builds the menu from the daemon's state now.
+func (t *tray) model(now time.Time) menuModel {
+	return buildMenu(menuInput{
+		Status:    t.d.Server.Status(),
+		Now:       now,
+		ShowTitle: t.d.Config().ShowTitle,
+		Autostart: t.autostart,
+		CanOpen:   newFallback != nil,
+	})
+}
+
+// setChrome sets the menu bar's icon, title and tooltip.
+func setChrome(m menuModel) {
+	systray.SetTemplateIcon(icons.PNG(m.Icon, 32, true), icons.PNG(m.Icon, 32, false))
+	systray.SetTitle(m.Title)
+	systray.SetTooltip(m.Tooltip)
+}
+
+// apply makes the systray calls for changes, which lead to m.
+func (t *tray) apply(changes []change, m menuModel) {
+	defer func() { t.shown = m }()
+	for _, c := range changes {
+		switch c.Op {
+		case changeTitle:
+			systray.SetTitle(c.Item.Label)
+		case changeTooltip:
+			systray.SetTooltip(c.Item.Label)
+		case changeIcon:
+			systray.SetTemplateIcon(icons.PNG(m.Icon, 32, true), icons.PNG(m.Icon, 32, false))
+		case changeReset:
+			systray.ResetMenu()
+			t.items = map[string]*trayNode{}
+		case changeRemove:
+			t.remove(c.Key)
+		case changeAdd:
+			t.add(c)
+		case changeUpdate:
+			n := t.items[c.Key]
+			if n == nil || n.h == nil {
+				t.log.Error("menu: update of an item that is not shown", "key", c.Key)
+				continue
+			}
+			update(n.h, c.Item)
+		}
+	}
+}
+
+func (t *tray) add(c change) {
+	var parent *systray.MenuItem
+	if c.Parent != "" {
+		p := t.items[c.Parent]
+		if p == nil || p.h == nil {
+			t.log.Error("menu: add to a submenu that is not shown", "key", c.Key, "parent", c.Parent)
+			return
+		}
+		parent = p.h
+		p.kids = append(p.kids, c.Key)
+	}
+	it := c.Item
+	n := &trayNode{}
+	switch {
+	case it.Kind == kindSeparator && parent == nil:
+		systray.AddSeparator()
+	case it.Kind == kindSeparator:
+		parent.AddSeparator()
+	case it.Kind == kindCheck && parent == nil:
+		n.h = systray.AddMenuItemCheckbox(it.Label, "", it.Checked)
+	case it.Kind == kindCheck:
+		n.h = parent.AddSubMenuItemCheckbox(it.Label, "", it.Checked)
+	case parent == nil:
+		n.h = systray.AddMenuItem(it.Label, "")
+	default:
+		n.h = parent.AddSubMenuItem(it.Label, "")
+	}
+	t.items[c.Key] = n
+	if n.h == nil {
+		return
+	}
+	if it.Disabled {
+		n.h.Disable()
+	}
+	if it.Hidden {
+		n.h.Hide()
+	}
+	if it.Kind == kindAction || it.Kind == kindCheck {
+		go forwardClicks(n.h.ClickedCh, c.Key, t.clicks, t.stopped)
+	}
+}
+
+// forwardClicks turns an item's clicks into its key on clicks, until
+// systray closes the item's channel (the item was removed) or the tray stops.
+func forwardClicks(from <-chan struct{}, key string, to chan<- string, stopped <-chan struct{}) {
+	for range from {
+		select {
+		case to <- key:
+		case <-stopped:
+			return
+		}
+	}
+}
+
+func (t *tray) remove(key string) {
+	n := t.items[key]
+	if n == nil {
+		return
+	}
+	if n.h != nil {
+		n.h.Remove() // removes its submenu too
+	}
+	var forget func(string)
+	forget = func(k string) {
+		if n := t.items[k]; n != nil {
+			delete(t.items, k)
+			for _, kid := range n.kids {
+				forget(kid)
+			}
+		}
+	}
+	forget(key)
+	for _, p := range t.items {
+		for i, kid := range p.kids {
+			if kid == key {
+				p.kids = append(p.kids[:i], p.kids[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+func update(h *systray.MenuItem, it menuItem) {
+	// systray keeps no state we could compare cheaply, and every call bumps
+	// the menu revision: the diff only sends items that changed, so set all.
+	h.SetTitle(it.Label)
+	if it.Kind == kindCheck {
+		if it.Checked {
+			h.Check()
+		} else {
+			h.Uncheck()
+		}
+	}
+	if it.Disabled {
+		h.Disable()
+	} else {
+		h.Enable()
+	}
+	if it.Hidden {
+		h.Hide()
+	} else {
+		h.Show()
+	}
+}
+
+// click runs the action of the item clicked; quit reports the Quit item.
+func (t *tray) click(ctx context.Context, key string) (quit bool) {
+	it := findItem(t.shown.Items, key)
+	if it == nil {
+		return false // gone since the click was sent
+	}
+	a := it.Action
+	var err error
+	switch a.Kind {
+	case actQuit:
+		return true
+	case actPauseService:
+		_, err = t.d.Limiter.SetServicePaused(a.Name, a.On)
+	case actPauseAgent:
+		_, err = t.d.Limiter.UpdateAgent(a.Name, limiter.AgentUpdate{Paused: &a.On})
+	case actAgentPriority:
+		var p limiter.Priority
+		if p, err = limiter.ParsePriority(a.Priority); err == nil {
+			_, err = t.d.Limiter.UpdateAgent(a.Name, limiter.AgentUpdate{Priority: &p})
+		}
+	case actFallback:
+		if err = t.d.SetFallbackEnabled(a.Name, a.On); err == nil {
+			t.d.Server.Notify()
+		}
+	case actOpenBrowser:
+		// Through the socket, as an agent would: starting a browser takes
+		// seconds, and the menu must not wait for it.
+		go func() {
+			c := &ipc.Client{SocketPath: t.d.SocketPath()}
+			if _, err := c.OpenFallback(ctx, a.Name, ""); err != nil {
+				t.log.Warn("menu: opening the web fallback failed", "service", a.Name, "err", err)
+			}
+		}()
+	case actOpenConfig:
+		err = startDetached(openCommand(), t.d.ConfigPath())
+	case actCopySocket:
+		err = copyText(t.d.SocketPath())
+	case actAutostart:
+		var exe string
+		if exe, err = os.Executable(); err == nil {
+			err = setAutostart(a.On, exe)
+		}
+		t.autostart = autostartEnabled()
+	}
+	if err != nil {
+		t.log.Warn("menu: "+it.Label+" failed", "err", err)
+	}
+	return false
+}
+
+// openCommand opens a file with the desktop's default application.
+func openCommand() string {
+	if runtime.GOOS == "darwin" {
+		return "open"
+	}
+	return "xdg-open"
+}
+
+// startDetached runs a desktop helper without waiting for it (a reaper
+// goroutine waits, so it leaves no zombie).
+func startDetached(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("running %s: %w", name, err)
+	}
+	go cmd.Wait()
+	return nil
+}
+
+// copyText puts s on the clipboard with the platform's clipboard tool.
+func copyText(s string) error {
+	tools := [][]string{{"pbcopy"}}
+	if runtime.GOOS != "darwin" {
+		tools = [][]string{{"wl-copy"}, {"xclip", "-selection", "clipboard"}, {"xsel", "--clipboard", "--input"}}
+	}
+	var names []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool[0]); err != nil {
+			names = append(names, tool[0])
+			continue
+		}
+		// No output pipes: xclip and wl-copy fork a child that keeps
+		// serving the selection, and would hold them open.
+		cmd := exec.Command(tool[0], tool[1:]...)
+		cmd.Stdin = strings.NewReader(s)
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("%s: %w", tool[0], err)
+		}
+		return nil
+	}
+	return errors.New("no clipboard tool found; install one of " + strings.Join(names, ", "))
+}
