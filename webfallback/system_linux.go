@@ -1,0 +1,6 @@
+package webfallback
+
+const (
+	systemOpener     = "xdg-open"
+	systemOpenerHint = "install xdg-utils"
+)
