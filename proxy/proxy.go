@@ -228,8 +228,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"quotabar proxy: missing or wrong token; use the URL from `quotabar run`, or GET /v1/proxy on the daemon socket", 0)
 		return
 	}
-	if err := validName(agent); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("quotabar proxy: agent %q in the URL: %v", agent, err), 0)
+	if err := limiter.ValidName(agent); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("quotabar proxy: the agent in the URL: %v", err), 0)
 		return
 	}
 	target, err := p.upstream(service, rest)
@@ -284,18 +284,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 
 		a := &attempt{target: target, lease: lease, deadline: deadline}
-		out := r.Clone(context.WithValue(ctx, attemptKey{}, a))
-		out.Body = io.NopCloser(bytes.NewReader(body))
-		out.ContentLength = int64(len(body))
-		p.rp.ServeHTTP(w, out)
-
-		if a.result == nil { // not yet reported (a 429 is reported as it arrives)
-			var usage limiter.Cost
-			if a.body != nil && a.body.eof {
-				usage, _ = a.watcher.Usage()
-			}
-			p.report(a, usage)
-		}
+		p.forward(w, r, a, body)
 		if a.retry {
 			log.Info("proxy: upstream 429, holding the request for another try",
 				"retry_after", a.result.RetryAfter, "tries", try)
@@ -305,6 +294,26 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"waited", time.Since(start).Round(time.Millisecond), "error", a.err)
 		return
 	}
+}
+
+// forward makes one attempt upstream and reports it, which ends its lease.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, a *attempt, body []byte) {
+	// ReverseProxy panics with http.ErrAbortHandler when the client goes
+	// away mid-stream; the report must still free the lease's slot.
+	defer func() {
+		if a.result != nil {
+			return // a 429, reported as it arrived
+		}
+		var usage limiter.Cost
+		if a.body != nil && a.body.eof {
+			usage, _ = a.watcher.Usage()
+		}
+		p.report(a, usage)
+	}()
+	out := r.Clone(context.WithValue(r.Context(), attemptKey{}, a))
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	p.rp.ServeHTTP(w, out)
 }
 
 // report ends an attempt's lease with what upstream answered.
@@ -379,19 +388,6 @@ func splitPath(p string) (token, agent, service, rest string, ok bool) {
 		rest = parts[3]
 	}
 	return parts[0], parts[1], parts[2], rest, true
-}
-
-// validName is API.md's rule for agent names: 1 to 64 of A-Z a-z 0-9 . _ -.
-func validName(s string) error {
-	if s == "" || len(s) > 64 {
-		return errors.New("must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return errors.New("must be 1 to 64 characters of A-Z a-z 0-9 . _ -")
-		}
-	}
-	return nil
 }
 
 func refusalMessage(service string, r *limiter.RefusedError) string {

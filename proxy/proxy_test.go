@@ -444,7 +444,7 @@ func TestBadRequests(t *testing.T) {
 		says       string
 	}{
 		{"bad agent", "/t/" + testToken + "/bad agent!/openai/v1/x", nil, 400, "agent"},
-		{"long agent", "/t/" + testToken + "/" + strings.Repeat("a", 65) + "/openai/v1/x", nil, 400, "64"},
+		{"long agent", "/t/" + testToken + "/" + strings.Repeat("a", 65) + "/openai/v1/x", nil, 400, "65 bytes"},
 		{"unknown service", "/t/" + testToken + "/a/opneai/v1/x", nil, 404, "configured: local, openai"},
 		{"service without upstream", "/t/" + testToken + "/a/local/v1/x", nil, 404, "base_url"},
 		{"bad priority", "/t/" + testToken + "/a/openai/v1/x", map[string]string{PriorityHeader: "urgent"}, 400, "high, normal or low"},
