@@ -215,7 +215,9 @@ func shortDuration(d time.Duration) string {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	s := d.Round(time.Second).String()
-	s = strings.TrimSuffix(s, "0s")
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
 	if strings.HasSuffix(s, "h0m") {
 		s = strings.TrimSuffix(s, "0m")
 	}
@@ -466,7 +468,7 @@ func main() {
 		kong.Description("quotabar coordinates API rate limits between the AI agents on this computer.\n\n"+
 			"Run without a command it starts the menu-bar app. Agents ask it over a Unix socket before each call (docs/API.md); "+
 			"the commands below run the daemon headless or talk to a running one."),
-		kong.UsageOnError(),
+		kong.ShortUsageOnError(),
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
 	)
 	err := k.Run(&c.globals)

@@ -1,0 +1,488 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quotabar/quotabar/app"
+	"github.com/quotabar/quotabar/ipc"
+)
+
+// binary is the quotabar command, built once for every test.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "quotabar-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "quotabar")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building quotabar: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// testConfig has services for the tests and no proxy: its port is shared by
+// every daemon on the machine.
+const testConfig = `
+[proxy]
+enabled = false
+
+[services.svc]
+limits = ["1000 requests/1m"]
+
+[services.cool]
+limits = ["1000 requests/1m"]
+
+[agents.ag]
+priority = "normal"
+`
+
+// env is one daemon's files: socket, config and state.
+type env struct {
+	socket, config, stateDir string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	sockDir, err := os.MkdirTemp("", "qb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	dir := t.TempDir()
+	e := &env{
+		socket:   filepath.Join(sockDir, "q.sock"),
+		config:   filepath.Join(dir, "config.toml"),
+		stateDir: filepath.Join(dir, "state"),
+	}
+	if err := os.WriteFile(e.config, []byte(testConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) environ() []string {
+	return append(os.Environ(),
+		"QUOTABAR_SOCKET="+e.socket,
+		"QUOTABAR_CONFIG="+e.config,
+		"QUOTABAR_STATE_DIR="+e.stateDir,
+	)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the quotabar command to completion.
+func (e *env) run(t *testing.T, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = e.environ()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("running quotabar %v: %v", args, err)
+	}
+	return r
+}
+
+// must runs the command and fails the test unless it exits 0.
+func (e *env) must(t *testing.T, args ...string) string {
+	t.Helper()
+	r := e.run(t, args...)
+	if r.code != 0 {
+		t.Fatalf("quotabar %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// daemon is a `quotabar serve` process.
+type daemon struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+	err  error // the process's exit, once done is closed
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve starts a daemon and waits until it answers on its socket.
+func (e *env) serve(t *testing.T) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(binary, "serve"), logs: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd.Env = e.environ()
+	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon %d log:\n%s", d.cmd.Process.Pid, d.logs)
+		}
+	})
+	c := &ipc.Client{SocketPath: e.socket}
+	defer c.CloseIdleConnections()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Health(context.Background())
+		if err == nil {
+			return d
+		}
+		select {
+		case <-d.done:
+			t.Fatalf("the daemon exited before serving: %v\n%s", d.err, d.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the daemon does not answer on %s: %v\n%s", e.socket, err, d.logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// wait waits for the daemon to exit and returns its exit status.
+func (d *daemon) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the daemon did not exit\n%s", d.logs)
+	}
+	var exit *exec.ExitError
+	if errors.As(d.err, &exit) {
+		return exit.ExitCode()
+	}
+	if d.err != nil {
+		t.Fatal(d.err)
+	}
+	return 0
+}
+
+func (e *env) status(t *testing.T) ipc.StatusResponse {
+	t.Helper()
+	var st ipc.StatusResponse
+	out := e.must(t, "status", "--json")
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+func findService(st ipc.StatusResponse, name string) (ipc.ServiceStatus, bool) {
+	for _, s := range st.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return ipc.ServiceStatus{}, false
+}
+
+func findAgent(st ipc.StatusResponse, name string) (ipc.AgentStatus, bool) {
+	for _, a := range st.Agents {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return ipc.AgentStatus{}, false
+}
+
+func TestHelp(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{
+		{}, {"serve"}, {"status"}, {"acquire"}, {"report"}, {"pause"}, {"pause", "service"},
+		{"pause", "agent"}, {"resume"}, {"socket"}, {"config"}, {"config", "path"},
+		{"config", "init"}, {"config", "check"}, {"version"},
+	} {
+		t.Run(strings.Join(append([]string{"quotabar"}, args...), " "), func(t *testing.T) {
+			out := e.must(t, append(args, "--help")...)
+			if !strings.Contains(out, "Usage: quotabar") {
+				t.Errorf("no usage in --help:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestNotRunning(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{
+		{"status"},
+		{"acquire", "--agent", "a", "--service", "svc"},
+		{"report", "--lease", "l_1"},
+		{"pause", "service", "svc"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			r := e.run(t, args...)
+			want := fmt.Sprintf("quotabar is not running (no socket at %s); start it with `quotabar` or `quotabar serve`", e.socket)
+			if r.code != 1 || !strings.Contains(r.stderr, want) {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", r.code, r.stderr, want)
+			}
+		})
+	}
+}
+
+func TestSocketAndVersion(t *testing.T) {
+	e := newEnv(t)
+	if got := strings.TrimSpace(e.must(t, "socket")); got != e.socket {
+		t.Errorf("socket printed %q, want $QUOTABAR_SOCKET %q", got, e.socket)
+	}
+	if got := e.must(t, "version"); !strings.HasPrefix(got, "quotabar "+ipc.Version+" ") {
+		t.Errorf("version printed %q", got)
+	}
+}
+
+func TestConfigCommands(t *testing.T) {
+	e := newEnv(t)
+	fresh := filepath.Join(t.TempDir(), "sub", "config.toml")
+	if got := strings.TrimSpace(e.must(t, "--config", fresh, "config", "path")); got != fresh {
+		t.Errorf("config path = %q, want %q", got, fresh)
+	}
+	if got := strings.TrimSpace(e.must(t, "config", "path")); got != e.config {
+		t.Errorf("config path = %q, want $QUOTABAR_CONFIG %q", got, e.config)
+	}
+	e.must(t, "--config", fresh, "config", "init")
+	if data, err := os.ReadFile(fresh); err != nil || !bytes.Equal(data, app.DefaultConfig()) {
+		t.Fatalf("config init wrote %d bytes, %v; want the default config", len(data), err)
+	}
+	if r := e.run(t, "--config", fresh, "config", "init"); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("second config init: exit %d, %q; want 1 and 'already exists'", r.code, r.stderr)
+	}
+	if out := e.must(t, "--config", fresh, "config", "check"); !strings.HasPrefix(out, "OK: "+fresh) {
+		t.Errorf("config check of the default config: %q", out)
+	}
+
+	bad := "[services.a]\nlimits = [\"1 requests/1m\", \"2 reqs/1m\"]\n[agents.b]\npriority = \"urgent\"\n"
+	if err := os.WriteFile(fresh, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(t, "--config", fresh, "config", "check")
+	if r.code != 1 {
+		t.Errorf("config check of a bad file: exit %d, want 1", r.code)
+	}
+	for _, want := range []string{fresh + ":2: services.a.limits[1]: ", fresh + ":4: agents.b.priority: "} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("config check output lacks %q:\n%s", want, r.stderr)
+		}
+	}
+
+	// serve refuses the same file with the same message.
+	r = e.run(t, "--config", fresh, "serve")
+	if r.code != 1 || !strings.Contains(r.stderr, fresh+":2: services.a.limits[1]: ") {
+		t.Errorf("serve with a bad config: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+var leaseLine = regexp.MustCompile(`^(\S+) expires (\S+)\n$`)
+
+func TestCommandsAgainstDaemon(t *testing.T) {
+	e := newEnv(t)
+	e.serve(t)
+
+	out := e.must(t, "acquire", "--agent", "ag", "--service", "svc", "--tokens", "100")
+	m := leaseLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("acquire printed %q, want '<lease> expires <time>'", out)
+	}
+	if _, err := time.Parse(time.RFC3339, m[2]); err != nil {
+		t.Errorf("lease expiry %q: %v", m[2], err)
+	}
+	if s, _ := findService(e.status(t), "svc"); s.InFlight != 1 {
+		t.Errorf("in flight after acquire = %d, want 1", s.InFlight)
+	}
+	if out := e.must(t, "report", "--lease", m[1], "--status", "200", "--usage-tokens", "80"); out != "ok\n" {
+		t.Errorf("report printed %q", out)
+	}
+	if s, _ := findService(e.status(t), "svc"); s.InFlight != 0 || s.Counters.Granted != 1 {
+		t.Errorf("after report: in flight %d, granted %d; want 0, 1", s.InFlight, s.Counters.Granted)
+	}
+
+	var granted ipc.AcquireResponse
+	if err := json.Unmarshal([]byte(e.must(t, "acquire", "--agent", "ag", "--service", "svc", "--json")), &granted); err != nil || !granted.Granted || granted.Lease == "" {
+		t.Errorf("acquire --json: %+v, %v", granted, err)
+	}
+
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string
+	}{
+		{"unknown service", []string{"acquire", "--agent", "ag", "--service", "nope"}, 1, `"nope"`},
+		{"bad agent name", []string{"acquire", "--agent", "a b", "--service", "svc"}, 1, "agent"},
+		{"unknown lease", []string{"report", "--lease", "l_nope"}, 1, "l_nope"},
+		{"report needs a lease or names", []string{"report", "--status", "200"}, 80, "--lease"},
+		{"bad priority", []string{"acquire", "--agent", "ag", "--service", "svc", "--priority", "urgent"}, 80, "--priority"},
+		{"unknown agent", []string{"pause", "agent", "never-seen"}, 1, "never-seen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.run(t, tt.args...)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.stderr) {
+				t.Errorf("exit %d, stderr %q; want %d and %q", r.code, r.stderr, tt.code, tt.stderr)
+			}
+		})
+	}
+
+	// A paused service refuses with exit 75 and says why.
+	if out := e.must(t, "pause", "service", "svc"); out != "service svc paused\n" {
+		t.Errorf("pause printed %q", out)
+	}
+	r := e.run(t, "acquire", "--agent", "ag", "--service", "svc", "--wait", "0")
+	if r.code != exitRefused || !strings.Contains(r.stderr, "refused: paused") {
+		t.Errorf("acquire on a paused service: exit %d, %q; want 75, 'refused: paused'", r.code, r.stderr)
+	}
+	e.must(t, "resume", "service", "svc")
+	e.must(t, "pause", "agent", "ag")
+	if a, _ := findAgent(e.status(t), "ag"); !a.Paused {
+		t.Error("pause agent did not pause it")
+	}
+	e.must(t, "resume", "agent", "ag")
+
+	// A 429 with Retry-After, reported without a lease, cools the service down.
+	out = e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "Retry-After=120", "-H", "x-note=a;b=c")
+	if !strings.Contains(out, "cool is cooling down until") {
+		t.Errorf("report of a 429 printed %q", out)
+	}
+	r = e.run(t, "acquire", "--agent", "ag", "--service", "cool", "--wait", "0")
+	if r.code != exitRefused || !strings.Contains(r.stderr, "refused: cooldown; retry in ") {
+		t.Errorf("acquire during cooldown: exit %d, %q; want 75, 'refused: cooldown; retry in'", r.code, r.stderr)
+	}
+
+	human := e.must(t, "status")
+	for _, want := range []string{`SERVICE +STATE +LIMIT +REMAINING`, `\ncool +cooldown (1m5\ds|2m) +1000 requests/1m +999 `, `\nsvc +ok `, `\nAGENT +STATE`, `\nag +ok +normal +1 `} {
+		if !regexp.MustCompile(want).MatchString(human) {
+			t.Errorf("status does not match %q:\n%s", want, human)
+		}
+	}
+}
+
+func TestCrashRestoresState(t *testing.T) {
+	e := newEnv(t)
+	d := e.serve(t)
+	// Known to the daemon once it has asked.
+	e.must(t, "acquire", "--agent", "worker", "--service", "svc")
+	e.must(t, "pause", "agent", "worker")
+	e.must(t, "pause", "service", "svc")
+	e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "retry-after=600")
+
+	// Wait for the state to reach the disk on its own: no shutdown will save it.
+	path := filepath.Join(e.stateDir, app.StateFile)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := app.LoadState(path)
+		if err == nil && st.Limiter.Services["svc"].Paused && st.Limiter.Agents["worker"].Paused &&
+			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) {
+			break
+		}
+		if time.Now().After(deadline) {
+			data, _ := os.ReadFile(path)
+			t.Fatalf("the changes were not saved: %v\n%s", err, data)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.wait(t)
+	if _, err := os.Stat(e.socket); err != nil {
+		t.Fatalf("kill -9 should leave the socket file behind for this test to mean anything: %v", err)
+	}
+
+	d2 := e.serve(t)
+	st := e.status(t)
+	if s, _ := findService(st, "svc"); !s.Paused {
+		t.Error("service pause not restored")
+	}
+	if a, ok := findAgent(st, "worker"); !ok || !a.Paused {
+		t.Errorf("agent pause not restored: %+v", a)
+	}
+	if s, _ := findService(st, "cool"); s.CooldownUntil == nil || time.Until(*s.CooldownUntil) < 9*time.Minute {
+		t.Errorf("cooldown not restored: %v", s.CooldownUntil)
+	}
+
+	// A second instance is refused and names the first one's pid.
+	r := e.run(t, "serve")
+	if r.code == 0 || !strings.Contains(r.stderr, "pid "+strconv.Itoa(d2.cmd.Process.Pid)) {
+		t.Errorf("second instance: exit %d, %q; want non-zero naming pid %d", r.code, r.stderr, d2.cmd.Process.Pid)
+	}
+
+	// SIGTERM: a clean exit, the socket gone.
+	if err := d2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := d2.wait(t); code != 0 {
+		t.Errorf("exit status after SIGTERM = %d, want 0", code)
+	}
+	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
+		t.Errorf("socket left after SIGTERM: %v", err)
+	}
+}
+
+func TestShortDuration(t *testing.T) {
+	for _, tt := range []struct {
+		in   time.Duration
+		want string
+	}{
+		{-time.Second, "0s"},
+		{4100 * time.Millisecond, "4.1s"},
+		{time.Minute, "1m"},
+		{90 * time.Second, "1m30s"},
+		{5 * time.Hour, "5h"},
+		{time.Hour + 30*time.Minute, "1h30m"},
+		{24 * time.Hour, "24h"},
+		{time.Hour + 30*time.Second, "1h0m30s"},
+	} {
+		if got := shortDuration(tt.in); got != tt.want {
+			t.Errorf("shortDuration(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
