@@ -171,7 +171,8 @@ type budget struct {
 	since     uint64
 	spent     int64
 	until     time.Time
-	source    string // "headers" or "state"
+	source    string  // "headers" or "state"
+	ledger    *ledger // the policy it tells about, nil when none is known
 }
 
 func (b *budget) check(now time.Time, c int64) (bool, time.Time) {

@@ -27,6 +27,8 @@ type Limiter struct {
 	closed   bool
 	subs     map[int]chan struct{}
 	nextSub  int
+	// parse reads provider headers; tests replace it to inject observations.
+	parse func(dialect string, h map[string]string, now time.Time) Observation
 }
 
 // Option configures New.
@@ -99,6 +101,7 @@ func New(cfg Config, opts ...Option) (*Limiter, error) {
 		agents:   map[string]*agent{},
 		leases:   map[string]*lease{},
 		subs:     map[int]chan struct{}{},
+		parse:    ParseHeaders,
 	}
 	l.apply(cfg)
 	return l, nil

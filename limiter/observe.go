@@ -19,7 +19,7 @@ const (
 func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Time) ReportResult {
 	var obs Observation
 	if len(r.Header) > 0 {
-		obs = ParseHeaders(s.cfg.Dialect, r.Header, now)
+		obs = l.parse(s.cfg.Dialect, r.Header, now)
 	}
 	l.settle(s, now)
 	since, self := l.seq, uint64(0)
@@ -144,7 +144,7 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint
 		b := &budget{
 			unit: ol.Unit, limit: limit, window: window,
 			remaining: ol.Remaining - int64(math.Floor(s.cfg.Headroom*float64(limit))),
-			since:     since, until: until, source: "headers",
+			since:     since, until: until, source: "headers", ledger: match,
 		}
 		for _, g := range s.recent {
 			if g.seq != self && (g.seq > since || g.open) {

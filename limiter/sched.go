@@ -546,15 +546,23 @@ func (k pickKey) less(o pickKey) bool {
 }
 
 // pick returns the head that goes next among the flows whose agent's own
-// caps allow it: aged requests first (oldest first), then by priority, then
-// by fair-queueing finish tag. An agent held back by its own cap does not
-// hold back anyone else; agentWake is when the first such agent frees.
+// caps allow it: by priority, then by fair-queueing finish tag; except that
+// a request passed over by a higher priority for MaxAging goes first (the
+// oldest first). Aging only counts against higher priorities: a request
+// that waits because its own priority is busy is served by fair queueing.
+// An agent held back by its own cap holds back no one else; agentWake is
+// when the first such agent frees.
 func (l *Limiter) pick(s *service, now time.Time) (best *waiter, agentWake time.Time) {
-	var bestKey pickKey
+	type cand struct {
+		w  *waiter
+		ci int
+		f  *flow
+	}
+	var cands []cand
 	var never []*waiter
+	top := -1
 	for ci := len(s.classes) - 1; ci >= 0; ci-- {
-		c := &s.classes[ci]
-		for _, f := range c.active {
+		for _, f := range s.classes[ci].active {
 			w := f.q[0]
 			if ok, at := agentAllows(w, now); !ok {
 				if at.IsZero() {
@@ -564,16 +572,21 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, agentWake time.
 				}
 				continue
 			}
-			var k pickKey
-			if ci < len(s.classes)-1 && now.Sub(w.enqueued) >= l.cfg.MaxAging {
-				k = pickKey{rank: 0, tag: float64(w.seq), seq: w.seq}
-			} else {
-				start := math.Max(c.vtime, f.lastFinish)
-				k = pickKey{rank: len(s.classes) - ci, tag: start + w.share/w.agent.weight(), seq: w.seq}
-			}
-			if best == nil || k.less(bestKey) {
-				best, bestKey = w, k
-			}
+			top = max(top, ci)
+			cands = append(cands, cand{w, ci, f})
+		}
+	}
+	var bestKey pickKey
+	for _, c := range cands {
+		var k pickKey
+		if c.ci < top && now.Sub(c.w.enqueued) >= l.cfg.MaxAging {
+			k = pickKey{rank: 0, tag: float64(c.w.seq), seq: c.w.seq}
+		} else {
+			start := math.Max(s.classes[c.ci].vtime, c.f.lastFinish)
+			k = pickKey{rank: len(s.classes) - c.ci, tag: start + c.w.share/c.w.agent.weight(), seq: c.w.seq}
+		}
+		if best == nil || k.less(bestKey) {
+			best, bestKey = c.w, k
 		}
 	}
 	for _, w := range never {

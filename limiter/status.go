@@ -55,7 +55,7 @@ func (l *Limiter) serviceStatus(s *service, now time.Time) ServiceStatus {
 		}
 		// The tightest budget of the unit is what is really left.
 		for _, b := range s.budgets {
-			if b.unit == d.policy.Unit && (b.limit == 0 || b.limit == d.policy.Quota) {
+			if b.ledger == d || (b.ledger == nil && b.unit == d.policy.Unit && b.limit == d.policy.Quota) {
 				used[b] = true
 				if r := max(0, b.remaining-b.spent); r <= ls.Remaining {
 					ls.Remaining, ls.ResetsAt = r, b.until

@@ -1,0 +1,200 @@
+package limiter_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+// Rule 1: no sliding window of a policy's length holds more grants than its
+// quota, for the service's policies and for an agent's own cap, while the
+// quota is still used almost fully.
+func TestSafetySlidingWindow(t *testing.T) {
+	tests := []struct {
+		name     string
+		service  []limiter.Policy
+		agentCap []limiter.Policy
+		cost     func(r *rand.Rand) limiter.Cost
+		check    []limiter.Policy // policies checked on all grants
+		capCheck []limiter.Policy // policies checked on agent a0's grants
+	}{
+		{
+			name:    "one request policy",
+			service: []limiter.Policy{pol(10, limiter.Requests, time.Minute)},
+			cost:    func(*rand.Rand) limiter.Cost { return nil },
+			check:   []limiter.Policy{pol(10, limiter.Requests, time.Minute)},
+		},
+		{
+			name:    "two request policies",
+			service: []limiter.Policy{pol(5, limiter.Requests, 10*time.Second), pol(20, limiter.Requests, time.Minute)},
+			cost:    func(*rand.Rand) limiter.Cost { return nil },
+			check:   []limiter.Policy{pol(5, limiter.Requests, 10*time.Second), pol(20, limiter.Requests, time.Minute)},
+		},
+		{
+			name:    "requests and tokens with mixed costs",
+			service: []limiter.Policy{pol(60, limiter.Requests, time.Minute), pol(10000, limiter.Tokens, time.Minute)},
+			cost: func(r *rand.Rand) limiter.Cost {
+				return limiter.Cost{limiter.Requests: 1, limiter.Tokens: 1 + r.Int64N(400)}
+			},
+			check: []limiter.Policy{pol(60, limiter.Requests, time.Minute), pol(10000, limiter.Tokens, time.Minute)},
+		},
+		{
+			name:     "agent cap inside a larger service",
+			service:  []limiter.Policy{pol(100, limiter.Requests, time.Minute)},
+			agentCap: []limiter.Policy{pol(7, limiter.Requests, 30*time.Second)},
+			cost:     func(*rand.Rand) limiter.Cost { return nil },
+			check:    []limiter.Policy{pol(100, limiter.Requests, time.Minute)},
+			capCheck: []limiter.Policy{pol(7, limiter.Requests, 30*time.Second)},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{svcCfg("s", tc.service...)},
+				Agents:   []limiter.AgentConfig{{Name: "a0", Limits: tc.agentCap}},
+			})
+			r := &runner{t: t, l: l, clk: clk}
+			rng := rand.New(rand.NewPCG(7, 7))
+			// Demand always exceeds the quotas: 700 requests from 3 agents.
+			for i := range 700 {
+				r.add(submit(t, l, limiter.Request{
+					Agent: fmt.Sprintf("a%d", i%3), Service: "s", Cost: tc.cost(rng), MaxWait: time.Hour,
+				}))
+			}
+			r.run(10*time.Minute, 250*time.Millisecond, true)
+			if len(r.errs) > 0 {
+				t.Fatalf("unexpected refusals: %#v", r.errs[0])
+			}
+			for _, p := range tc.check {
+				got, at := maxInWindow(r.recs(p.Unit), p.Window)
+				if got > p.Quota {
+					t.Errorf("window of %v from %v holds %d %s, quota %d", p.Window, at.Sub(t0), got, p.Unit, p.Quota)
+				}
+			}
+			// Utilization: the demand outnumbers what the policies allow
+			// in the run, so the binding policy must be used nearly fully
+			// in [t0, t0+10m). (Costs up to 4% of a quota leave about half
+			// a cost unused per window: the head waits for room.)
+			best := 0.0
+			for _, p := range tc.check {
+				var total int64
+				for _, g := range r.recs(p.Unit) {
+					if g.at.Before(t0.Add(10 * time.Minute)) {
+						total += g.amount
+					}
+				}
+				best = max(best, float64(total)/float64(int64(10*time.Minute/p.Window)*p.Quota))
+			}
+			if best < 0.97 && tc.capCheck == nil {
+				t.Errorf("the binding policy was used %.1f%%, want at least 97%%", 100*best)
+			}
+			for _, p := range tc.capCheck {
+				var recs []grantRec
+				for _, ls := range r.leases {
+					if ls.Agent == "a0" {
+						recs = append(recs, grantRec{ls.GrantedAt, ls.Cost[p.Unit]})
+					}
+				}
+				if got, at := maxInWindow(recs, p.Window); got > p.Quota {
+					t.Errorf("agent cap: window from %v holds %d, quota %d", at.Sub(t0), got, p.Quota)
+				}
+			}
+		})
+	}
+}
+
+// The checker above can fail: a token bucket with burst = quota grants twice
+// the quota in one sliding window, which is why the limiter keeps a log.
+func TestSafetyCheckerCatchesTokenBucket(t *testing.T) {
+	const quota = 10
+	b := rate.NewLimiter(rate.Limit(float64(quota)/60), quota)
+	var recs []grantRec
+	for s := 0; s < 120; s++ {
+		now := t0.Add(time.Duration(s) * time.Second)
+		for b.AllowN(now, 1) {
+			recs = append(recs, grantRec{now, 1})
+		}
+	}
+	if got, _ := maxInWindow(recs, time.Minute); got <= quota {
+		t.Fatalf("token bucket held %d in a minute; the checker should see more than %d", got, quota)
+	}
+}
+
+func TestCostExceedsQuota(t *testing.T) {
+	tests := []struct {
+		name     string
+		service  limiter.ServiceConfig
+		agentCap []limiter.Policy
+		cost     limiter.Cost
+		wantErr  bool
+		inMsg    string
+	}{
+		{"fits exactly", svcCfg("s", pol(1000, limiter.Tokens, time.Minute)), nil, limiter.Cost{limiter.Tokens: 1000}, false, ""},
+		{"over the service quota", svcCfg("s", pol(1000, limiter.Tokens, time.Minute)), nil, limiter.Cost{limiter.Tokens: 1001}, true, `service "s"`},
+		{"over the quota less headroom", limiter.ServiceConfig{Name: "s", Limits: []limiter.Policy{pol(1000, limiter.Tokens, time.Minute)}, Headroom: 0.1}, nil, limiter.Cost{limiter.Tokens: 950}, true, "headroom"},
+		{"over the agent's own cap", svcCfg("s", pol(1000, limiter.Tokens, time.Minute)), []limiter.Policy{pol(100, limiter.Tokens, time.Minute)}, limiter.Cost{limiter.Tokens: 101}, true, `agent "a"`},
+		{"unit the service does not limit", svcCfg("s", pol(10, limiter.Requests, time.Minute)), nil, limiter.Cost{limiter.Requests: 1, limiter.OutputTokens: 1 << 40}, false, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _ := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{tc.service},
+				Agents:   []limiter.AgentConfig{{Name: "a", Limits: tc.agentCap}},
+			})
+			_, err := l.Submit(limiter.Request{Agent: "a", Service: "s", Cost: tc.cost})
+			if !tc.wantErr {
+				if err != nil {
+					t.Fatalf("want a grant, got %#v", err)
+				}
+				return
+			}
+			e := code(t, err, limiter.CodeCostExceedsQuota)
+			if !strings.Contains(e.Message, tc.inMsg) {
+				t.Errorf("message %q does not mention %q", e.Message, tc.inMsg)
+			}
+		})
+	}
+}
+
+// Rule 3: waiting requests charge nothing; only the head is reserved.
+func TestReserveOnlyAtHead(t *testing.T) {
+	tests := []struct {
+		name    string
+		first   int64
+		waiting int
+		each    int64
+	}{
+		{"one waiter", 60, 1, 50},
+		{"many waiters", 10, 200, 95},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(100, limiter.Tokens, time.Minute))}})
+			first := submit(t, l, limiter.Request{Agent: "a", Service: "s", Cost: limiter.Cost{limiter.Tokens: tc.first}})
+			if _, ok := granted(t, first); !ok {
+				t.Fatal("first request not granted at once")
+			}
+			var ps []*limiter.Pending
+			for range tc.waiting {
+				ps = append(ps, submit(t, l, limiter.Request{Agent: "b", Service: "s", Cost: limiter.Cost{limiter.Tokens: tc.each}, MaxWait: time.Hour}))
+			}
+			st := serviceStatus(t, l, "s")
+			if st.Queued != tc.waiting || st.Limits[0].Remaining != 100-tc.first {
+				t.Fatalf("queued %d remaining %d; want %d and %d (waiters charge nothing)", st.Queued, st.Limits[0].Remaining, tc.waiting, 100-tc.first)
+			}
+			clk.Advance(time.Minute)
+			if _, ok := granted(t, ps[0]); !ok {
+				t.Fatal("head not granted once the window passed")
+			}
+			if got := serviceStatus(t, l, "s").Limits[0].Remaining; got != 100-tc.each {
+				t.Errorf("remaining %d after the head's grant, want %d", got, 100-tc.each)
+			}
+		})
+	}
+}

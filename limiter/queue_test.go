@@ -1,0 +1,235 @@
+package limiter_test
+
+import (
+	"fmt"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+// Rule 2, between priorities: strict order, but a low (or normal) request is
+// passed over for at most MaxAging (plus the slot it then waits for).
+func TestPriorityAgingBound(t *testing.T) {
+	tests := []struct {
+		name     string
+		maxAging time.Duration
+		prio     limiter.Priority
+	}{
+		{"low, 5s", 5 * time.Second, limiter.Low},
+		{"low, 20s", 20 * time.Second, limiter.Low},
+		{"normal, 10s", 10 * time.Second, limiter.Normal},
+		{"default bound", 0, limiter.Low},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bound := tc.maxAging
+			if bound == 0 {
+				bound = limiter.DefaultMaxAging
+			}
+			// One request a second; a high-priority agent always has a
+			// backlog, so without aging the low request would starve.
+			l, clk := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Second))},
+				MaxAging: tc.maxAging,
+			})
+			r := &runner{t: t, l: l, clk: clk}
+			for range 200 {
+				r.add(submit(t, l, limiter.Request{Agent: "boss", Service: "s", Priority: limiter.High, MaxWait: time.Hour}))
+			}
+			clk.Advance(500 * time.Millisecond)
+			low := submit(t, l, limiter.Request{Agent: "bg", Service: "s", Priority: tc.prio, MaxWait: time.Hour})
+			var ls limiter.Lease
+			for i := 0; ; i++ {
+				clk.Advance(100 * time.Millisecond)
+				r.poll(true)
+				var ok bool
+				if ls, ok = granted(t, low); ok {
+					break
+				}
+				if i > 10*int(bound/time.Second)*10 {
+					t.Fatalf("the %v request was never granted", tc.prio)
+				}
+			}
+			if ls.Waited < bound-time.Second || ls.Waited > bound+time.Second {
+				t.Errorf("waited %v; want between %v (strict priority first) and %v (aging bound plus one slot)", ls.Waited, bound-time.Second, bound+time.Second)
+			}
+			if n := len(r.leases); n == 0 {
+				t.Error("the high-priority backlog got nothing")
+			}
+		})
+	}
+}
+
+// Rule 2, within a priority: weighted fair queueing between agents, FIFO
+// within an agent, a light agent does not wait behind a heavy backlog.
+func TestFairQueueing(t *testing.T) {
+	type agentLoad struct {
+		name    string
+		weight  float64
+		backlog int
+		every   time.Duration // a new request this often instead of a backlog
+	}
+	tests := []struct {
+		name   string
+		agents []agentLoad
+		check  func(t *testing.T, byAgent map[string][]limiter.Lease)
+	}{
+		{
+			name:   "equal weights share equally",
+			agents: []agentLoad{{"a", 1, 300, 0}, {"b", 1, 300, 0}, {"c", 1, 300, 0}},
+			check: func(t *testing.T, by map[string][]limiter.Lease) {
+				for _, n := range []string{"a", "b", "c"} {
+					if got := len(by[n]); got < 95 || got > 105 {
+						t.Errorf("agent %s got %d of 300 grants, want 100±5", n, got)
+					}
+				}
+			},
+		},
+		{
+			name:   "weight 2 gets twice weight 1",
+			agents: []agentLoad{{"w1", 1, 400, 0}, {"w2", 2, 400, 0}},
+			check: func(t *testing.T, by map[string][]limiter.Lease) {
+				ratio := float64(len(by["w2"])) / float64(len(by["w1"]))
+				if math.Abs(ratio-2) > 0.2 {
+					t.Errorf("weight-2 agent got %.2fx the weight-1 agent's grants, want 2±0.2", ratio)
+				}
+			},
+		},
+		{
+			name:   "light agent does not wait behind a heavy backlog",
+			agents: []agentLoad{{"heavy", 1, 1000, 0}, {"light", 1, 0, 20 * time.Second}},
+			check: func(t *testing.T, by map[string][]limiter.Lease) {
+				if len(by["light"]) < 10 {
+					t.Fatalf("light agent got %d grants", len(by["light"]))
+				}
+				for _, ls := range by["light"] {
+					if ls.Waited > 2*time.Second {
+						t.Errorf("light agent's request waited %v behind the backlog, want at most 2 slots", ls.Waited)
+					}
+				}
+			},
+		},
+		{
+			name:   "FIFO within an agent",
+			agents: []agentLoad{{"a", 1, 100, 0}, {"b", 1, 100, 0}},
+			check: func(t *testing.T, by map[string][]limiter.Lease) {
+				for _, n := range []string{"a", "b"} {
+					for i := 1; i < len(by[n]); i++ {
+						if by[n][i].GrantedAt.Before(by[n][i-1].GrantedAt) || by[n][i].Waited < by[n][i-1].Waited-time.Second {
+							t.Fatalf("agent %s: request %d granted before request %d", n, i, i-1)
+						}
+					}
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Second))}}
+			for _, a := range tc.agents {
+				cfg.Agents = append(cfg.Agents, limiter.AgentConfig{Name: a.name, Weight: a.weight})
+			}
+			l, clk := newLim(t, cfg)
+			r := &runner{t: t, l: l, clk: clk}
+			// order[i] is the submit index of agent i's requests, for FIFO.
+			for i := 0; ; i++ {
+				more := false
+				for _, a := range tc.agents {
+					if i < a.backlog {
+						r.add(submit(t, l, limiter.Request{Agent: a.name, Service: "s", MaxWait: time.Hour}))
+						more = true
+					}
+				}
+				if !more {
+					break
+				}
+			}
+			const run = 300 * time.Second
+			for s := time.Duration(0); s < run; s += time.Second {
+				for _, a := range tc.agents {
+					if a.every > 0 && s%a.every == 0 {
+						r.add(submit(t, l, limiter.Request{Agent: a.name, Service: "s", MaxWait: time.Hour}))
+					}
+				}
+				r.poll(true)
+				clk.Advance(time.Second)
+			}
+			r.poll(true)
+			by := map[string][]limiter.Lease{}
+			for _, ls := range r.leases {
+				by[ls.Agent] = append(by[ls.Agent], ls)
+			}
+			tc.check(t, by)
+		})
+	}
+}
+
+// An agent held back only by its own cap does not hold back other agents,
+// and the capped agent is served again as soon as its cap frees.
+func TestAgentCapDoesNotBlockOthers(t *testing.T) {
+	tests := []struct {
+		name  string
+		cap   limiter.Policy
+		other limiter.Priority
+	}{
+		{"capped agent first in line, other normal", pol(2, limiter.Requests, time.Minute), limiter.Normal},
+		{"capped agent high, other low", pol(1, limiter.Requests, 30*time.Second), limiter.Low},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{svcCfg("s", pol(100, limiter.Requests, time.Minute))},
+				Agents: []limiter.AgentConfig{
+					{Name: "capped", Priority: limiter.High, Limits: []limiter.Policy{tc.cap}},
+					{Name: "other", Priority: tc.other},
+				},
+			})
+			r := &runner{t: t, l: l, clk: clk}
+			for range 10 {
+				r.add(submit(t, l, limiter.Request{Agent: "capped", Service: "s", MaxWait: time.Hour}))
+			}
+			for range 10 {
+				r.add(submit(t, l, limiter.Request{Agent: "other", Service: "s", MaxWait: time.Hour}))
+			}
+			r.poll(true)
+			by := map[string]int{}
+			for _, ls := range r.leases {
+				by[ls.Agent]++
+			}
+			if by["capped"] != int(tc.cap.Quota) || by["other"] != 10 {
+				t.Fatalf("at once: capped %d (want its cap %d), other %d (want all 10)", by["capped"], tc.cap.Quota, by["other"])
+			}
+			clk.Advance(tc.cap.Window)
+			r.poll(true)
+			if n := len(r.leases) - 10; n != 2*int(tc.cap.Quota) {
+				t.Errorf("after one cap window the capped agent has %d grants, want %d", n, 2*tc.cap.Quota)
+			}
+		})
+	}
+}
+
+// Queue limit: more waiters than QueueLimit are shed.
+func TestQueueLimitSheds(t *testing.T) {
+	for _, limit := range []int{1, 5} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			l, _ := newLim(t, limiter.Config{
+				Services:   []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Hour))},
+				QueueLimit: limit,
+			})
+			submit(t, l, limiter.Request{Agent: "a", Service: "s"})
+			for range limit {
+				submit(t, l, limiter.Request{Agent: "a", Service: "s", MaxWait: time.Minute})
+			}
+			_, err := l.Submit(limiter.Request{Agent: "a", Service: "s", MaxWait: time.Minute})
+			re := refused(t, err, limiter.ReasonShed)
+			if re.Service != "s" || re.Agent != "a" || re.RetryAfter <= 0 {
+				t.Errorf("refusal %+v: want service, agent and a retry time", re)
+			}
+			if st := serviceStatus(t, l, "s"); st.Queued != limit || st.Refused != 1 {
+				t.Errorf("queued %d refused %d, want %d and 1", st.Queued, st.Refused, limit)
+			}
+		})
+	}
+}
