@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -77,8 +78,9 @@ type Daemon struct {
 	parts      []part
 	cfgSubs    map[chan struct{}]struct{}
 
-	saveNow  chan struct{}
-	saverEnd chan struct{}
+	saveNow   chan struct{}
+	saverEnd  chan struct{}
+	lastSaved []byte // what the state file holds; only the saver and Shutdown touch it, one after the other
 
 	stopOnce sync.Once
 	stopErr  error
@@ -88,13 +90,15 @@ type Daemon struct {
 	watcher  *watcher
 }
 
-// saveDelay gathers a burst of changes into one write.
-const saveDelay = 200 * time.Millisecond
+// saveDelay gathers a burst of changes into one write, and bounds what a
+// crash can lose.
+const saveDelay = 250 * time.Millisecond
 
 // StartDaemon loads the configuration (writing the default one on first
 // start), restores the saved state, builds the limiter and starts serving on
 // the socket and watching the configuration. If another quotabar is serving
 // the socket it fails with an error wrapping *ipc.AlreadyRunningError.
+// ctx only bounds start-up: the daemon runs until Shutdown.
 func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d := &Daemon{
 		Logger:     opts.Logger,
@@ -111,6 +115,9 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}
 	if d.Logger == nil {
 		d.Logger = slog.Default()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	if d.configPath == "" {
 		if d.configPath, err = DefaultConfigPath(); err != nil {
@@ -319,6 +326,9 @@ func (d *Daemon) SetFallbackEnabled(service string, on bool) error {
 	d.fallbackOn[service] = on
 	d.mu.Unlock()
 	d.requestSave()
+	if d.Server != nil {
+		d.Server.Notify()
+	}
 	return nil
 }
 
@@ -358,6 +368,15 @@ func (d *Daemon) saver() {
 	defer unsubscribe()
 	timer := time.NewTimer(saveDelay)
 	timer.Stop()
+	// The timer is armed by the first change and not pushed back by later
+	// ones: under steady traffic the state is still written every saveDelay.
+	armed := false
+	arm := func() {
+		if !armed {
+			timer.Reset(saveDelay)
+			armed = true
+		}
+	}
 	for {
 		select {
 		case <-d.stopping:
@@ -366,10 +385,11 @@ func (d *Daemon) saver() {
 			if !ok {
 				return
 			}
-			timer.Reset(saveDelay)
+			arm()
 		case <-d.saveNow:
-			timer.Reset(saveDelay)
+			arm()
 		case <-timer.C:
+			armed = false
 			d.save()
 		}
 	}
@@ -385,9 +405,18 @@ func (d *Daemon) save() {
 		}
 	}
 	d.mu.Unlock()
-	if err := SaveState(d.statePath(), st); err != nil {
-		d.Logger.Error("state not saved; changes made now may be lost on restart", "err", err)
+	data, err := encodeState(st)
+	if err == nil {
+		if bytes.Equal(data, d.lastSaved) {
+			return // nothing to sync to disk
+		}
+		err = writeState(d.statePath(), data)
 	}
+	if err != nil {
+		d.Logger.Error("state not saved; changes made now may be lost on restart", "err", err)
+		return
+	}
+	d.lastSaved = data
 }
 
 // Shutdown stops the daemon: the socket stops accepting and waiting acquires

@@ -58,11 +58,22 @@ func moveAside(path string, cause error) error {
 // SaveState writes st to path atomically: a crash at any moment leaves
 // either the old file or the new one, never a mix.
 func SaveState(path string, st SavedState) error {
+	data, err := encodeState(st)
+	if err != nil {
+		return err
+	}
+	return writeState(path, data)
+}
+
+func encodeState(st SavedState) ([]byte, error) {
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
-		return fmt.Errorf("encoding saved state: %w", err)
+		return nil, fmt.Errorf("encoding saved state: %w", err)
 	}
-	data = append(data, '\n')
+	return append(data, '\n'), nil
+}
+
+func writeState(path string, data []byte) error {
 	if err := writeFileAtomic(path, data, 0o600); err != nil {
 		return fmt.Errorf("saving state: %w", err)
 	}
