@@ -23,6 +23,7 @@ import (
 
 	"github.com/quotabar/quotabar/app"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 // exitRefused is the exit status of a refused acquire: EX_TEMPFAIL, "try
@@ -450,6 +451,13 @@ func (c *configCheckCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
+	// The daemon hands the file to the limiter, which checks it once more:
+	// check means "the daemon would accept this".
+	l, err := limiter.New(cfg.Limiter())
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	l.Close()
 	fmt.Printf("OK: %s (%d services, %d agents)\n", path, len(cfg.Services), len(cfg.Agents))
 	return nil
 }
