@@ -1,16 +1,337 @@
 package webfallback
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
-type webkitSession struct{ id string }
+const (
+	driverStartWait = 15 * time.Second
+	driverStopWait  = 5 * time.Second
+)
 
-func (w *webkitSession) alive() bool { return false }
-
-func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session, error) {
-	return Session{}, errors.New("webkit: not yet")
+// webkitSession is a WebDriver server running one session for a service.
+type webkitSession struct {
+	log        *slog.Logger
+	id         string
+	driverURL  string // http://127.0.0.1:PORT
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	output     *tailBuffer
+	cookieFile string
+	saved      []wdCookie         // the cookie file at the start of the session
+	restored   map[cookieKey]bool // the saved cookies the session accepted
 }
 
-func (m *Manager) closeWebKit(ctx context.Context, s *service, w *webkitSession) error { return nil }
+func (w *webkitSession) alive() bool {
+	select {
+	case <-w.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// webdriverError is an error answer of a WebDriver server.
+type webdriverError struct {
+	Status  int
+	Code    string `json:"error"`
+	Message string `json:"message"`
+}
+
+func (e *webdriverError) Error() string {
+	return fmt.Sprintf("webdriver: %s (%d): %s", e.Code, e.Status, e.Message)
+}
+
+// wd sends a WebDriver command and decodes the "value" of the answer into out.
+func wd(ctx context.Context, method, u string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Value webdriverError }
+		if json.Unmarshal(data, &e) != nil || e.Value.Code == "" {
+			return fmt.Errorf("webdriver %s %s: %s: %.200s", method, u, resp.Status, data)
+		}
+		e.Value.Status = resp.StatusCode
+		return &e.Value
+	}
+	if out == nil {
+		return nil
+	}
+	v := struct{ Value any }{out}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return fmt.Errorf("webdriver %s %s: %w", method, u, err)
+	}
+	return nil
+}
+
+func (w *webkitSession) call(ctx context.Context, method, path string, in, out any) error {
+	return wd(ctx, method, w.driverURL+"/session/"+w.id+path, in, out)
+}
+
+// openWebKit starts a WebDriver server and a session for the service, adds
+// the service's saved cookies and opens t.URL. The caller holds s.op.
+func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session, error) {
+	s.mu.Lock()
+	w := s.webkit
+	s.mu.Unlock()
+	if w != nil {
+		var cur string
+		if w.alive() && w.call(ctx, http.MethodGet, "/url", nil, &cur) == nil {
+			return Session{}, fmt.Errorf("%w (session %s at %s)", ErrBusy, w.id, w.driverURL)
+		}
+		// The person closed the window or the driver died: start over.
+		m.closeWebKit(ctx, s, w)
+	}
+	driver, err := findWebKitDriver(m.opts.WebKitDriverPath)
+	if err != nil {
+		return Session{}, err
+	}
+	dir, err := m.dir("webkit", s.name)
+	if err != nil {
+		return Session{}, err
+	}
+	start := time.Now()
+	w, err = startDriver(ctx, driver)
+	if err != nil {
+		return Session{}, err
+	}
+	w.log = m.log.With("service", s.name, "browser", WebKit)
+	w.cookieFile = filepath.Join(dir, "cookies.json")
+	if err := w.newSession(ctx, driver); err != nil {
+		w.stop()
+		return Session{}, err
+	}
+	s.mu.Lock()
+	s.webkit = w
+	s.mu.Unlock()
+	if err := w.restoreCookies(ctx, t.URL); err != nil {
+		w.log.Warn("restoring cookies", "err", err)
+	}
+	if err := w.call(ctx, http.MethodPost, "/url", map[string]string{"url": t.URL}, nil); err != nil {
+		m.closeWebKit(ctx, s, w)
+		return Session{}, fmt.Errorf("opening %s in webkit: %w", t.URL, err)
+	}
+	w.log.Info("started webkit session", "session", w.id, "driver", w.driverURL, "took", time.Since(start).Round(time.Millisecond))
+	return Session{Browser: WebKit, URL: t.URL, WebDriverURL: w.driverURL, SessionID: w.id}, nil
+}
+
+// webkitDriver is a WebDriver server and how to ask it for a session.
+type webkitDriver struct {
+	path string
+	args func(port int) []string
+	caps map[string]any
+	// unavailable turns a failed session into the error that says what to
+	// do, when the failure means the machine is not set up (Safari's remote
+	// automation switch), or returns nil.
+	unavailable func(err error) error
+}
+
+// startDriver starts the driver on a free port of 127.0.0.1 and waits until
+// it answers. Another program can take the port between our probe and the
+// driver's bind, so a driver that exits at once is tried again.
+func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
+	var lastErr error
+	for range 3 {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		w := &webkitSession{
+			driverURL: "http://127.0.0.1:" + strconv.Itoa(port),
+			exited:    make(chan struct{}),
+			output:    &tailBuffer{max: 4096},
+		}
+		w.cmd = exec.Command(d.path, d.args(port)...)
+		w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
+		// A group of its own, so that stop reaches the browser it starts.
+		w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := w.cmd.Start(); err != nil {
+			return nil, fmt.Errorf("starting %s: %w", d.path, err)
+		}
+		go func() {
+			w.cmd.Wait()
+			close(w.exited)
+		}()
+		ready := waitUntil(ctx, driverStartWait, func() bool {
+			return !w.alive() || wd(ctx, http.MethodGet, w.driverURL+"/status", nil, nil) == nil
+		})
+		if ready && w.alive() {
+			return w, nil
+		}
+		w.stop()
+		lastErr = fmt.Errorf("%s did not answer on %s: %s", d.path, w.driverURL, w.output.String())
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return nil, lastErr
+}
+
+func (w *webkitSession) newSession(ctx context.Context, d webkitDriver) error {
+	var res struct {
+		SessionID string `json:"sessionId"`
+	}
+	in := map[string]any{"capabilities": map[string]any{"alwaysMatch": d.caps}}
+	if err := wd(ctx, http.MethodPost, w.driverURL+"/session", in, &res); err != nil {
+		if uerr := d.unavailable(err); uerr != nil {
+			return uerr
+		}
+		return fmt.Errorf("starting a webkit session: %w: %s", err, w.output.String())
+	}
+	if res.SessionID == "" {
+		return errors.New("starting a webkit session: the driver answered no session id")
+	}
+	w.id = res.SessionID
+	return nil
+}
+
+// restoreCookies opens the origin of u, where a cookie of that site may be
+// added, and adds the saved cookies. WebDriver refuses cookies of other
+// domains; they stay in the file for a later session.
+func (w *webkitSession) restoreCookies(ctx context.Context, u string) error {
+	saved, err := loadCookies(w.cookieFile)
+	if err != nil {
+		return err
+	}
+	w.saved, w.restored = saved, map[cookieKey]bool{}
+	now := time.Now()
+	var live []wdCookie
+	for _, c := range saved {
+		if !c.expired(now) {
+			live = append(live, c)
+		}
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return err
+	}
+	origin := pu.Scheme + "://" + pu.Host + "/"
+	if err := w.call(ctx, http.MethodPost, "/url", map[string]string{"url": origin}, nil); err != nil {
+		return fmt.Errorf("opening %s to add cookies: %w", origin, err)
+	}
+	for _, c := range live {
+		if err := w.call(ctx, http.MethodPost, "/cookie", map[string]any{"cookie": c}, nil); err != nil {
+			w.log.Debug("cookie not restored", "name", c.Name, "domain", c.Domain, "err", err)
+			continue
+		}
+		w.restored[c.key()] = true
+	}
+	return nil
+}
+
+// saveCookies merges the session's cookies into the service's cookie file.
+func (w *webkitSession) saveCookies(ctx context.Context) error {
+	var cs []wdCookie
+	if err := w.call(ctx, http.MethodGet, "/cookie", nil, &cs); err != nil {
+		return fmt.Errorf("reading the session's cookies: %w", err)
+	}
+	return saveCookies(w.cookieFile, mergeCookies(w.saved, w.restored, cs, time.Now()))
+}
+
+// closeWebKit saves the session's cookies, ends the session and stops the
+// driver. The caller holds s.op.
+func (m *Manager) closeWebKit(ctx context.Context, s *service, w *webkitSession) error {
+	var errs []error
+	if w.alive() && w.id != "" {
+		if err := w.saveCookies(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := w.call(ctx, http.MethodDelete, "", nil, nil); err != nil {
+			w.log.Debug("ending the webkit session", "err", err)
+		}
+	}
+	errs = append(errs, w.stop())
+	s.mu.Lock()
+	if s.webkit == w {
+		s.webkit = nil
+	}
+	s.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// stop ends the driver and its browser: SIGTERM to the group, SIGKILL after
+// driverStopWait.
+func (w *webkitSession) stop() error {
+	pid := w.cmd.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	if waitUntil(context.Background(), driverStopWait, func() bool { return !w.alive() && !alive(-pid) }) {
+		return nil
+	}
+	killGroup(pid)
+	if waitUntil(context.Background(), driverStopWait, func() bool { return !w.alive() && !alive(-pid) }) {
+		return nil
+	}
+	return fmt.Errorf("webkit driver %d did not exit", pid)
+}
+
+// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// tailBuffer keeps the last max bytes written to it, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = b.buf[len(b.buf)-b.max:]
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.TrimSpace(string(b.buf))
+}

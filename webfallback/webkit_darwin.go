@@ -1,0 +1,36 @@
+package webfallback
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+)
+
+// findWebKitDriver finds safaridriver, which drives Safari.
+func findWebKitDriver(configured string) (webkitDriver, error) {
+	path := configured
+	if path == "" {
+		p, err := exec.LookPath("safaridriver")
+		if err != nil {
+			p = "/usr/bin/safaridriver"
+			if _, err := os.Stat(p); err != nil {
+				return webkitDriver{}, &UnavailableError{Browser: WebKit, Msg: "safaridriver not found; it comes with Safari in /usr/bin"}
+			}
+		}
+		path = p
+	}
+	return webkitDriver{
+		path: path,
+		args: func(port int) []string { return []string{"-p", strconv.Itoa(port)} },
+		caps: map[string]any{"browserName": "safari"},
+		unavailable: func(err error) error {
+			// Safari refuses automation until the person allows it once.
+			if wde, ok := errors.AsType[*webdriverError](err); ok && strings.Contains(strings.ToLower(wde.Message), "remote automation") {
+				return &UnavailableError{Browser: WebKit, Msg: "Safari does not allow remote automation; run `safaridriver --enable` once (it asks for an administrator password) and turn on Develop > Allow Remote Automation in Safari", Err: err}
+			}
+			return nil
+		},
+	}, nil
+}

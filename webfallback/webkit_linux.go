@@ -1,0 +1,55 @@
+package webfallback
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// miniBrowserGlobs are where distributions put WebKitGTK's MiniBrowser.
+var miniBrowserGlobs = []string{
+	"/usr/lib/*/webkitgtk-6.0/MiniBrowser",
+	"/usr/lib/*/webkit2gtk-4.*/MiniBrowser",
+	"/usr/lib/webkit2gtk-4.*/MiniBrowser",
+	"/usr/lib64/webkit2gtk-4.*/MiniBrowser",
+	"/usr/libexec/webkit2gtk-4.*/MiniBrowser",
+	"/usr/libexec/webkitgtk-6.0/MiniBrowser",
+}
+
+// findWebKitDriver finds WebKitWebDriver and the MiniBrowser it drives.
+func findWebKitDriver(configured string) (webkitDriver, error) {
+	if os.Getenv("DISPLAY") == "" && os.Getenv("WAYLAND_DISPLAY") == "" {
+		return webkitDriver{}, &UnavailableError{Browser: WebKit, Msg: "WebKit needs a display and neither DISPLAY nor WAYLAND_DISPLAY is set; run quotabar in a desktop session (or under xvfb-run)"}
+	}
+	path := configured
+	if path == "" {
+		p, err := exec.LookPath("WebKitWebDriver")
+		if err != nil {
+			return webkitDriver{}, &UnavailableError{Browser: WebKit, Msg: "WebKitWebDriver not found on PATH; install webkit2gtk-driver (Debian, Ubuntu) or webkit2gtk4.1-devel (Fedora)"}
+		}
+		path = p
+	} else if _, err := os.Stat(path); err != nil {
+		return webkitDriver{}, &UnavailableError{Browser: WebKit, Msg: fmt.Sprintf("the configured WebKit driver %q does not exist; install webkit2gtk-driver or fix the path", path)}
+	}
+	var found []string
+	for _, g := range miniBrowserGlobs {
+		m, _ := filepath.Glob(g)
+		found = append(found, m...)
+	}
+	if len(found) == 0 {
+		return webkitDriver{}, &UnavailableError{Browser: WebKit, Msg: fmt.Sprintf("no WebKitGTK MiniBrowser found (looked in %s); install libwebkit2gtk-4.1-0 (Debian, Ubuntu) or webkit2gtk4.1 (Fedora)", strings.Join(miniBrowserGlobs, ", "))}
+	}
+	// The newest WebKitGTK sorts last.
+	slices.Sort(found)
+	mb := found[len(found)-1]
+	return webkitDriver{
+		path:        path,
+		args:        func(port int) []string { return []string{"--port=" + strconv.Itoa(port), "--host=127.0.0.1"} },
+		caps:        map[string]any{"webkitgtk:browserOptions": map[string]any{"binary": mb, "args": []string{"--automation"}}},
+		unavailable: func(error) error { return nil },
+	}, nil
+}

@@ -1,0 +1,7 @@
+//go:build !linux && !darwin
+
+package webfallback
+
+func findWebKitDriver(string) (webkitDriver, error) {
+	return webkitDriver{}, &UnavailableError{Browser: WebKit, Msg: "the webkit fallback runs on macOS (Safari) and Linux (WebKitGTK) only; use chrome or system"}
+}
