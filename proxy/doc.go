@@ -6,7 +6,9 @@
 //
 //	http://127.0.0.1:PORT/t/<token>/<agent>/<service>/<upstream path>
 //
-// is checked against the secret token (so that no other local user can spend
+// (the agent may carry a priority for all its calls as <agent>~high,
+// ~normal or ~low; the X-Quotabar-Priority header sets one call's) is
+// checked against the secret token (so that no other local user can spend
 // this user's budget), acquires a lease from the limiter with a cost
 // estimated from its body, is forwarded to the service's upstream base URL
 // with the caller's own credentials, and is reported back with the

@@ -220,7 +220,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 // forwards and reports, trying again after upstream 429s while the caller's
 // total wait allows.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	token, agent, service, rest, ok := splitPath(r.URL.EscapedPath())
+	token, agentSeg, service, rest, ok := splitPath(r.URL.EscapedPath())
 	if !ok || !tokenEqual(token, p.token) {
 		// Say nothing about what else is wrong: only token holders learn
 		// which agents and services exist.
@@ -228,6 +228,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"quotabar proxy: missing or wrong token; use the URL from `quotabar run`, or GET /v1/proxy on the daemon socket", 0)
 		return
 	}
+	// The agent segment is NAME or NAME~PRIORITY: tools that cannot send
+	// a header can still carry a priority in their base URL.
+	agent, urlPrio, hasPrio := strings.Cut(agentSeg, "~")
 	if err := limiter.ValidName(agent); err != nil {
 		writeError(w, http.StatusBadRequest, "bad_request", fmt.Sprintf("quotabar proxy: the agent in the URL: %v", err), 0)
 		return
@@ -238,6 +241,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var prio limiter.Priority
+	if hasPrio {
+		if prio, err = limiter.ParsePriority(urlPrio); err != nil || prio == limiter.PriorityUnset {
+			writeError(w, http.StatusBadRequest, "bad_request",
+				fmt.Sprintf("quotabar proxy: the priority %q after ~ in the URL's agent: use high, normal or low", urlPrio), 0)
+			return
+		}
+	}
 	if h := r.Header.Get(PriorityHeader); h != "" {
 		if prio, err = limiter.ParsePriority(h); err != nil {
 			writeError(w, http.StatusBadRequest, "bad_request",

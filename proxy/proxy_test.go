@@ -260,9 +260,12 @@ func TestConcurrentClientsStayUnderQuota(t *testing.T) {
 	if up.calls != clients*perClient {
 		t.Errorf("upstream saw %d calls, want %d", up.calls, clients*perClient)
 	}
-	if s := serviceStatus(t, h.lim, "openai"); s.Provider429 != 0 || s.InFlight != 0 {
-		t.Errorf("limiter status: %d provider 429s, %d in flight; want 0 and 0", s.Provider429, s.InFlight)
+	if s := serviceStatus(t, h.lim, "openai"); s.Provider429 != 0 {
+		t.Errorf("limiter saw %d provider 429s, want 0", s.Provider429)
 	}
+	// A lease ends when its report is made, just after the last byte went
+	// to the client.
+	waitFor(t, "every lease to end", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
 }
 
 func TestUsageCorrectsEstimate(t *testing.T) {
@@ -448,6 +451,8 @@ func TestBadRequests(t *testing.T) {
 		{"unknown service", "/t/" + testToken + "/a/opneai/v1/x", nil, 404, "configured: local, openai"},
 		{"service without upstream", "/t/" + testToken + "/a/local/v1/x", nil, 404, "base_url"},
 		{"bad priority", "/t/" + testToken + "/a/openai/v1/x", map[string]string{PriorityHeader: "urgent"}, 400, "high, normal or low"},
+		{"bad priority in the URL", "/t/" + testToken + "/a~urgent/openai/v1/x", nil, 400, "high, normal or low"},
+		{"empty priority in the URL", "/t/" + testToken + "/a~/openai/v1/x", nil, 400, "high, normal or low"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -538,8 +543,8 @@ func TestRetryAfter429(t *testing.T) {
 		if len(bodies) != 2 || bodies[0] != body || bodies[1] != body {
 			t.Errorf("upstream saw %d calls with bodies %q; want the same body twice", len(bodies), bodies)
 		}
-		if s := serviceStatus(t, h.lim, "openai"); s.Provider429 != 1 || s.InFlight != 0 {
-			t.Errorf("limiter saw %d provider 429s, %d in flight; want 1 and 0", s.Provider429, s.InFlight)
+		if s := serviceStatus(t, h.lim, "openai"); s.Provider429 != 1 {
+			t.Errorf("limiter saw %d provider 429s, want 1", s.Provider429)
 		}
 	})
 	t.Run("429 to the caller when the wait would be too long", func(t *testing.T) {
@@ -601,5 +606,75 @@ func TestNoSecretsInLogs(t *testing.T) {
 		if strings.Contains(logs, s) {
 			t.Errorf("secret %q appears in the log:\n%s", s, logs)
 		}
+	}
+}
+
+// TestPriority queues a low and then a high call behind a call in flight:
+// the high one, whether its priority comes from the URL or the header, goes
+// upstream first.
+func TestPriority(t *testing.T) {
+	for _, tt := range []struct {
+		name            string
+		lowURL, highURL string // agent segments
+		lowHdr, highHdr string // X-Quotabar-Priority
+	}{
+		{"from the URL", "slow~low", "fast~high", "", ""},
+		{"from the header", "slow", "fast", "low", "high"},
+		{"header beats URL", "slow~high", "fast~low", "low", "high"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var mu sync.Mutex
+			var order []string
+			upSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				b, _ := io.ReadAll(r.Body)
+				mu.Lock()
+				order = append(order, string(b))
+				first := len(order) == 1
+				mu.Unlock()
+				if first {
+					<-release
+				}
+				w.Header().Set("Content-Type", "application/json")
+				io.WriteString(w, "{}")
+			}))
+			defer upSrv.Close()
+			h := newHarness(t, []limiter.ServiceConfig{{Name: "openai", MaxConcurrent: 1}}, map[string]string{"openai": upSrv.URL}, 0)
+			call := func(agent, prio, body string) chan int {
+				done := make(chan int, 1)
+				go func() {
+					req, _ := http.NewRequest(http.MethodPost, h.url+"/t/"+testToken+"/"+agent+"/openai/v1/x", strings.NewReader(body))
+					if prio != "" {
+						req.Header.Set(PriorityHeader, prio)
+					}
+					res, err := http.DefaultClient.Do(req)
+					if err != nil {
+						t.Error(err)
+						done <- 0
+						return
+					}
+					res.Body.Close()
+					done <- res.StatusCode
+				}()
+				return done
+			}
+			first := call("busy", "", "first")
+			waitFor(t, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
+			low := call(tt.lowURL, tt.lowHdr, "low")
+			waitFor(t, "the low call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
+			high := call(tt.highURL, tt.highHdr, "high")
+			waitFor(t, "the high call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 2 })
+			close(release)
+			for _, c := range []chan int{first, low, high} {
+				if s := <-c; s != http.StatusOK {
+					t.Errorf("status %d", s)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if strings.Join(order, ",") != "first,high,low" {
+				t.Errorf("upstream order %v, want first, high, low", order)
+			}
+		})
 	}
 }
