@@ -31,6 +31,14 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		req.Cost, err = parseCost("cost", body.Cost)
 	}
+	if err == nil && req.Cost != nil {
+		// Every acquire is at least one call: a cost that names only
+		// tokens still costs its request. Send "requests": 0 to reserve
+		// tokens alone.
+		if _, ok := req.Cost[limiter.Requests]; !ok {
+			req.Cost[limiter.Requests] = 1
+		}
+	}
 	if err == nil && body.Priority != nil {
 		req.Priority, err = parsePriority("priority", *body.Priority)
 	}

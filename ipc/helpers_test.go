@@ -234,3 +234,5 @@ func jsonBody(t testing.TB, v any) io.Reader {
 }
 
 var osLstat = os.Lstat
+
+func marshalStatus(s StatusResponse) ([]byte, error) { return json.Marshal(s) }

@@ -39,6 +39,12 @@ func TestClientEndToEnd(t *testing.T) {
 	if svc.InFlight != 1 || svc.Counters.Granted != 1 {
 		t.Errorf("after acquire: in_flight %d granted %d, want 1 and 1", svc.InFlight, svc.Counters.Granted)
 	}
+	if r := svc.Limits[0].Remaining; r != 999 {
+		t.Errorf("requests remaining %d, want 999: a cost of tokens alone still costs its request", r)
+	}
+	if tok := svc.Limits[1].Remaining; tok != 100000-1200 {
+		t.Errorf("tokens remaining %d, want %d", tok, 100000-1200)
+	}
 	if svc.Fallback == nil || svc.Fallback.Browser != "system" {
 		t.Errorf("openai has a fallback, status shows %+v", svc.Fallback)
 	}

@@ -1,0 +1,170 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+func TestDo(t *testing.T) {
+	cfg := limiter.Config{LeaseTTL: testLeaseTTL, Services: []limiter.ServiceConfig{
+		{Name: "svc", Limits: []limiter.Policy{
+			{Quota: 2, Unit: limiter.Requests, Window: 300 * time.Millisecond},
+			{Quota: 1000, Unit: limiter.Tokens, Window: time.Hour},
+		}},
+		{Name: "hourly", Limits: []limiter.Policy{{Quota: 1, Unit: limiter.Requests, Window: time.Hour}}},
+	}}
+	d := startDaemon(t, cfg, nil)
+	c := d.client
+	ctx := context.Background()
+	req := AcquireRequest{Agent: "a", Service: "svc", Cost: Cost{"tokens": 100}, MaxWaitMS: Wait(0)}
+
+	t.Run("reports status, headers and usage", func(t *testing.T) {
+		calls := 0
+		err := c.Do(ctx, req, func(ctx context.Context) (CallResult, error) {
+			calls++
+			if q := serviceOf(t, d.srv.Status(), "svc"); q.InFlight != 1 {
+				t.Errorf("in flight during the call: %d, want 1", q.InFlight)
+			}
+			return CallResult{Status: 200, Usage: Cost{"tokens": 40},
+				Header: http.Header{"X-Ratelimit-Remaining-Requests": {"1"}}}, nil
+		})
+		if err != nil || calls != 1 {
+			t.Fatalf("Do: %v after %d calls", err, calls)
+		}
+		s := serviceOf(t, d.srv.Status(), "svc")
+		if s.InFlight != 0 {
+			t.Errorf("in flight after Do: %d, want 0 (the lease is reported)", s.InFlight)
+		}
+		if tok := s.Limits[1]; tok.Remaining != 960 {
+			t.Errorf("tokens remaining %d, want 960: usage 40 replaced the estimate 100", tok.Remaining)
+		}
+	})
+
+	t.Run("waits out refusals", func(t *testing.T) {
+		// Three calls against 2 per 300 ms: at least one is refused and
+		// retried after its retry time.
+		for i := range 3 {
+			err := c.Do(ctx, req, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil })
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if r := serviceOf(t, d.srv.Status(), "svc").Counters.Refused; r == 0 {
+			t.Error("no refusal happened: the test did not exercise the retry")
+		}
+	})
+
+	t.Run("NoRetry returns the refusal", func(t *testing.T) {
+		var refused *Refused
+		for range 3 {
+			err := c.Do(ctx, req, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil }, NoRetry())
+			if errors.As(err, &refused) {
+				break
+			}
+		}
+		if refused == nil || refused.Reason != "timeout" || refused.RetryAfter <= 0 {
+			t.Fatalf("got %+v, want a timeout refusal with a retry time", refused)
+		}
+	})
+
+	t.Run("a deadline before the retry time returns the refusal", func(t *testing.T) {
+		hourly := AcquireRequest{Agent: "a", Service: "hourly", MaxWaitMS: Wait(0)}
+		ok := func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil }
+		if err := c.Do(ctx, hourly, ok); err != nil {
+			t.Fatal(err)
+		}
+		// The next grant is an hour away; waiting for it cannot fit.
+		dctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		err := c.Do(dctx, hourly, ok)
+		var refused *Refused
+		if !errors.As(err, &refused) || errors.Is(err, context.DeadlineExceeded) || refused.RetryAfter < 50*time.Minute {
+			t.Fatalf("got %v, want the refusal at once", err)
+		}
+	})
+
+	t.Run("the call's error is returned and the lease still reported", func(t *testing.T) {
+		boom := errors.New("boom")
+		err := c.Do(ctx, AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: Wait(5 * time.Second)},
+			func(context.Context) (CallResult, error) { return CallResult{}, boom })
+		if !errors.Is(err, boom) {
+			t.Fatalf("got %v, want boom", err)
+		}
+		if s := serviceOf(t, d.srv.Status(), "svc"); s.InFlight != 0 {
+			t.Errorf("in flight %d after a failed call, want 0", s.InFlight)
+		}
+	})
+
+	t.Run("a provider 429 starts a cooldown", func(t *testing.T) {
+		err := c.Do(ctx, AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: Wait(5 * time.Second)},
+			func(context.Context) (CallResult, error) {
+				return CallResult{Status: 429, Header: http.Header{"Retry-After": {"30"}}}, nil
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := serviceOf(t, d.srv.Status(), "svc")
+		if s.CooldownUntil == nil || time.Until(*s.CooldownUntil) < 20*time.Second {
+			t.Errorf("cooldown_until %v, want about 30 s ahead", s.CooldownUntil)
+		}
+		err = c.Do(ctx, req, func(context.Context) (CallResult, error) { return CallResult{}, nil }, NoRetry())
+		var refused *Refused
+		if !errors.As(err, &refused) || refused.Reason != "cooldown" {
+			t.Errorf("got %v, want a cooldown refusal", err)
+		}
+	})
+}
+
+func TestDoBatch(t *testing.T) {
+	cfg := limiter.Config{LeaseTTL: testLeaseTTL, Services: []limiter.ServiceConfig{
+		{Name: "embed", Limits: []limiter.Policy{
+			{Quota: 100, Unit: limiter.Requests, Window: time.Hour},
+			{Quota: 10000, Unit: limiter.Tokens, Window: time.Hour},
+		}},
+	}}
+	d := startDaemon(t, cfg, nil)
+	ctx := context.Background()
+	req := AcquireRequest{Agent: "a", Service: "embed", MaxWaitMS: Wait(time.Second)}
+	call := func(status int, usage Cost) BatchCall {
+		return BatchCall{Cost: Cost{"tokens": 100}, Call: func(ctx context.Context) (CallResult, error) {
+			// One lease covers the whole batch.
+			if s := serviceOf(t, d.srv.Status(), "embed"); s.InFlight != 1 {
+				t.Errorf("in flight %d during the batch, want 1", s.InFlight)
+			}
+			return CallResult{Status: status, Usage: usage}, nil
+		}}
+	}
+
+	var calls []BatchCall
+	for range 10 {
+		calls = append(calls, call(200, Cost{"tokens": 50}))
+	}
+	if err := d.client.DoBatch(ctx, req, calls); err != nil {
+		t.Fatal(err)
+	}
+	s := serviceOf(t, d.srv.Status(), "embed")
+	if s.Counters.Granted != 1 || s.InFlight != 0 {
+		t.Errorf("after a batch: granted %d in flight %d, want 1 and 0", s.Counters.Granted, s.InFlight)
+	}
+	if r, tok := s.Limits[0].Remaining, s.Limits[1].Remaining; r != 90 || tok != 9500 {
+		t.Errorf("remaining %d requests and %d tokens, want 90 and 9500", r, tok)
+	}
+
+	// A 429 in the middle stops the batch; the calls not made are refunded.
+	calls = []BatchCall{call(200, nil), call(429, nil), call(200, nil), call(200, nil)}
+	if err := d.client.DoBatch(ctx, req, calls); err != nil {
+		t.Fatal(err)
+	}
+	s = serviceOf(t, d.srv.Status(), "embed")
+	if r, tok := s.Limits[0].Remaining, s.Limits[1].Remaining; r != 88 || tok != 9300 {
+		t.Errorf("after a stopped batch: remaining %d requests and %d tokens, want 88 and 9300", r, tok)
+	}
+	if s.Counters.Provider429 != 1 {
+		t.Errorf("provider_429 %d, want 1", s.Counters.Provider429)
+	}
+}

@@ -1,0 +1,251 @@
+package ipc
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+// TestContention runs five agents, each with its own connections, against
+// one service of 10 requests a second, and checks the grants against the
+// quota with the daemon's own clock: no window of one second holds more
+// than 10.
+func TestContention(t *testing.T) {
+	const (
+		quota  = 10
+		window = time.Second
+		agents = 5
+		run    = 2500 * time.Millisecond
+	)
+	cfg := limiter.Config{LeaseTTL: testLeaseTTL, Services: []limiter.ServiceConfig{
+		{Name: "burst", Limits: []limiter.Policy{{Quota: quota, Unit: limiter.Requests, Window: window}}},
+	}}
+	d := startDaemon(t, cfg, nil)
+
+	var mu sync.Mutex
+	var grants []time.Time // when the daemon granted, from lease expiry - TTL
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range agents {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &Client{SocketPath: d.path}
+			defer c.CloseIdleConnections()
+			agent := "agent-" + string(rune('a'+i))
+			for time.Since(start) < run {
+				lease, err := c.Acquire(context.Background(), AcquireRequest{Agent: agent, Service: "burst", MaxWaitMS: Wait(5 * time.Second)})
+				var refused *Refused
+				if errors.As(err, &refused) {
+					continue
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				grants = append(grants, lease.ExpiresAt.Add(-testLeaseTTL))
+				mu.Unlock()
+				if _, err := c.Report(context.Background(), ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	// Every grant happened between start and now: at most quota per
+	// started window.
+	if maxGrants := quota * int((elapsed+window-1)/window); len(grants) > maxGrants {
+		t.Errorf("%d grants in %v, the quota allows at most %d", len(grants), elapsed, maxGrants)
+	}
+	if len(grants) < 2*quota {
+		t.Errorf("only %d grants in %v: the agents were starved", len(grants), elapsed)
+	}
+	// The sliding-window check, on the daemon's grant times. The 2ms
+	// margin absorbs the wall clock's slewing (at most 0.5 ms a second).
+	slices.SortFunc(grants, func(a, b time.Time) int { return a.Compare(b) })
+	for i, g := range grants {
+		n := 0
+		for _, h := range grants[i:] {
+			if h.Sub(g) < window-2*time.Millisecond {
+				n++
+			}
+		}
+		if n > quota {
+			t.Fatalf("%d grants in the window starting %v; quota %d", n, g.Sub(grants[0]), quota)
+		}
+	}
+	st := d.srv.Status()
+	if got := serviceOf(t, st, "burst").Counters.Granted; got != int64(len(grants)) {
+		t.Errorf("daemon counted %d grants, agents saw %d", got, len(grants))
+	}
+}
+
+// TestCancelWithdraws checks that a client that gives up takes its request
+// out of the daemon's queue.
+func TestCancelWithdraws(t *testing.T) {
+	d := startDaemon(t, testConfig(), nil)
+	if _, err := d.client.Acquire(context.Background(), AcquireRequest{Agent: "a", Service: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() {
+		_, err := d.client.Acquire(ctx, AcquireRequest{Agent: "a", Service: "tiny", MaxWaitMS: Wait(10 * time.Minute)})
+		done <- err
+	}()
+	waitFor(t, "the acquire to queue", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == 1 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled acquire returned %v, want context.Canceled", err)
+	}
+	waitFor(t, "the request to leave the queue", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == 0 })
+	if s := serviceOf(t, d.srv.Status(), "tiny"); s.InFlight != 1 || s.Counters.Granted != 1 {
+		t.Errorf("after withdrawal: %+v", s)
+	}
+}
+
+// TestAbandonedAcquires sends 1,000 acquires that all end without a grant,
+// half by timing out and half by cancellation, and checks that goroutines and
+// the limiter's state return to where they were.
+func TestAbandonedAcquires(t *testing.T) {
+	const n = 1000
+	d := startDaemon(t, testConfig(), nil)
+	ctx := context.Background()
+	if _, err := d.client.Acquire(ctx, AcquireRequest{Agent: "a", Service: "tiny"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.client.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.client.CloseIdleConnections()
+	before := d.srv.Status()
+	baseGoroutines := runtime.NumGoroutine()
+
+	cctx, cancel := context.WithCancel(ctx)
+	var timedOut, cancelled sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg, actx, wait := &timedOut, ctx, 300*time.Millisecond
+		if i%2 == 1 {
+			wg, actx, wait = &cancelled, cctx, 10*time.Minute
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := d.client.Acquire(actx, AcquireRequest{Agent: "a", Service: "tiny", MaxWaitMS: Wait(wait)})
+			errs <- err
+		}()
+	}
+	timedOut.Wait()
+	waitFor(t, "the cancellable half to queue", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == n/2 })
+	cancel()
+	cancelled.Wait()
+	close(errs)
+	var nTimeout, nCancel int
+	for err := range errs {
+		var refused *Refused
+		switch {
+		case errors.As(err, &refused) && refused.Reason == "timeout":
+			nTimeout++
+		case errors.Is(err, context.Canceled):
+			nCancel++
+		default:
+			t.Errorf("unexpected result %v", err)
+		}
+	}
+	if nTimeout != n/2 || nCancel != n/2 {
+		t.Errorf("%d timed out and %d cancelled, want %d each", nTimeout, nCancel, n/2)
+	}
+
+	d.client.CloseIdleConnections()
+	waitFor(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= baseGoroutines })
+	waitFor(t, "the queue to empty", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == 0 })
+	after := d.srv.Status()
+	b, a := serviceOf(t, before, "tiny"), serviceOf(t, after, "tiny")
+	if a.InFlight != b.InFlight || a.Counters.Granted != b.Counters.Granted || a.Limits[0].Remaining != b.Limits[0].Remaining {
+		t.Errorf("tiny changed: before %+v, after %+v", b, a)
+	}
+	if a.Counters.Refused != b.Counters.Refused+n/2 {
+		t.Errorf("refused %d, want %d (the timeouts only)", a.Counters.Refused, b.Counters.Refused+n/2)
+	}
+	ag, _ := agentOf(after, "a")
+	if ag.Queued != 0 || ag.InFlight != 1 {
+		t.Errorf("agent after: %+v", ag)
+	}
+}
+
+// TestEventsRate storms the daemon with changes for 1.5 s and checks that
+// the stream sends at most 4 events a second, each different from the one
+// before, and ends on the final state.
+func TestEventsRate(t *testing.T) {
+	d := startDaemon(t, testConfig(), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	events, err := d.client.Events(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []StatusResponse
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		for ev := range events {
+			mu.Lock()
+			got = append(got, ev)
+			mu.Unlock()
+		}
+	}()
+	storm := &Client{SocketPath: d.path}
+	defer storm.CloseIdleConnections()
+	toggles := 0
+	for paused := false; time.Since(start) < 1500*time.Millisecond; toggles++ {
+		paused = !paused
+		if _, err := storm.SetServicePaused(ctx, "openai", paused); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A last change no earlier state had: its event must come.
+	if _, err := storm.SetServicePaused(ctx, "cool", true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the event of the last change", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) > 0 && serviceOf(t, got[len(got)-1], "cool").Paused
+	})
+	cancel()
+	<-collected
+	elapsed := time.Since(start)
+	t.Logf("%d events in %v for %d changes", len(got), elapsed, toggles)
+
+	// The sends lie between connect and now, at least 250 ms apart.
+	if maxEvents := 1 + int(elapsed/eventInterval); len(got) > maxEvents {
+		t.Errorf("%d events in %v for %d changes; at most %d allowed at 4 a second", len(got), elapsed, toggles, maxEvents)
+	}
+	if len(got) < 3 {
+		t.Errorf("%d events in %v for %d changes: changes went unreported", len(got), elapsed, toggles)
+	}
+	for i := 1; i < len(got); i++ {
+		if sameStatus(got[i], got[i-1]) {
+			t.Errorf("event %d repeats event %d", i, i-1)
+		}
+	}
+}
+
+func sameStatus(a, b StatusResponse) bool {
+	ja, _ := marshalStatus(a)
+	jb, _ := marshalStatus(b)
+	return string(ja) == string(jb)
+}
