@@ -38,6 +38,8 @@ cmd_test() {
 	if [ -n "$bad" ]; then echo "not gofmt-formatted:"; echo "$bad"; exit 1; fi
 	echo "== go vet" >&2
 	go vet ./...
+	echo "== darwincheck (type-check the macOS build)" >&2
+	for arch in arm64 amd64; do go run ./internal/darwincheck -goarch "$arch"; done
 	echo "== go test -race" >&2
 	go test -race -count=1 -timeout 15m ./...
 }
