@@ -165,7 +165,8 @@ func (d *ledger) startPacing(t time.Time) {
 // every grant after the reporting call, and every call in flight then.
 type budget struct {
 	unit      Unit
-	limit     int64 // the provider's quota, 0 when not given
+	name      string // the provider's name for the limit, if any
+	limit     int64  // the provider's quota, 0 when not given
 	window    time.Duration
 	remaining int64 // after headroom
 	since     uint64

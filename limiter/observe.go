@@ -3,7 +3,6 @@ package limiter
 import (
 	"math"
 	"slices"
-	"strings"
 	"time"
 )
 
@@ -26,7 +25,7 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 	if ls != nil {
 		since, self = ls.g.seq, ls.g.seq
 	}
-	l.applyObservation(s, obs, since, self, bucketResets(s.cfg.Dialect, r.Header), now)
+	l.applyObservation(s, obs, since, self, now)
 
 	if r.Status >= 200 && r.Status < 300 {
 		s.backoff = 0
@@ -54,24 +53,22 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 				}
 			}
 		}
-		if d <= 0 {
-			// A call sent before the current cooldown began says nothing
-			// new: it must not double the backoff again.
-			cooling := now.Before(s.cooldownUntil)
-			if !cooling || ls == nil || !ls.grantedAt.Before(s.cooldownStart) {
-				s.backoff++
-			}
+		// A call granted before the current cooldown began says nothing
+		// new: without a retry time of its own it neither grows the
+		// backoff nor extends the cooldown.
+		stale := now.Before(s.cooldownUntil) && ls != nil && ls.g.seq <= s.cooldownSeq
+		if d <= 0 && !stale {
+			s.backoff++
 			capd := backoffMax
 			if s.backoff < 7 {
-				capd = min(backoffMax, backoffBase<<(max(s.backoff, 1)-1))
+				capd = min(backoffMax, backoffBase<<(s.backoff-1))
 			}
 			d = time.Duration(l.rng.Int64N(int64(capd)) + 1)
 		}
-		until := now.Add(d)
 		if !now.Before(s.cooldownUntil) {
-			s.cooldownStart = now
+			s.cooldownStart, s.cooldownSeq = now, l.seq
 		}
-		if until.After(s.cooldownUntil) {
+		if until := now.Add(d); d > 0 && until.After(s.cooldownUntil) {
 			s.cooldownUntil = until
 		}
 		res.RetryAfter = l.jitter(s.cooldownUntil.Sub(now))
@@ -82,32 +79,13 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 	return res
 }
 
-// bucketResets reports whether the dialect's reset time means "full again
-// at" of a refilling bucket (OpenAI, Anthropic) rather than the end of a
-// fixed window (GitHub, IETF).
-func bucketResets(dialect string, h map[string]string) bool {
-	switch dialect {
-	case "openai", "anthropic":
-		return true
-	case "":
-		for k := range h {
-			k = strings.ToLower(k)
-			if strings.HasPrefix(k, "anthropic-ratelimit-") ||
-				(strings.HasPrefix(k, "x-ratelimit-") && (strings.HasSuffix(k, "-requests") || strings.HasSuffix(k, "-tokens"))) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // applyObservation makes the headers ground truth: each limit with a
 // remaining count becomes a budget until its reset, charged with every grant
 // the provider cannot have counted when it answered (granted after the
 // reporting call `since`, or still in flight then, except the call itself);
 // each limit with a quota, for a unit the config does not limit, becomes a
 // learned policy.
-func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint64, bucket bool, now time.Time) {
+func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint64, now time.Time) {
 	for _, ol := range obs.Limits {
 		if !knownUnit(ol.Unit) || (ol.Limit <= 0 && !ol.HasRemaining) {
 			continue
@@ -120,7 +98,7 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint
 			}
 		}
 		if match == nil && ol.Limit > 0 {
-			match = l.learn(s, ol, bucket, now)
+			match = l.learn(s, ol, now)
 		}
 		if !ol.HasRemaining {
 			continue
@@ -144,7 +122,10 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint
 		b := &budget{
 			unit: ol.Unit, limit: limit, window: window,
 			remaining: ol.Remaining - int64(math.Floor(s.cfg.Headroom*float64(limit))),
-			since:     since, until: until, source: "headers", ledger: match,
+			since:     since, until: until, source: "headers", ledger: match, name: ol.Name,
+		}
+		if ol.Approximate {
+			b.remaining -= 500 // rounded to the nearest thousand: assume the worst
 		}
 		for _, g := range s.recent {
 			if g.seq != self && (g.seq > since || g.open) {
@@ -152,7 +133,7 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint
 			}
 		}
 		s.budgets = slices.DeleteFunc(s.budgets, func(o *budget) bool {
-			return o.unit == b.unit && (o.limit == b.limit || o.limit == 0 || b.limit == 0)
+			return o.unit == b.unit && o.name == b.name && (o.limit == b.limit || o.limit == 0 || b.limit == 0)
 		})
 		s.budgets = append(s.budgets, b)
 	}
@@ -167,8 +148,8 @@ func cmp0(d, def time.Duration) time.Duration {
 
 // learn records or updates the learned policy that ol describes and returns
 // its ledger, or nil when the window cannot be told.
-func (l *Limiter) learn(s *service, ol ObservedLimit, bucket bool, now time.Time) *ledger {
-	w := inferWindow(ol, bucket, now)
+func (l *Limiter) learn(s *service, ol ObservedLimit, now time.Time) *ledger {
+	w := inferWindow(ol, now)
 	for _, d := range s.learned {
 		if d.policy.Unit == ol.Unit && (ol.Window == 0 || d.policy.Window == ol.Window) {
 			d.setQuota(ol.Limit, s.cfg.Headroom)
@@ -201,9 +182,11 @@ func (l *Limiter) learn(s *service, ol ObservedLimit, bucket bool, now time.Time
 var standardWindows = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
 
 // inferWindow returns the window of an observed limit: given, or estimated
-// from its reset. A bucket's reset is when it is full again, so the whole
-// window is reset × limit / used; a fixed window's reset is its end.
-func inferWindow(ol ObservedLimit, bucket bool, now time.Time) time.Duration {
+// from its reset. OpenAI's and Anthropic's reset is when a refilling bucket
+// is full again, so the whole window is reset × limit / used; any other
+// reset is taken as the end of a fixed window.
+func inferWindow(ol ObservedLimit, now time.Time) time.Duration {
+	bucket := ol.Dialect == "openai" || ol.Dialect == "anthropic"
 	if ol.Window > 0 {
 		return ol.Window
 	}

@@ -178,7 +178,7 @@ func TestLearnBucketWindow(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{{Name: "s", Dialect: "openai"}}})
 			obs := inject(l)
 			*obs = limiter.Observation{Limits: []limiter.ObservedLimit{{
-				Unit: limiter.Requests, Limit: tc.limit, Remaining: tc.remain, HasRemaining: true, Reset: clk.Now().Add(tc.resetIn),
+				Unit: limiter.Requests, Limit: tc.limit, Remaining: tc.remain, HasRemaining: true, Reset: clk.Now().Add(tc.resetIn), Dialect: "openai",
 			}}}
 			if _, err := l.Report(limiter.Report{Agent: "a", Service: "s", Status: 200, Header: someHeader}); err != nil {
 				t.Fatal(err)

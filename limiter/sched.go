@@ -26,7 +26,8 @@ type service struct {
 	removed       bool
 	cooldownStart time.Time
 	cooldownUntil time.Time
-	backoff       int // 429s in a row without a retry time
+	cooldownSeq   uint64 // last grant before the cooldown began
+	backoff       int    // 429s in a row without a retry time
 
 	wakeAt    time.Time
 	wakeTimer Timer

@@ -184,7 +184,7 @@ func (l *Limiter) Restore(st State) error {
 			if ls.Source == "headers" && ls.Quota > 0 && window > 0 &&
 				!slices.ContainsFunc(s.policies, func(d *ledger) bool { return d.policy.Unit == ls.Unit }) {
 				s.learnedAny = true
-				l.learn(s, ObservedLimit{Unit: ls.Unit, Limit: ls.Quota, Window: window}, false, now)
+				l.learn(s, ObservedLimit{Unit: ls.Unit, Limit: ls.Quota, Window: window}, now)
 			}
 			if ls.ResetsAt.After(now) {
 				s.budgets = append(s.budgets, &budget{

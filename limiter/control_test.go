@@ -1,0 +1,371 @@
+package limiter_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+// Rule 8: paused services and agents are refused with "paused", and their
+// waiting requests are refused at once.
+func TestPause(t *testing.T) {
+	paused := true
+	tests := []struct {
+		name      string
+		pause     func(l *limiter.Limiter) error
+		resume    func(l *limiter.Limiter) error
+		refusedOf map[string]bool // agents whose waiters are refused
+	}{
+		{
+			name:      "service",
+			pause:     func(l *limiter.Limiter) error { _, err := l.SetServicePaused("s", true); return err },
+			resume:    func(l *limiter.Limiter) error { _, err := l.SetServicePaused("s", false); return err },
+			refusedOf: map[string]bool{"a": true, "b": true},
+		},
+		{
+			name:  "agent",
+			pause: func(l *limiter.Limiter) error { _, err := l.UpdateAgent("a", limiter.AgentUpdate{Paused: &paused}); return err },
+			resume: func(l *limiter.Limiter) error {
+				no := false
+				_, err := l.UpdateAgent("a", limiter.AgentUpdate{Paused: &no})
+				return err
+			},
+			refusedOf: map[string]bool{"a": true},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Hour))}})
+			submit(t, l, limiter.Request{Agent: "a", Service: "s"})
+			wa := submit(t, l, limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour})
+			wb := submit(t, l, limiter.Request{Agent: "b", Service: "s", MaxWait: time.Hour})
+			if err := tc.pause(l); err != nil {
+				t.Fatal(err)
+			}
+			for agent, p := range map[string]*limiter.Pending{"a": wa, "b": wb} {
+				_, err, done := p.Poll()
+				if tc.refusedOf[agent] {
+					if !done {
+						t.Fatalf("agent %s's waiter still queued after the pause", agent)
+					}
+					refused(t, err, limiter.ReasonPaused)
+				} else if done {
+					t.Errorf("agent %s's waiter answered (%v) by another's pause", agent, err)
+				}
+			}
+			_, err := l.Submit(limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour})
+			refused(t, err, limiter.ReasonPaused)
+			if tc.name == "service" && !serviceStatus(t, l, "s").Paused || tc.name == "agent" && !agentStatus(t, l, "a").Paused {
+				t.Error("status does not show the pause")
+			}
+			if err := tc.resume(l); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Submit(limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour}); err != nil {
+				t.Errorf("after resuming: %#v", err)
+			}
+		})
+	}
+}
+
+// A request that waits past MaxWait is refused with "timeout" and an
+// estimate of when a new one could be granted.
+func TestTimeout(t *testing.T) {
+	tests := []struct {
+		name     string
+		maxWait  time.Duration
+		queued   int
+		minRetry time.Duration
+	}{
+		{"answer at once", 0, 0, 59 * time.Second},
+		{"waits 5s", 5 * time.Second, 0, 54 * time.Second},
+		{"behind others", 5 * time.Second, 3, 54 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Minute))}})
+			submit(t, l, limiter.Request{Agent: "a", Service: "s"})
+			clk.Advance(time.Second)
+			for range tc.queued {
+				submit(t, l, limiter.Request{Agent: "q", Service: "s", MaxWait: time.Hour})
+			}
+			p, err := l.Submit(limiter.Request{Agent: "b", Service: "s", MaxWait: tc.maxWait})
+			if tc.maxWait > 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				clk.Advance(tc.maxWait - time.Nanosecond)
+				if _, _, done := p.Poll(); done {
+					t.Fatal("answered before max wait")
+				}
+				clk.Advance(time.Nanosecond)
+				var done bool
+				if _, err, done = p.Poll(); !done {
+					t.Fatal("still waiting after max wait")
+				}
+			}
+			re := refused(t, err, limiter.ReasonTimeout)
+			if re.RetryAfter < tc.minRetry || re.RetryAfter > tc.minRetry+time.Duration(tc.queued+2)*time.Minute {
+				t.Errorf("retry after %v, want about %v (+%d queued minutes)", re.RetryAfter, tc.minRetry, tc.queued)
+			}
+		})
+	}
+}
+
+// Acquire blocks on the limiter's clock (fake here) and honours ctx.
+func TestAcquireBlocks(t *testing.T) {
+	l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Minute))}})
+	if _, err := l.Acquire(context.Background(), limiter.Request{Agent: "a", Service: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, stop := l.Subscribe()
+	defer stop()
+	type res struct {
+		ls  limiter.Lease
+		err error
+	}
+	got := make(chan res, 2)
+	go func() {
+		ls, err := l.Acquire(context.Background(), limiter.Request{Agent: "b", Service: "s", MaxWait: 2 * time.Minute})
+		got <- res{ls, err}
+	}()
+	for serviceStatus(t, l, "s").Queued != 1 {
+		<-ch
+	}
+	clk.Advance(time.Minute)
+	r := <-got
+	if r.err != nil || r.ls.Waited != time.Minute {
+		t.Fatalf("Acquire: %+v, %#v; want granted after 1m", r.ls, r.err)
+	}
+	go func() {
+		ls, err := l.Acquire(context.Background(), limiter.Request{Agent: "b", Service: "s", MaxWait: 30 * time.Second})
+		got <- res{ls, err}
+	}()
+	for serviceStatus(t, l, "s").Queued != 1 {
+		<-ch
+	}
+	clk.Advance(30 * time.Second)
+	r = <-got
+	refused(t, r.err, limiter.ReasonTimeout)
+}
+
+func TestBadRequests(t *testing.T) {
+	tests := []struct {
+		name string
+		req  limiter.Request
+		code limiter.Code
+		msg  string
+	}{
+		{"unknown service", limiter.Request{Agent: "a", Service: "opneai"}, limiter.CodeUnknownService, `service "opneai" is not configured; configured: anthropic, openai`},
+		{"bad agent name", limiter.Request{Agent: "a b", Service: "openai"}, limiter.CodeBadRequest, "agent"},
+		{"empty agent", limiter.Request{Service: "openai"}, limiter.CodeBadRequest, "agent"},
+		{"bad service name", limiter.Request{Agent: "a", Service: "../x"}, limiter.CodeBadRequest, "service"},
+		{"negative cost", limiter.Request{Agent: "a", Service: "openai", Cost: limiter.Cost{limiter.Tokens: -1}}, limiter.CodeBadRequest, "tokens"},
+		{"unknown unit", limiter.Request{Agent: "a", Service: "openai", Cost: limiter.Cost{"bananas": 1}}, limiter.CodeBadRequest, `"bananas"`},
+		{"bad priority", limiter.Request{Agent: "a", Service: "openai", Priority: 9}, limiter.CodeBadRequest, "priority"},
+		{"negative max wait", limiter.Request{Agent: "a", Service: "openai", MaxWait: -1}, limiter.CodeBadRequest, "wait"},
+	}
+	l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("openai"), svcCfg("anthropic")}})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := l.Acquire(context.Background(), tc.req)
+			e := code(t, err, tc.code)
+			if !strings.Contains(e.Message, tc.msg) {
+				t.Errorf("message %q does not contain %q", e.Message, tc.msg)
+			}
+		})
+	}
+	reports := []struct {
+		name string
+		r    limiter.Report
+		code limiter.Code
+	}{
+		{"unknown lease", limiter.Report{Lease: "l_nope"}, limiter.CodeUnknownLease},
+		{"no lease, no agent", limiter.Report{Service: "openai"}, limiter.CodeBadRequest},
+		{"no lease, unknown service", limiter.Report{Agent: "a", Service: "x"}, limiter.CodeUnknownService},
+		{"negative usage", limiter.Report{Agent: "a", Service: "openai", Usage: limiter.Cost{limiter.Tokens: -5}}, limiter.CodeBadRequest},
+	}
+	for _, tc := range reports {
+		t.Run("report/"+tc.name, func(t *testing.T) {
+			_, err := l.Report(tc.r)
+			code(t, err, tc.code)
+		})
+	}
+	t.Run("update unknown agent", func(t *testing.T) {
+		_, err := l.UpdateAgent("ghost", limiter.AgentUpdate{})
+		code(t, err, limiter.CodeNotFound)
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  limiter.Config
+		msg  string
+	}{
+		{"duplicate service", limiter.Config{Services: []limiter.ServiceConfig{svcCfg("a"), svcCfg("a")}}, "twice"},
+		{"zero quota", limiter.Config{Services: []limiter.ServiceConfig{svcCfg("a", pol(0, limiter.Requests, time.Minute))}}, "quota"},
+		{"bad unit", limiter.Config{Services: []limiter.ServiceConfig{svcCfg("a", pol(1, "calls", time.Minute))}}, "unit"},
+		{"headroom 1", limiter.Config{Services: []limiter.ServiceConfig{{Name: "a", Headroom: 1}}}, "headroom"},
+		{"bad agent weight", limiter.Config{Agents: []limiter.AgentConfig{{Name: "x", Weight: -1}}}, "weight"},
+		{"bad dialect", limiter.Config{Services: []limiter.ServiceConfig{{Name: "a", Dialect: "aws"}}}, "dialect"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := limiter.New(tc.cfg)
+			if err == nil || !strings.Contains(err.Error(), tc.msg) {
+				t.Errorf("New: %v; want an error about %s", err, tc.msg)
+			}
+		})
+	}
+}
+
+// Rule 9's limiter part: what a person changed and what the provider said
+// survives a JSON round trip into a new limiter.
+func TestSnapshotRestore(t *testing.T) {
+	cfg := limiter.Config{
+		Services: []limiter.ServiceConfig{
+			svcCfg("conf", pol(100, limiter.Requests, time.Minute)),
+			{Name: "learn", Dialect: "ietf"},
+			svcCfg("cool", pol(100, limiter.Requests, time.Minute)),
+		},
+		Agents: []limiter.AgentConfig{{Name: "bot", Priority: limiter.Low}},
+	}
+	l, clk := newLim(t, cfg)
+	for range 30 {
+		submit(t, l, limiter.Request{Agent: "bot", Service: "conf"})
+	}
+	if _, err := l.SetServicePaused("conf", true); err != nil {
+		t.Fatal(err)
+	}
+	high, yes := limiter.High, true
+	if _, err := l.UpdateAgent("bot", limiter.AgentUpdate{Priority: &high, Paused: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Report(limiter.Report{Agent: "x", Service: "learn", Status: 200, Header: map[string]string{
+		"RateLimit-Policy": `"burst";q=100;w=60`, "RateLimit": `"burst";r=40;t=30`,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Report(limiter.Report{Agent: "x", Service: "cool", Status: 429, Header: map[string]string{"Retry-After": "120"}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Second)
+	before := l.Status()
+	data, err := json.Marshal(l.Snapshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st limiter.State
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	l2, clk2 := newLim(t, cfg)
+	clk2.Advance(10 * time.Second)
+	if err := l2.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	after := l2.Status()
+	for i, s := range before.Services {
+		a := after.Services[i]
+		if s.Paused != a.Paused || !s.CooldownUntil.Equal(a.CooldownUntil) || len(s.Limits) != len(a.Limits) {
+			t.Errorf("service %s: before %+v after %+v", s.Name, s, a)
+			continue
+		}
+		for j := range s.Limits {
+			x, y := s.Limits[j], a.Limits[j]
+			if x.Unit != y.Unit || x.Quota != y.Quota || x.Window != y.Window || x.Remaining != y.Remaining || !x.ResetsAt.Equal(y.ResetsAt) {
+				t.Errorf("service %s limit %d: before %+v after %+v", s.Name, j, x, y)
+			}
+		}
+	}
+	bot := agentStatus(t, l2, "bot")
+	if bot.Priority != limiter.High || !bot.Paused {
+		t.Errorf("agent after restore %+v: want high and paused", bot)
+	}
+	// The restored remaining is enforced: 70 more on "conf" this minute.
+	if _, err := l2.SetServicePaused("conf", false); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range 100 {
+		if _, err := l2.Submit(limiter.Request{Agent: "y", Service: "conf"}); err == nil {
+			n++
+		}
+	}
+	if n != 70 {
+		t.Errorf("granted %d on conf after restore, want the 70 left", n)
+	}
+}
+
+// Reconfigure keeps queued requests and applies new limits, weights and
+// priorities; a removed service refuses its waiters.
+func TestReconfigure(t *testing.T) {
+	base := limiter.Config{Services: []limiter.ServiceConfig{
+		svcCfg("keep", pol(1, limiter.Requests, time.Hour)),
+		svcCfg("gone", pol(1, limiter.Requests, time.Hour)),
+	}}
+	l, _ := newLim(t, base)
+	submit(t, l, limiter.Request{Agent: "a", Service: "keep"})
+	submit(t, l, limiter.Request{Agent: "a", Service: "gone"})
+	var keep []*limiter.Pending
+	for range 3 {
+		keep = append(keep, submit(t, l, limiter.Request{Agent: "a", Service: "keep", MaxWait: time.Hour}))
+	}
+	gone := submit(t, l, limiter.Request{Agent: "a", Service: "gone", MaxWait: time.Hour})
+	low := submit(t, l, limiter.Request{Agent: "b", Service: "keep", MaxWait: time.Hour})
+
+	next := limiter.Config{
+		Services: []limiter.ServiceConfig{svcCfg("keep", pol(3, limiter.Requests, time.Hour))},
+		Agents:   []limiter.AgentConfig{{Name: "b", Priority: limiter.High}},
+	}
+	if err := l.Reconfigure(next); err != nil {
+		t.Fatal(err)
+	}
+	if _, err, done := gone.Poll(); !done {
+		t.Fatal("waiter of a removed service still waiting")
+	} else {
+		code(t, err, limiter.CodeUnknownService)
+	}
+	// Quota 3 with 1 used: two more, and b (now high) goes first.
+	if _, ok := granted(t, low); !ok {
+		t.Error("b's request, now high priority, was not granted first")
+	}
+	if _, ok := granted(t, keep[0]); !ok {
+		t.Error("the first kept request was not granted under the raised limit")
+	}
+	if _, ok := granted(t, keep[1]); ok {
+		t.Error("more granted than the new limit allows")
+	}
+	if st := serviceStatus(t, l, "keep"); st.Queued != 2 || st.Limits[0].Quota != 3 || st.Limits[0].Remaining != 0 {
+		t.Errorf("status %+v: want 2 queued and the new quota used up", st)
+	}
+	_, err := l.Submit(limiter.Request{Agent: "a", Service: "gone"})
+	code(t, err, limiter.CodeUnknownService)
+}
+
+func TestClose(t *testing.T) {
+	l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Hour))}})
+	submit(t, l, limiter.Request{Agent: "a", Service: "s"})
+	w := submit(t, l, limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour})
+	ch, _ := l.Subscribe()
+	l.Close()
+	_, err, done := w.Poll()
+	if !done {
+		t.Fatal("waiter not answered by Close")
+	}
+	code(t, err, limiter.CodeShuttingDown)
+	_, err = l.Acquire(context.Background(), limiter.Request{Agent: "a", Service: "s"})
+	code(t, err, limiter.CodeShuttingDown)
+	for range ch {
+	}
+	var e *limiter.Error
+	if _, err := l.Report(limiter.Report{Agent: "a", Service: "s"}); !errors.As(err, &e) {
+		t.Errorf("report after close: %v", err)
+	}
+}
