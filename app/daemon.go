@@ -208,11 +208,12 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		}
 	}
 
-	d.watcher, err = d.watchConfig()
-	if err != nil {
+	if w, werr := d.watchConfig(); werr != nil {
 		// Without watching, edits need a restart: worth a warning, not a
 		// refusal to start.
-		d.Logger.Warn("not watching the configuration for edits", "err", err)
+		d.Logger.Warn("not watching the configuration for edits; restart quotabar after editing it", "err", werr)
+	} else {
+		d.watcher = w
 	}
 
 	go func() {
