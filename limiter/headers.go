@@ -17,7 +17,7 @@ import (
 type Observation struct {
 	Limits []ObservedLimit
 	// RetryAfter is the provider's Retry-After (or retry-after-ms), at most
-	// maxHorizon. HasRetryAfter tells a "retry now" (0) from no header.
+	// 31 days. HasRetryAfter tells a "retry now" (0) from no header.
 	RetryAfter    time.Duration
 	HasRetryAfter bool
 }
@@ -37,7 +37,7 @@ type ObservedLimit struct {
 	Name string
 	// Approximate is set when the provider rounds Remaining: Anthropic
 	// rounds token counts to the nearest thousand, so the true figure may be
-	// up to 500 lower than Remaining.
+	// up to 500 either side of Remaining.
 	Approximate bool
 	// Dialect is the header family the limit came from ("openai",
 	// "anthropic", "github" or "ietf").
