@@ -112,18 +112,28 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 
 // Serve answers requests on ln until Shutdown; ln should come from Listen.
 // It returns http.ErrServerClosed after Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.hs.Serve(ln) }
+func (s *Server) Serve(ln net.Listener) error {
+	if pl, ok := ln.(*peerListener); ok {
+		pl.log = s.log
+	}
+	return s.hs.Serve(ln)
+}
 
 // Shutdown stops accepting connections, answers every waiting acquire 503
 // shutting_down (by closing the limiter), ends event streams, and waits for
-// the answers to be written or ctx to end. Closing the listener removes the
+// the answers to be written; when ctx ends first, it closes the connections
+// that are left and returns ctx's error. Closing the listener removes the
 // socket file.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.lim.Close()
 	})
-	return s.hs.Shutdown(ctx)
+	err := s.hs.Shutdown(ctx)
+	if err != nil {
+		s.hs.Close()
+	}
+	return err
 }
 
 // ServeHTTP applies the checks every route shares, then routes.

@@ -458,3 +458,31 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("acquire after bad input: %v", err)
 	}
 }
+
+func TestHandleExtension(t *testing.T) {
+	d := startDaemon(t, testConfig(), nil)
+	d.srv.Handle("GET /v1/extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, OKResponse{OK: true})
+	}))
+	hc := rawHTTP(d.path)
+	tests := []struct {
+		method string
+		hdr    []string
+		status int
+		code   string
+	}{
+		{"GET", nil, 200, ""},
+		{"POST", nil, 405, "method_not_allowed"},
+		{"GET", []string{"Origin", "https://example.com"}, 403, "forbidden"},
+	}
+	for _, tt := range tests {
+		r := doRaw(t, hc, tt.method, "/v1/extra", nil, tt.hdr...)
+		if r.status != tt.status {
+			t.Errorf("%s with %v: %d, want %d", tt.method, tt.hdr, r.status, tt.status)
+			continue
+		}
+		if e, _ := r.json(t)["error"].(map[string]any); tt.code != "" && (e == nil || e["code"] != tt.code) {
+			t.Errorf("%s with %v: %s, want code %s", tt.method, tt.hdr, r.body, tt.code)
+		}
+	}
+}

@@ -166,6 +166,7 @@ func clearStale(path string) error {
 type peerListener struct {
 	*net.UnixListener
 	uid int
+	log *slog.Logger // set by Server.Serve before the first Accept
 }
 
 // Accept returns the next connection from an allowed peer. Connections from
@@ -176,16 +177,20 @@ func (l *peerListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		log := l.log
+		if log == nil {
+			log = slog.Default()
+		}
 		p, err := peerOf(c)
 		if err != nil {
-			slog.Warn("ipc: closing a connection whose peer credentials cannot be read", "err", err)
+			log.Warn("ipc: closing a connection whose peer credentials cannot be read", "err", err)
 			c.Close()
 			continue
 		}
 		if p.UID == l.uid || p.UID == 0 {
 			return c, nil
 		}
-		slog.Warn("ipc: refused a connection from another user", "uid", p.UID, "pid", p.PID, "allowed_uid", l.uid)
+		log.Warn("ipc: refused a connection from another user", "uid", p.UID, "pid", p.PID, "allowed_uid", l.uid)
 		go refuse(c)
 	}
 }
