@@ -486,3 +486,19 @@ func TestHandleExtension(t *testing.T) {
 		}
 	}
 }
+
+func TestZeroClient(t *testing.T) {
+	d := startDaemon(t, testConfig(), nil)
+	t.Setenv("QUOTABAR_SOCKET", d.path)
+	var c Client
+	defer c.CloseIdleConnections()
+	if err := c.Health(context.Background()); err != nil {
+		t.Fatalf("zero Client with QUOTABAR_SOCKET: %v", err)
+	}
+
+	gone := &Client{SocketPath: d.path + ".missing"}
+	err := gone.Health(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "is it running") {
+		t.Errorf("no daemon: %v, want an error that says what to do", err)
+	}
+}
