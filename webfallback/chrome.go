@@ -134,7 +134,7 @@ func (m *Manager) startChrome(ctx context.Context, svc string, headless bool) (*
 		return nil, fmt.Errorf("connecting to the browser already running on %s: %w", dir, err)
 	}
 
-	path, err := findChrome(m.opts.ChromePath)
+	path, err := findChrome(m.chromePath())
 	if err != nil {
 		return nil, err
 	}

@@ -107,6 +107,20 @@ func New(opts Options) *Manager {
 	return &Manager{opts: opts, log: log.With("component", "webfallback"), services: map[string]*service{}}
 }
 
+// SetChromePath changes the configured Chrome program for browsers started
+// from now on ("" searches the usual places); running browsers are kept.
+func (m *Manager) SetChromePath(path string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.ChromePath = path
+}
+
+func (m *Manager) chromePath() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.opts.ChromePath
+}
+
 // validServiceName rejects names that cannot be a directory name of their
 // own under Options.Dir.
 func validServiceName(name string) error {
@@ -277,6 +291,29 @@ func (m *Manager) OpenSessions(service string) int {
 		n++
 	}
 	return n
+}
+
+// Running returns the services that have a browser of the Manager running,
+// each with its kind (Chrome or WebKit).
+func (m *Manager) Running() map[string]string {
+	m.mu.Lock()
+	list := make([]*service, 0, len(m.services))
+	for _, s := range m.services {
+		list = append(list, s)
+	}
+	m.mu.Unlock()
+	out := map[string]string{}
+	for _, s := range list {
+		s.mu.Lock()
+		if s.chrome != nil && !s.chrome.isGone() {
+			out[s.name] = Chrome
+		}
+		if s.webkit != nil && s.webkit.alive() {
+			out[s.name] = WebKit
+		}
+		s.mu.Unlock()
+	}
+	return out
 }
 
 // Shutdown closes every browser the Manager opened or reused and waits for

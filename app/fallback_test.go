@@ -1,0 +1,261 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/target"
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/remote"
+
+	"github.com/quotabar/quotabar/internal/testenv"
+	"github.com/quotabar/quotabar/ipc"
+)
+
+// fallbackConfig has one service that admits one request an hour, so the
+// second acquire is refused, with the given fallback table.
+func fallbackConfig(chromePath, fallback string) string {
+	return fmt.Sprintf(`
+chrome_path = %q
+
+[proxy]
+enabled = false
+
+[services.svc]
+limits = ["1 requests/1h"]
+fallback = %s
+`, chromePath, fallback)
+}
+
+// titledSite serves /page/NAME with the title NAME.
+func titledSite(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/page/")
+		fmt.Fprintf(w, "<!doctype html><title>%s</title><body>%s</body>", name, name)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// tabTitle attaches to an opened tab as an agent would, and reads its title.
+func tabTitle(t *testing.T, res ipc.OpenResult) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	allocCtx, cancelAlloc := remote.NewAllocator(ctx, res.CDPURL)
+	defer cancelAlloc()
+	tctx, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithTargetID(target.ID(res.TargetID)), chromedp.WithDetachOnCancel())
+	defer cancelTab()
+	if err := chromedp.Do(tctx, chromedp.WaitReady("body")); err != nil {
+		t.Fatalf("attaching to %s: %v", res.CDPURL, err)
+	}
+	title, err := chromedp.Run(tctx, chromedp.Title())
+	if err != nil {
+		t.Fatalf("reading the title: %v", err)
+	}
+	return title
+}
+
+// browserProcesses returns the processes whose command line names dir.
+func browserProcesses(dir string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(b), dir) {
+			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+func devToolsAnswers(cdpURL string) bool {
+	u, err := url.Parse(cdpURL)
+	if err != nil {
+		return false
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + u.Host + "/json/version")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
+}
+
+func apiCode(err error) string {
+	if ae, ok := errors.AsType[*ipc.APIError](err); ok {
+		return strconv.Itoa(ae.Status) + " " + ae.Code
+	}
+	return fmt.Sprint(err)
+}
+
+func TestFallbackChromeOverSocket(t *testing.T) {
+	chrome := testenv.LookPath(t, "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+	site := titledSite(t)
+	td := newTestDaemon(t, fallbackConfig(chrome,
+		fmt.Sprintf(`{ browser = "chrome", url = %q, enabled = true, headless = true }`, site.URL+"/page/home")))
+	d := td.start(t)
+	profiles := filepath.Join(d.StateDir(), "browsers")
+	t.Cleanup(func() {
+		d.Shutdown(context.Background())
+		for _, p := range browserProcesses(profiles) {
+			t.Errorf("left behind: %s", p)
+		}
+	})
+	c := td.client()
+	ctx := context.Background()
+
+	// A refused acquire points at the fallback.
+	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc"}); err != nil {
+		t.Fatalf("first acquire: %v", err)
+	}
+	_, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)})
+	refused, ok := errors.AsType[*ipc.Refused](err)
+	if !ok {
+		t.Fatalf("second acquire = %v, want a refusal", err)
+	}
+	if want := (ipc.FallbackRef{Enabled: true, Open: "/v1/services/svc/fallback/open"}); refused.Fallback == nil || *refused.Fallback != want {
+		t.Fatalf("refusal fallback = %+v, want %+v", refused.Fallback, want)
+	}
+
+	// Open starts Chromium and answers a tab an agent can drive.
+	res, err := c.OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if res.Browser != "chrome" || res.URL != site.URL+"/page/home" || res.TargetID == "" || !strings.HasPrefix(res.CDPURL, "ws://127.0.0.1:") {
+		t.Fatalf("open = %+v", res)
+	}
+	if title := tabTitle(t, res); title != "home" {
+		t.Fatalf("title = %q, want home", title)
+	}
+	res2, err := c.OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("second open: %v", err)
+	}
+	if portOf := func(s string) string { u, _ := url.Parse(s); return u.Port() }; portOf(res2.CDPURL) != portOf(res.CDPURL) {
+		t.Fatalf("second open used another browser: %s vs %s", res2.CDPURL, res.CDPURL)
+	}
+	if st, _ := serviceStatus(t, c, "svc"); st.Fallback == nil || st.Fallback.OpenSessions != 2 || !st.Fallback.Enabled {
+		t.Fatalf("status fallback = %+v, want enabled with 2 open sessions", st.Fallback)
+	}
+	if err := c.CloseFallback(ctx, "svc", ipc.CloseRequest{TargetID: res2.TargetID}); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if err := c.CloseFallback(ctx, "svc", ipc.CloseRequest{TargetID: res2.TargetID}); apiCode(err) != "404 not_found" {
+		t.Fatalf("closing the closed tab = %v, want 404 not_found", err)
+	}
+
+	// Switching off closes the browser; opens are then refused.
+	info, err := c.SetFallback(ctx, "svc", false)
+	if err != nil {
+		t.Fatalf("switching off: %v", err)
+	}
+	if info != (ipc.FallbackInfo{Browser: "chrome", Enabled: false, OpenSessions: 0}) {
+		t.Fatalf("switch answer = %+v", info)
+	}
+	if devToolsAnswers(res.CDPURL) {
+		t.Fatal("the browser still answers after the fallback was switched off")
+	}
+	if ps := browserProcesses(profiles); len(ps) > 0 {
+		t.Fatalf("browser processes after switching off: %q", ps)
+	}
+	if _, err := c.OpenFallback(ctx, "svc", "a1"); apiCode(err) != "409 fallback_disabled" {
+		t.Fatalf("open while off = %v, want 409 fallback_disabled", err)
+	}
+
+	// Back on: a new browser; quitting the app closes it.
+	if _, err := c.SetFallback(ctx, "svc", true); err != nil {
+		t.Fatalf("switching on: %v", err)
+	}
+	res, err = c.OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open after switching on: %v", err)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if devToolsAnswers(res.CDPURL) {
+		t.Fatal("the browser still answers after the daemon quit")
+	}
+	if ps := browserProcesses(profiles); len(ps) > 0 {
+		t.Fatalf("browser processes after quit: %q", ps)
+	}
+}
+
+func TestFallbackErrorsOverSocket(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-chrome")
+	td := newTestDaemon(t, fallbackConfig(missing, `{ browser = "chrome", url = "http://127.0.0.1:1/", enabled = true, headless = true }`)+`
+[services.plain]
+limits = ["10 requests/1m"]
+`)
+	td.start(t)
+	c := td.client()
+	ctx := context.Background()
+
+	_, err := c.OpenFallback(ctx, "svc", "a1")
+	if apiCode(err) != "503 browser_unavailable" || !strings.Contains(err.Error(), missing) || !strings.Contains(err.Error(), "chrome_path") {
+		t.Fatalf("open without a browser = %v, want 503 browser_unavailable naming %s and chrome_path", err, missing)
+	}
+	for _, tc := range []struct {
+		name    string
+		service string
+		req     ipc.CloseRequest
+		want    string
+	}{
+		{"no id", "svc", ipc.CloseRequest{}, "400 bad_request"},
+		{"both ids", "svc", ipc.CloseRequest{TargetID: "a", SessionID: "b"}, "400 bad_request"},
+		{"unknown tab", "svc", ipc.CloseRequest{TargetID: "nope"}, "404 not_found"},
+		{"unknown session", "svc", ipc.CloseRequest{SessionID: "nope"}, "404 not_found"},
+		{"service without fallback", "plain", ipc.CloseRequest{TargetID: "a"}, "404 not_found"},
+		{"unknown service", "nosuch", ipc.CloseRequest{TargetID: "a"}, "404 unknown_service"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := c.CloseFallback(ctx, tc.service, tc.req); apiCode(err) != tc.want {
+				t.Fatalf("close = %v, want %s", err, tc.want)
+			}
+		})
+	}
+	if _, err := c.SetFallback(ctx, "plain", true); apiCode(err) != "404 not_found" {
+		t.Fatalf("switching a service without fallback = %v, want 404 not_found", err)
+	}
+}
+
+func TestFallbackSystemOverSocket(t *testing.T) {
+	bin := t.TempDir()
+	record := filepath.Join(bin, "args")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$@\" > " + record + "\n"
+	for _, name := range []string{"xdg-open", "open"} {
+		if err := os.WriteFile(filepath.Join(bin, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	td := newTestDaemon(t, fallbackConfig("", `{ browser = "system", url = "http://127.0.0.1:1/chat", enabled = true }`))
+	td.start(t)
+	res, err := td.client().OpenFallback(context.Background(), "svc", "a1")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if res != (ipc.OpenResult{Browser: "system", URL: "http://127.0.0.1:1/chat"}) {
+		t.Fatalf("open = %+v, want only browser and url", res)
+	}
+	if got, err := os.ReadFile(record); err != nil || string(got) != "http://127.0.0.1:1/chat\n" {
+		t.Fatalf("the opener got %q (%v), want the service's address", got, err)
+	}
+}
