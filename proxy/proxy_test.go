@@ -678,3 +678,78 @@ func TestPriority(t *testing.T) {
 		})
 	}
 }
+
+// TestClientGoneWhileQueued: a caller that leaves while its call waits for
+// a slot leaves the queue, and its call never goes upstream.
+func TestClientGoneWhileQueued(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var seen []string
+	upSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, string(b))
+		mu.Unlock()
+		<-release
+	}))
+	defer upSrv.Close()
+	h := newHarness(t, []limiter.ServiceConfig{{Name: "openai", MaxConcurrent: 1}}, map[string]string{"openai": upSrv.URL}, 0)
+	url := h.base("a", "openai") + "/v1/x"
+	busy := make(chan struct{})
+	go func() {
+		defer close(busy)
+		if res, err := http.Post(url, "application/json", strings.NewReader("busy")); err == nil {
+			res.Body.Close()
+		}
+	}()
+	waitFor(t, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	gone := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("queued"))
+		_, err := http.DefaultClient.Do(req)
+		gone <- err
+	}()
+	waitFor(t, "the second call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
+	cancel()
+	<-gone
+	waitFor(t, "the queue to empty", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 0 })
+	close(release)
+	<-busy
+	waitFor(t, "the slot to be free", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(seen, ",") != "busy" {
+		t.Errorf("upstream saw %q; the call whose client left must not go upstream", seen)
+	}
+}
+
+func TestUpstreamUnreachable(t *testing.T) {
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	h := newHarness(t, []limiter.ServiceConfig{{Name: "openai", MaxConcurrent: 1}}, map[string]string{"openai": gone.URL}, 0)
+	for range 2 { // a leaked slot would hold the second call in the queue
+		res, body := post(t, h.base("a", "openai")+"/v1/x", "{}", nil)
+		if res.StatusCode != http.StatusBadGateway || !strings.Contains(body, "cannot reach") {
+			t.Fatalf("got %d %s; want 502 saying the upstream cannot be reached", res.StatusCode, body)
+		}
+		waitFor(t, "the slot to be free", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
+	}
+}
+
+func TestBodyTooLarge(t *testing.T) {
+	up := &fakeProvider{}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	h := newHarness(t, []limiter.ServiceConfig{{Name: "openai", MaxConcurrent: 1}}, map[string]string{"openai": upSrv.URL}, 0)
+	res, body := post(t, h.base("a", "openai")+"/v1/x", strings.Repeat("x", MaxBody+1), nil)
+	if res.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(body, "MiB") {
+		t.Errorf("got %d %s; want 413", res.StatusCode, body)
+	}
+	up.mu.Lock()
+	defer up.mu.Unlock()
+	if up.calls != 0 {
+		t.Errorf("upstream saw %d calls", up.calls)
+	}
+}
