@@ -259,3 +259,60 @@ func TestFallbackSystemOverSocket(t *testing.T) {
 		t.Fatalf("the opener got %q (%v), want the service's address", got, err)
 	}
 }
+
+// TestFallbackCookieSurvivesAppRestart: a site's cookie set through the
+// fallback is still sent after the app quits and starts again, because quit
+// closes Chrome with Browser.close and the profile is kept in the state dir.
+func TestFallbackCookieSurvivesAppRestart(t *testing.T) {
+	chrome := testenv.LookPath(t, "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/set", func(w http.ResponseWriter, r *http.Request) {
+		http.SetCookie(w, &http.Cookie{Name: "qb", Value: "kept", Path: "/", MaxAge: 3600})
+		fmt.Fprint(w, "<!doctype html><title>set</title><body>set</body>")
+	})
+	mux.HandleFunc("/get", func(w http.ResponseWriter, r *http.Request) {
+		v := "none"
+		if c, err := r.Cookie("qb"); err == nil {
+			v = c.Value
+		}
+		fmt.Fprintf(w, "<!doctype html><title>%s</title><body>%s</body>", v, v)
+	})
+	site := httptest.NewServer(mux)
+	t.Cleanup(site.Close)
+	conf := func(path string) string {
+		return fallbackConfig(chrome, fmt.Sprintf(`{ browser = "chrome", url = %q, enabled = true, headless = true }`, site.URL+path))
+	}
+	td := newTestDaemon(t, conf("/set"))
+	ctx := context.Background()
+
+	d := td.start(t)
+	profiles := filepath.Join(d.StateDir(), "browsers")
+	t.Cleanup(func() {
+		for _, p := range browserProcesses(profiles) {
+			t.Errorf("left behind: %s", p)
+		}
+	})
+	res, err := td.client().OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if title := tabTitle(t, res); title != "set" {
+		t.Fatalf("title = %q, want set", title)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatalf("quit: %v", err)
+	}
+
+	td.writeConfig(t, conf("/get"))
+	d = td.start(t)
+	res, err = td.client().OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open after restart: %v", err)
+	}
+	if title := tabTitle(t, res); title != "kept" {
+		t.Fatalf("after restart the site got cookie %q, want kept", title)
+	}
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatalf("quit: %v", err)
+	}
+}
