@@ -276,3 +276,83 @@ func TestOvershoot(t *testing.T) {
 		})
 	}
 }
+
+// TestProviderHeadersParse checks every dialect's headers against the
+// limiter's own parser: what the provider says must read back as its state,
+// with times rounded up to the dialect's precision (never early).
+func TestProviderHeadersParse(t *testing.T) {
+	limits := []limiter.Policy{
+		{Quota: 10, Unit: limiter.Requests, Window: time.Second},
+		{Quota: 50000, Unit: limiter.Tokens, Window: time.Second},
+	}
+	at := 250 * time.Millisecond // one call at 0.25 s: full again at 1.25 s
+	type want struct {
+		unit      limiter.Unit
+		limit     int64
+		remaining int64
+		reset     time.Duration // from t0
+		window    time.Duration
+	}
+	tests := []struct {
+		dialect string
+		want    []want
+	}{
+		{"openai", []want{
+			{limiter.Requests, 10, 9, 1250 * time.Millisecond, 0},
+			{limiter.Tokens, 50000, 48800, 1250 * time.Millisecond, 0}}},
+		// Second precision, rounded up; tokens to the nearest thousand.
+		{"anthropic", []want{
+			{limiter.Requests, 10, 9, 2 * time.Second, 0},
+			{limiter.Tokens, 50000, 49000, 2 * time.Second, 0}}},
+		// Requests only; the resource header makes it GitHub's hour.
+		{"github", []want{
+			{limiter.Requests, 10, 9, 2 * time.Second, time.Hour}}},
+		// IETF has no token unit: the tokens policy is sent with
+		// qu="tokens", which a requests-only reader rightly skips.
+		{"ietf", []want{
+			{limiter.Requests, 10, 9, 1250 * time.Millisecond, time.Second}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.dialect, func(t *testing.T) {
+			_, clock, url := newTestProvider(t, ProviderConfig{Limits: limits, Dialect: tt.dialect})
+			clock.Set(at)
+			a := call(t, url, CallRequest{Agent: "a", PromptTokens: 1000, MaxTokens: 200})
+			if a.status != 200 {
+				t.Fatalf("status %d", a.status)
+			}
+			obs := limiter.ParseHeaders(tt.dialect, Headers(a.header), t0.Add(at))
+			if len(obs.Limits) != len(tt.want) {
+				t.Fatalf("parsed %d limits from %v, want %d", len(obs.Limits), a.header, len(tt.want))
+			}
+			for i, w := range tt.want {
+				got := obs.Limits[i]
+				if got.Unit != w.unit || got.Limit != w.limit || !got.HasRemaining || got.Remaining != w.remaining ||
+					!got.Reset.Equal(t0.Add(w.reset)) || got.Window != w.window {
+					t.Errorf("limit %d = %+v, want %+v", i, got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestProviderRefusalHeadersParse(t *testing.T) {
+	for _, dialect := range Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			_, clock, url := newTestProvider(t, ProviderConfig{Dialect: dialect,
+				Limits: []limiter.Policy{{Quota: 1, Unit: limiter.Requests, Window: 2 * time.Second}}})
+			call(t, url, CallRequest{Agent: "a"})
+			clock.Set(700 * time.Millisecond)
+			a := call(t, url, CallRequest{Agent: "a"})
+			if a.status != http.StatusTooManyRequests {
+				t.Fatalf("status %d, want 429", a.status)
+			}
+			obs := limiter.ParseHeaders(dialect, Headers(a.header), t0.Add(700*time.Millisecond))
+			if !obs.HasRetryAfter || obs.RetryAfter != 1300*time.Millisecond {
+				t.Errorf("retry after %v (given: %v), want 1.3s from retry-after-ms", obs.RetryAfter, obs.HasRetryAfter)
+			}
+			if len(obs.Limits) != 1 || obs.Limits[0].Remaining != 0 || !obs.Limits[0].HasRemaining {
+				t.Errorf("limits %+v, want one with remaining 0", obs.Limits)
+			}
+		})
+	}
+}
