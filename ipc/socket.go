@@ -153,6 +153,9 @@ func clearStale(path string) error {
 		}
 		return e
 	}
+	if errors.Is(err, syscall.ENOENT) { // removed meanwhile: nothing to clear
+		return nil
+	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("ipc: cannot tell whether a daemon is running on %s: %w", path, err)
 	}
