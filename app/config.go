@@ -793,11 +793,17 @@ func (s *keyScanner) value(path string) {
 				s.next()
 				return
 			}
+			start := s.pos
 			elem := fmt.Sprintf("%s[%d]", path, i)
 			s.record(elem)
 			s.value(elem)
 			s.skip(true)
 			if s.peek() == ',' {
+				s.next()
+			}
+			if s.pos == start {
+				// Broken input (the scanner runs before the parser has
+				// judged it): step over what it cannot read.
 				s.next()
 			}
 		}

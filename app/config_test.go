@@ -330,3 +330,31 @@ func diffConfig(got, want *Config) string {
 	}
 	return fmt.Sprintf("config =\n%+v\nwant\n%+v", *got, *want)
 }
+
+// FuzzParseConfig checks that no input makes the parser or the key locator
+// panic or hang (the locator reads the file before the TOML parser has
+// judged it), and that every error it returns is located in the file.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(DefaultConfig())
+	f.Add([]byte("a = [}\n"))
+	f.Add([]byte("[services.a]\nlimits = [\"1 x/1m\",\n fallback = { url = 'x' \n"))
+	f.Add([]byte("s = \"\"\"\nunterminated"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := ParseConfig("f.toml", data)
+		if err == nil {
+			if cfg == nil {
+				t.Fatal("no config and no error")
+			}
+			return
+		}
+		var errs ConfigErrors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Fatalf("error %T %v is not a ConfigErrors", err, err)
+		}
+		for _, e := range errs {
+			if e.File != "f.toml" {
+				t.Fatalf("error without the file name: %v", e)
+			}
+		}
+	})
+}
