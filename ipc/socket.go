@@ -14,9 +14,10 @@ import (
 	"time"
 )
 
-// BundleID is the macOS bundle identifier of the app. The socket, and the
-// app's config, live in ~/Library/Application Support/<BundleID>/ on macOS.
-const BundleID = "io.github.quotabar"
+// BundleID is the macOS bundle identifier of the app (Info.plist,
+// app.BundleID). The socket, and the app's config, live in
+// ~/Library/Application Support/<BundleID>/ on macOS.
+const BundleID = "dev.quotabar.quotabar"
 
 // maxDarwinSocketPath is the longest socket path macOS accepts (sun_path is
 // 104 bytes including the terminating NUL).
