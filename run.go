@@ -32,7 +32,7 @@ import (
 // is what the caller sees.
 type runCmd struct {
 	Agent    string   `placeholder:"NAME" help:"Agent name for COMMAND's calls (default: the command's name and 4 random hex digits)."`
-	Priority string   `enum:",high,normal,low" default:"" placeholder:"P" help:"Priority of COMMAND's calls: high, normal or low (default: the agent's configured priority)."`
+	Priority string   `placeholder:"P" help:"Priority of COMMAND's calls: high, normal or low (default: the agent's configured priority)."`
 	Command  []string `arg:"" passthrough:"partial" placeholder:"COMMAND" help:"The command to run, and its arguments (put them after --)."`
 }
 
@@ -76,6 +76,15 @@ func (c *runCmd) Run(g *globals) error {
 		return fmt.Errorf("--agent: %w", err)
 	}
 
+	priority := ""
+	if c.Priority != "" {
+		p, err := limiter.ParsePriority(c.Priority)
+		if err != nil || p == limiter.PriorityUnset {
+			return fmt.Errorf("--priority %q: use high, normal or low", c.Priority)
+		}
+		priority = p.String()
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	info, err := fetchProxyInfo(ctx, socket)
@@ -95,7 +104,7 @@ func (c *runCmd) Run(g *globals) error {
 		}
 		return &exitError{code: code, msg: fmt.Sprintf("quotabar run: %v", err)}
 	}
-	env := runEnv(os.Environ(), info, agent, c.Priority, socket)
+	env := runEnv(os.Environ(), info, agent, priority, socket)
 	err = syscall.Exec(path, command, env)
 	return &exitError{code: exitCannotExec, msg: fmt.Sprintf("quotabar run: cannot start %s: %v", path, err)}
 }

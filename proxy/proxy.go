@@ -35,6 +35,10 @@ const (
 	MaxBody = 64 << 20
 )
 
+// minRetryWait keeps a cooldown refusal without a retry time from turning
+// the retry loop into a busy loop.
+const minRetryWait = 100 * time.Millisecond
+
 // PriorityHeader lets a caller set the priority of one request ("high",
 // "normal" or "low"). It is removed before the request goes upstream.
 const PriorityHeader = "X-Quotabar-Priority"
@@ -279,8 +283,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			var refused *limiter.RefusedError
 			if errors.As(err, &refused) {
-				if refused.Reason == limiter.ReasonCooldown && time.Now().Add(refused.RetryAfter).Before(deadline) {
-					if sleep(ctx, refused.RetryAfter) != nil {
+				wait := max(refused.RetryAfter, minRetryWait)
+				if refused.Reason == limiter.ReasonCooldown && time.Now().Add(wait).Before(deadline) {
+					if sleep(ctx, wait) != nil {
 						return
 					}
 					continue
