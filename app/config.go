@@ -333,7 +333,7 @@ const (
 // ParseConfig checks a configuration file's contents; path is used in
 // errors and recorded in Config.Path.
 func ParseConfig(path string, data []byte) (*Config, error) {
-	p := &configParser{file: path, lines: locateKeys(data)}
+	p := &configParser{file: path, data: data}
 	var raw rawConfig
 	md, err := toml.Decode(string(data), &raw)
 	if err != nil {
@@ -383,7 +383,8 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 
 type configParser struct {
 	file  string
-	lines map[string]int
+	data  []byte
+	lines map[string]int // from locateKeys, made at the first error
 	errs  ConfigErrors
 }
 
@@ -394,6 +395,9 @@ func (p *configParser) errorf(key, format string, args ...any) {
 
 // line finds the line of key, or of its closest enclosing key.
 func (p *configParser) line(key string) int {
+	if p.lines == nil {
+		p.lines = locateKeys(p.data)
+	}
 	for k := key; k != ""; {
 		if l, ok := p.lines[k]; ok {
 			return l
@@ -416,7 +420,11 @@ var typeMsgRE = regexp.MustCompile(`incompatible types: TOML value has type (\w+
 func (p *configParser) decodeError(err error) *ConfigError {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
-		return &ConfigError{File: p.file, Line: pe.Position.Line, Key: pe.LastKey, Msg: pe.Message}
+		line := pe.Position.Line
+		if line == 0 && pe.LastKey != "" {
+			line = p.line(pe.LastKey)
+		}
+		return &ConfigError{File: p.file, Line: line, Key: pe.LastKey, Msg: pe.Message}
 	}
 	if m := typeErrorRE.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
@@ -650,7 +658,10 @@ func (s *keyScanner) peek() byte {
 }
 
 func (s *keyScanner) next() byte {
-	c := s.peek()
+	if s.eof() {
+		return 0
+	}
+	c := s.src[s.pos]
 	if c == '\n' {
 		s.line++
 	}

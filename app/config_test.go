@@ -339,7 +339,10 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("a = [}\n"))
 	f.Add([]byte("[services.a]\nlimits = [\"1 x/1m\",\n fallback = { url = 'x' \n"))
 	f.Add([]byte("s = \"\"\"\nunterminated"))
+	f.Add([]byte("a = \"\\"))
+	f.Add([]byte("a = [[[[1, {x = ["))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		locateKeys(data) // also on input the TOML parser rejects
 		cfg, err := ParseConfig("f.toml", data)
 		if err == nil {
 			if cfg == nil {
