@@ -246,6 +246,9 @@ func RunDaemon(ctx context.Context, opts Options) error {
 		d.Logger.Info("shutting down")
 	case <-d.Done():
 	}
+	// A second signal now ends the process at once, for a shutdown that
+	// hangs.
+	stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return d.Shutdown(sctx)
