@@ -173,8 +173,15 @@ func (s *syncBuffer) String() string {
 // serve starts a daemon and waits until it answers on its socket.
 func (e *env) serve(t *testing.T) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binary, "serve"), logs: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd.Env = e.environ()
+	return e.start(t, nil, "serve")
+}
+
+// start runs quotabar with args and extra environment, and waits until it
+// answers on its socket.
+func (e *env) start(t *testing.T, extraEnv []string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(binary, args...), logs: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd.Env = append(e.environ(), extraEnv...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -485,6 +492,24 @@ func TestCrashRestoresState(t *testing.T) {
 	}
 	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
 		t.Errorf("socket left after SIGTERM: %v", err)
+	}
+}
+
+func TestBareCommandRunsTheDaemon(t *testing.T) {
+	e := newEnv(t)
+	// No session bus: the app runs without its menu bar, as the daemon.
+	d := e.start(t, []string{"DBUS_SESSION_BUS_ADDRESS=unix:path=/nonexistent/bus"})
+	if _, ok := findService(e.status(t), "svc"); !ok {
+		t.Error("the app does not serve the configured service")
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := d.wait(t); code != 0 {
+		t.Errorf("exit status after SIGINT = %d, want 0", code)
+	}
+	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
+		t.Errorf("socket left after SIGINT: %v", err)
 	}
 }
 
