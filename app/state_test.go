@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/quotabar/quotabar/limiter"
 )
 
 func TestStateSaveLoad(t *testing.T) {
@@ -91,5 +93,44 @@ func TestStateSaveFailsInMissingDir(t *testing.T) {
 	err := SaveState(filepath.Join(t.TempDir(), "no", "such", StateFile), SavedState{})
 	if err == nil || !strings.Contains(err.Error(), "saving state") {
 		t.Errorf("SaveState into a missing directory: %v, want a saving-state error", err)
+	}
+}
+
+// benchState is a saved state of a typical size: four services with learned
+// limits and a few agents.
+func benchState(b *testing.B) SavedState {
+	b.Helper()
+	cfg, err := ParseConfig("c.toml", DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := limiter.New(cfg.Limiter())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return SavedState{Limiter: l.Snapshot(), Fallback: map[string]bool{"openai": true}}
+}
+
+// BenchmarkEncodeState is the baseline for BenchmarkSaveState: the cost of
+// the JSON alone.
+func BenchmarkEncodeState(b *testing.B) {
+	st := benchState(b)
+	for b.Loop() {
+		if _, err := encodeState(st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSaveState is one atomic save (temp file, fsync, rename, fsync of
+// the directory): what the daemon pays at most once per saveDelay.
+func BenchmarkSaveState(b *testing.B) {
+	st := benchState(b)
+	path := filepath.Join(b.TempDir(), StateFile)
+	for b.Loop() {
+		if err := SaveState(path, st); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
