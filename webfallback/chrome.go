@@ -34,6 +34,7 @@ const (
 	probeWait   = 2 * time.Second
 	pollEvery   = 25 * time.Millisecond
 	startupWait = 30 * time.Second
+	commitWait  = 15 * time.Second // for a slow site to answer the first byte
 )
 
 // chromeBrowser is one Chrome process running on a service's profile,
@@ -51,6 +52,8 @@ type chromeBrowser struct {
 	mu    sync.Mutex
 	tabs  map[string]struct{} // open page targets
 	blank []target.ID         // the start page of a browser we started
+	// blankDone is closed once the start page is closed (or there was none).
+	blankDone chan struct{}
 }
 
 // findChrome returns the configured Chrome path, or the first Chrome or
@@ -209,7 +212,7 @@ func connectChrome(ctx context.Context, allocCtx context.Context, allocCancel co
 		return nil, err
 	}
 	b := chromedp.FromContext(bctx).Browser
-	cb := &chromeBrowser{b: b, cancel: cancel, gone: make(chan struct{}), tabs: map[string]struct{}{}}
+	cb := &chromeBrowser{b: b, cancel: cancel, gone: make(chan struct{}), tabs: map[string]struct{}{}, blankDone: make(chan struct{})}
 	if started {
 		cb.wsURL, _ = chromedp.KeptOpen(bctx)
 		if p := b.Process(); p != nil {
@@ -256,9 +259,13 @@ func connectChrome(ctx context.Context, allocCtx context.Context, allocCancel co
 				break
 			}
 		}
+		if len(cb.blank) == 0 {
+			close(cb.blankDone)
+		}
 		return cb, nil
 	}
 	firstCancel()
+	close(cb.blankDone)
 	res, err := cdp.Call(ctx, b, target.GetTargets, target.GetTargetsParams{})
 	if err != nil {
 		return fail(fmt.Errorf("listing the browser's tabs: %w", err))
@@ -306,20 +313,45 @@ func (cb *chromeBrowser) hasTab(id string) bool {
 // we started is closed once the service's page is there, so that a visible
 // window shows only the service.
 func (cb *chromeBrowser) newTab(ctx context.Context, u string) (string, error) {
+	// Target.createTarget answers while the tab still shows about:blank;
+	// an agent attaching then would read the blank page. Wait until the
+	// navigation commits (the target's URL leaves about:blank), so that
+	// waiting for the document, as any agent does, waits for the service.
+	wctx, cancel := context.WithTimeout(ctx, commitWait)
+	defer cancel()
+	changed := cdp.Events(wctx, cb.b, target.TargetInfoChanged)
 	res, err := cdp.Call(ctx, cb.b, target.CreateTarget, target.CreateTargetParams{URL: u})
 	if err != nil {
 		return "", err
 	}
+	for ev, err := range changed {
+		if err != nil {
+			cb.log.Warn("the new tab did not start loading in time", "url", u, "err", err)
+			break
+		}
+		if ev.TargetInfo.TargetID == res.TargetID && ev.TargetInfo.URL != "about:blank" && ev.TargetInfo.URL != "" {
+			break
+		}
+	}
+	cancel()
 	id := string(res.TargetID)
 	cb.mu.Lock()
 	cb.tabs[id] = struct{}{}
 	blank := cb.blank
 	cb.blank = nil
 	cb.mu.Unlock()
-	for _, b := range blank {
-		if err := cb.closeTarget(ctx, b); err != nil {
-			cb.log.Debug("closing the start page", "err", err)
-		}
+	if len(blank) > 0 {
+		// Closing a tab takes a good part of a second; the agent need not wait.
+		go func() {
+			defer close(cb.blankDone)
+			ctx, cancel := context.WithTimeout(context.Background(), probeWait)
+			defer cancel()
+			for _, b := range blank {
+				if err := cb.closeTarget(ctx, b); err != nil {
+					cb.log.Debug("closing the start page", "err", err)
+				}
+			}
+		}()
 	}
 	return id, nil
 }

@@ -93,6 +93,7 @@ func TestChromeReusesRunningBrowser(t *testing.T) {
 		t.Fatalf("OpenSessions = %d, want 2", n)
 	}
 
+	<-first.blankDone // its closing start page would be counted below
 	// A new Manager on the same profiles (the app restarted after a crash)
 	// finds the running browser through DevToolsActivePort.
 	m2 := New(Options{Dir: m.opts.Dir, ChromePath: path})
