@@ -375,3 +375,56 @@ func TestSetFallbackEnabledErrors(t *testing.T) {
 		t.Error("fallback on before anyone switched it on (config says off)")
 	}
 }
+
+func TestDaemonSavesUnderSteadyTraffic(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	td := newTestDaemon(t, testConfig)
+	td.start(t)
+	c := td.client()
+	traffic := make(chan error, 1)
+	go func() {
+		// Changes far more often than saveDelay: the save must not wait for
+		// a quiet moment.
+		for ctx.Err() == nil {
+			l, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc"})
+			if err == nil {
+				_, err = c.Report(ctx, ipc.ReportRequest{Lease: l.ID, Status: 200})
+			}
+			if err != nil && ctx.Err() == nil {
+				traffic <- err
+				return
+			}
+		}
+		traffic <- nil
+	}()
+	path := filepath.Join(td.opts.StateDir, StateFile)
+	waitFor(t, "a save while calls keep coming", func() bool {
+		_, err := os.Stat(path)
+		return err == nil
+	})
+	cancel()
+	if err := <-traffic; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDaemonKeepsConfigWhenFileIsRemoved(t *testing.T) {
+	td := newTestDaemon(t, testConfig)
+	d := td.start(t)
+	if err := os.Remove(td.opts.ConfigPath); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the daemon to notice", func() bool {
+		return strings.Contains(td.logs.String(), "the configuration file is gone")
+	})
+	if _, ok := d.Config().Service("svc"); !ok {
+		t.Error("the configuration was dropped with its file")
+	}
+	// Putting it back (with a change) is picked up again.
+	td.writeConfig(t, testConfig+"\n[services.back]\n")
+	waitFor(t, "the restored file to apply", func() bool {
+		_, ok := d.Config().Service("back")
+		return ok
+	})
+}
