@@ -71,6 +71,7 @@ enabled = false
 
 [services.svc]
 limits = ["1000 requests/1m"]
+fallback = { browser = "system", url = "http://127.0.0.1:1/" }
 
 [services.cool]
 limits = ["1000 requests/1m"]
@@ -440,6 +441,11 @@ func TestCrashRestoresState(t *testing.T) {
 	e.must(t, "pause", "agent", "worker")
 	e.must(t, "pause", "service", "svc")
 	e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "retry-after=600")
+	c := &ipc.Client{SocketPath: e.socket}
+	defer c.CloseIdleConnections()
+	if _, err := c.SetFallback(context.Background(), "svc", true); err != nil {
+		t.Fatal(err)
+	}
 
 	// Wait for the state to reach the disk on its own: no shutdown will save it.
 	path := filepath.Join(e.stateDir, app.StateFile)
@@ -447,7 +453,7 @@ func TestCrashRestoresState(t *testing.T) {
 	for {
 		st, err := app.LoadState(path)
 		if err == nil && st.Limiter.Services["svc"].Paused && st.Limiter.Agents["worker"].Paused &&
-			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) {
+			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) && st.Fallback["svc"] {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -467,8 +473,8 @@ func TestCrashRestoresState(t *testing.T) {
 
 	d2 := e.serve(t)
 	st := e.status(t)
-	if s, _ := findService(st, "svc"); !s.Paused {
-		t.Error("service pause not restored")
+	if s, _ := findService(st, "svc"); !s.Paused || s.Fallback == nil || !s.Fallback.Enabled {
+		t.Errorf("service pause or fallback switch not restored: paused %v, fallback %+v", s.Paused, s.Fallback)
 	}
 	if a, ok := findAgent(st, "worker"); !ok || !a.Paused {
 		t.Errorf("agent pause not restored: %+v", a)
