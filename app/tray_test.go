@@ -148,6 +148,7 @@ const trayConfig = `show_title = true
 enabled = false
 [services.openai]
 limits = ["5 requests/1m"]
+fallback = { browser = "chrome", url = "https://example.com/" }
 `
 
 // startTrayApp runs the app on the bus at busAddr ("" for none).
@@ -431,6 +432,34 @@ func TestTray(t *testing.T) {
 		})
 	})
 
+	t.Run("web fallback switch", func(t *testing.T) {
+		m.click(t, "openai", "Web fallback")
+		trayWait(t, "/v1/status to say the fallback is on", func() error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if fb := st.Services[0].Fallback; fb == nil || !fb.Enabled {
+				return fmt.Errorf("fallback %+v", fb)
+			}
+			return nil
+		})
+		trayWait(t, "the checkbox to be ticked and Open in browser enabled", func() error {
+			fb, err := m.find("openai", "Web fallback")
+			if err != nil {
+				return err
+			}
+			open, err := m.find("openai", "Open in browser")
+			if err != nil {
+				return err
+			}
+			if !fb.Checked || !open.Enabled {
+				return fmt.Errorf("Web fallback %+v, Open in browser %+v", fb, open)
+			}
+			return nil
+		})
+	})
+
 	t.Run("agent priority", func(t *testing.T) {
 		trayWait(t, "research at normal priority in the menu", func() error {
 			n, err := m.find("Agents", "research", "Normal priority")
@@ -490,6 +519,38 @@ func TestTray(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	// A new service lands before the top-level separator, which systray
+	// cannot remove: the menu is rebuilt, and must look as if built afresh.
+	t.Run("a service added to the config", func(t *testing.T) {
+		cfg := trayConfig + "[services.anthropic]\nlimits = [\"50 requests/1m\"]\n"
+		if err := os.WriteFile(filepath.Join(a.dir, "config.toml"), []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		trayWait(t, "the new service in the menu", func() error {
+			root, err := m.layout()
+			if err != nil {
+				return err
+			}
+			var labels []string
+			for _, k := range root.Kids {
+				labels = append(labels, k.Label)
+			}
+			want := []string{"anthropic", "openai", "Agents", "", "Open config file", "Copy socket path", "Start at login", "", "Quit"}
+			if len(labels) != len(want) {
+				return fmt.Errorf("top level %q, want %q", labels, want)
+			}
+			for i := range want {
+				if !strings.HasPrefix(labels[i], want[i]) || (want[i] == "" && labels[i] != "") {
+					return fmt.Errorf("top level %q, want %q", labels, want)
+				}
+			}
+			return nil
+		})
+		if n, err := m.find("openai", "Pause"); err != nil || !n.Checked {
+			t.Errorf("after the rebuild openai's Pause is %+v, %v; want ticked", n, err)
+		}
 	})
 
 	t.Run("quit", func(t *testing.T) {
