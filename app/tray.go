@@ -86,6 +86,7 @@ type tray struct {
 // trayNode is a rendered item; separators have no handle.
 type trayNode struct {
 	h    *systray.MenuItem
+	item menuItem // as last applied
 	kids []string
 }
 
@@ -145,6 +146,9 @@ func (t *tray) loop(ctx context.Context) {
 		}
 	}
 	settle := time.After(2 * time.Second)
+	// Agents drop off the menu when idle, which no status change announces.
+	idle := time.NewTicker(time.Minute)
+	defer idle.Stop()
 	if t.shown.Ticking {
 		schedule(minRender)
 	}
@@ -165,6 +169,8 @@ func (t *tray) loop(ctx context.Context) {
 			render(false)
 		case <-settle:
 			render(true)
+		case <-idle.C:
+			render(false)
 		case key := <-t.clicks:
 			if quit := t.click(ctx, key); quit {
 				t.log.Info("quitting from the menu")
@@ -217,7 +223,8 @@ func (t *tray) apply(changes []change, m menuModel) {
 				t.log.Error("menu: update of an item that is not shown", "key", c.Key)
 				continue
 			}
-			update(n.h, c.Item)
+			update(n.h, n.item, c.Item)
+			n.item = c.Item
 		}
 	}
 }
@@ -234,7 +241,7 @@ func (t *tray) add(c change) {
 		p.kids = append(p.kids, c.Key)
 	}
 	it := c.Item
-	n := &trayNode{}
+	n := &trayNode{item: it}
 	switch {
 	case it.Kind == kindSeparator && parent == nil:
 		systray.AddSeparator()
@@ -304,26 +311,32 @@ func (t *tray) remove(key string) {
 	}
 }
 
-func update(h *systray.MenuItem, it menuItem) {
-	// systray keeps no state we could compare cheaply, and every call bumps
-	// the menu revision: the diff only sends items that changed, so set all.
-	h.SetTitle(it.Label)
-	if it.Kind == kindCheck {
+// update changes what differs between old and it: on Linux every call
+// bumps the D-Bus menu revision and makes the panel read the menu again.
+func update(h *systray.MenuItem, old, it menuItem) {
+	if it.Label != old.Label {
+		h.SetTitle(it.Label)
+	}
+	if it.Checked != old.Checked {
 		if it.Checked {
 			h.Check()
 		} else {
 			h.Uncheck()
 		}
 	}
-	if it.Disabled {
-		h.Disable()
-	} else {
-		h.Enable()
+	if it.Disabled != old.Disabled {
+		if it.Disabled {
+			h.Disable()
+		} else {
+			h.Enable()
+		}
 	}
-	if it.Hidden {
-		h.Hide()
-	} else {
-		h.Show()
+	if it.Hidden != old.Hidden {
+		if it.Hidden {
+			h.Hide()
+		} else {
+			h.Show()
+		}
 	}
 }
 
