@@ -325,10 +325,8 @@ var allowedKeys = map[string][]string{
 	"agent":    {"priority", "weight", "limits"},
 }
 
-// Proxy defaults, shared with the proxy (proxy.go).
-const (
-	DefaultProxyListen = "127.0.0.1:7878"
-)
+// DefaultProxyListen is the proxy's address when [proxy] sets no listen.
+const DefaultProxyListen = "127.0.0.1:7878"
 
 // ParseConfig checks a configuration file's contents; path is used in
 // errors and recorded in Config.Path.
@@ -339,8 +337,16 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, ConfigErrors{p.decodeError(err)}
 	}
+	// One error per unknown key: a misspelt table's own keys are not news.
+	var unknown []toml.Key
 	for _, k := range md.Undecoded() {
-		p.unknownKey(k)
+		if !slices.Contains(allowedKeys[""], k[0]) {
+			k = k[:1] // a misspelt top-level table: report the table
+		}
+		if !slices.ContainsFunc(unknown, func(u toml.Key) bool { return len(u) <= len(k) && slices.Equal(u, k[:len(u)]) }) {
+			unknown = append(unknown, k)
+			p.unknownKey(k)
+		}
 	}
 	cfg := &Config{
 		Path:       path,
@@ -695,6 +701,14 @@ func (s *keyScanner) record(path string) {
 	}
 }
 
+// recordPrefixes records key and every table that holds it, so that an
+// error about a table finds the line where the table first appears.
+func (s *keyScanner) recordPrefixes(key []string) {
+	for i := 1; i <= len(key); i++ {
+		s.record(keyPath(key[:i]...))
+	}
+}
+
 func (s *keyScanner) document() {
 	var table []string
 	for {
@@ -709,7 +723,7 @@ func (s *keyScanner) document() {
 				s.next()
 			}
 			table = s.key()
-			s.record(keyPath(table...))
+			s.recordPrefixes(table)
 			for !s.eof() && s.peek() != '\n' && s.peek() != '#' {
 				s.next()
 			}
@@ -725,9 +739,9 @@ func (s *keyScanner) document() {
 			continue
 		}
 		s.next()
-		path := keyPath(append(slices.Clone(table), k...)...)
-		s.record(path)
-		s.value(path)
+		full := append(slices.Clone(table), k...)
+		s.recordPrefixes(full)
+		s.value(keyPath(full...))
 	}
 }
 

@@ -174,6 +174,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unknown top-level key", "lease_tl = \"1m\"\n", 1, "lease_tl", "allowed here: lease_ttl"},
 		{"unknown service key", "[services.a]\n\nlimts = []\n", 3, "services.a.limts", "allowed here: preset, base_url, limits"},
 		{"unknown fallback key", "[services.a]\nfallback = { url = \"https://x.example/\", browsr = \"chrome\" }\n", 2, "services.a.fallback.browsr", "allowed here: browser, url"},
+		{"misspelt table", "\n[service.openai]\npreset = \"openai\"\n", 2, "service", "allowed here: lease_ttl"},
 		{"unknown agent key", "[agents.b]\npriority = \"low\"\nweigth = 2\n", 3, "agents.b.weigth", "allowed here: priority, weight, limits"},
 		{"bad service name", "[services.\"open ai\"]\nlimits = []\n", 1, `services."open ai"`, "bad name"},
 		{"web name taken", "[services.a]\nfallback = { url = \"https://a.example/\", web_limits = [\"1 requests/1m\"] }\n[services.\"a.web\"]\n", 3, `services."a.web"`, "taken by the web limits"},
@@ -199,6 +200,14 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Errorf("error %q does not start with %q", err, prefix)
 			}
 		})
+	}
+}
+
+func TestParseConfigUnknownTableOnce(t *testing.T) {
+	_, err := ParseConfig("c.toml", []byte("[service.openai]\npreset = \"openai\"\nlimits = []\n"))
+	var errs ConfigErrors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		t.Errorf("a misspelt table gave %v; want one error", err)
 	}
 }
 
