@@ -88,7 +88,9 @@ func (g *globals) client() (*ipc.Client, string, error) {
 	return &ipc.Client{SocketPath: path}, path, nil
 }
 
-// exitError ends the command with a status other than 1.
+// exitError ends the command with its own exit status and a message printed
+// as is (no "quotabar:" prefix): a refusal (75), or config check's list of
+// problems.
 type exitError struct {
 	code int
 	msg  string
