@@ -28,8 +28,11 @@ func TestPause(t *testing.T) {
 			refusedOf: map[string]bool{"a": true, "b": true},
 		},
 		{
-			name:  "agent",
-			pause: func(l *limiter.Limiter) error { _, err := l.UpdateAgent("a", limiter.AgentUpdate{Paused: &paused}); return err },
+			name: "agent",
+			pause: func(l *limiter.Limiter) error {
+				_, err := l.UpdateAgent("a", limiter.AgentUpdate{Paused: &paused})
+				return err
+			},
 			resume: func(l *limiter.Limiter) error {
 				no := false
 				_, err := l.UpdateAgent("a", limiter.AgentUpdate{Paused: &no})
@@ -230,7 +233,7 @@ func TestConfigErrors(t *testing.T) {
 func TestSnapshotRestore(t *testing.T) {
 	cfg := limiter.Config{
 		Services: []limiter.ServiceConfig{
-			svcCfg("conf", pol(100, limiter.Requests, time.Minute)),
+			svcCfg("conf", pol(100, limiter.Requests, 2*time.Hour)), // unpaced: 30 at once
 			{Name: "learn", Dialect: "ietf"},
 			svcCfg("cool", pol(100, limiter.Requests, time.Minute)),
 		},
@@ -288,7 +291,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if bot.Priority != limiter.High || !bot.Paused {
 		t.Errorf("agent after restore %+v: want high and paused", bot)
 	}
-	// The restored remaining is enforced: 70 more on "conf" this minute.
+	// The restored remaining is enforced: 70 more on "conf" this window.
 	if _, err := l2.SetServicePaused("conf", false); err != nil {
 		t.Fatal(err)
 	}

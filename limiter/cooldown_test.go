@@ -143,7 +143,8 @@ func TestCooldownBackoff(t *testing.T) {
 }
 
 // Rule 5: after a cooldown (or an exhausted budget) the backlog is paced by
-// the policy's rate, not released at once.
+// the policy's rate, not released at once; and so is a backlog that meets
+// an idle service (a tenth of the quota at once, then the policy's rate).
 func TestPacedAfterCooldown(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -168,13 +169,18 @@ func TestPacedAfterCooldown(t *testing.T) {
 			},
 			blockFor: 5 * time.Second, burst: 60, perSecond: 20,
 		},
+		{
+			name: "a backlog on an idle service", policy: pol(600, limiter.Requests, time.Minute),
+			block:    func(*limiter.Limiter, *limiter.Observation, string) {},
+			blockFor: 0, burst: 60, perSecond: 10,
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", tc.policy)}})
 			call, _ := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "s"}))
 			var obs *limiter.Observation
-			if tc.name != "after a 429" {
+			if tc.name == "after remaining 0 until the reset" {
 				obs = inject(l)
 			}
 			tc.block(l, obs, call.ID)

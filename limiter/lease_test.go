@@ -102,8 +102,9 @@ func TestUsageCorrection(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{
-				Services: []limiter.ServiceConfig{svcCfg("s", pol(1000, limiter.Tokens, time.Minute))},
-				Agents:   []limiter.AgentConfig{{Name: "a", Limits: []limiter.Policy{pol(1000, limiter.Tokens, time.Minute)}}},
+				// Windows over an hour are not paced, so the ledgers alone decide.
+				Services: []limiter.ServiceConfig{svcCfg("s", pol(1000, limiter.Tokens, 2*time.Hour))},
+				Agents:   []limiter.AgentConfig{{Name: "a", Limits: []limiter.Policy{pol(1000, limiter.Tokens, 2*time.Hour)}}},
 			})
 			ls, ok := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "s", Cost: limiter.Cost{limiter.Tokens: tc.estimate}}))
 			if !ok {
@@ -125,8 +126,8 @@ func TestUsageCorrection(t *testing.T) {
 			}
 			_, err := l.Submit(limiter.Request{Agent: "a", Service: "s", Cost: limiter.Cost{limiter.Tokens: 1}})
 			refused(t, err, limiter.ReasonTimeout)
-			// Everything leaves the window one minute after its grant.
-			clk.Advance(time.Minute)
+			// Everything leaves the window two hours after its grant.
+			clk.Advance(2 * time.Hour)
 			if got := serviceStatus(t, l, "s").Limits[0].Remaining; got != 1000 {
 				t.Errorf("remaining %d a window later, want 1000", got)
 			}

@@ -24,19 +24,25 @@ type grant struct {
 // capacity. Because every grant is checked against all grants of the window
 // ending at its own instant, and later windows only lose old entries, no
 // sliding window of the policy's length ever holds more than the capacity.
+//
+// The log alone would let a backlog take a whole quota in one instant and
+// then, a window later, again: grants would come in synchronized bursts and
+// anyone arriving in between would wait for the next one. So a token bucket
+// paces grants too (see pacer).
 type ledger struct {
 	policy Policy
 	cap    int64  // quota minus headroom
 	source string // "config" or "headers"
 	log    []*grant
 	used   int64 // sum of log[i].cost[policy.Unit]
-
-	// pacer spreads grants after a cooldown or an exhausted budget ends, so
-	// a freed quota is not released as a herd; nil or past pacedUntil means
-	// not pacing.
-	pacer      *rate.Limiter
+	pace   pacer
+	// pacedUntil ends the pacing of a long window after a cooldown.
 	pacedUntil time.Time
 }
+
+// pacedWindow is the longest window whose grants are always paced: a
+// "40 requests/5h" quota is meant to be used in bursts.
+const pacedWindow = time.Hour
 
 func newLedger(p Policy, headroom float64, source string) *ledger {
 	d := &ledger{policy: p, source: source}
@@ -44,9 +50,67 @@ func newLedger(p Policy, headroom float64, source string) *ledger {
 	return d
 }
 
+// setQuota sets the quota and, from it and the window, the pacer.
 func (d *ledger) setQuota(q int64, headroom float64) {
 	d.policy.Quota = q
-	d.cap = q - int64(math.Floor(headroom*float64(q)))
+	d.cap = max(0, q-int64(math.Floor(headroom*float64(q))))
+	d.pace.rate = rate.Limit(float64(d.cap) / d.policy.Window.Seconds())
+	burst := float64(max(1, d.cap/10, min(d.cap, 10)))
+	if grow := burst - d.pace.burst; grow > 0 && !d.pace.last.IsZero() {
+		d.pace.tokens += grow // a raised quota is there to use now
+	}
+	d.pace.burst = burst
+}
+
+func (d *ledger) paced(now time.Time) bool {
+	return d.policy.Window <= pacedWindow || now.Before(d.pacedUntil)
+}
+
+// A pacer is a token bucket at a policy's average rate (quota per window)
+// with a burst of a tenth of the quota (at least 10, or the whole quota when
+// that is smaller). It never lowers the long-run rate, which is all the log
+// allows anyway; it only spreads grants out. A cost above the burst passes
+// when the bucket is full and leaves it in debt, so a large request on an
+// idle service is not delayed. The arithmetic is x/time/rate's (rate.Limit,
+// tokens from elapsed time, capped at the burst), but a rate.Limiter cannot
+// take tokens back once a reservation's time has passed, and usage reports
+// refund estimates long after the grant, so the bucket is kept here.
+type pacer struct {
+	rate   rate.Limit
+	burst  float64
+	tokens float64
+	last   time.Time // zero: never used, full
+}
+
+func (p *pacer) level(now time.Time) float64 {
+	if p.last.IsZero() {
+		return p.burst
+	}
+	if !now.After(p.last) {
+		return p.tokens
+	}
+	return min(p.burst, p.tokens+now.Sub(p.last).Seconds()*float64(p.rate))
+}
+
+// add takes n tokens (a negative n gives them back), possibly into debt.
+func (p *pacer) add(now time.Time, n float64) {
+	p.tokens = min(p.burst, p.level(now)-n)
+	if now.After(p.last) {
+		p.last = now
+	}
+}
+
+// wait is how long until a cost of c may pass: when the bucket holds c, or
+// is full for a cost above the burst.
+func (p *pacer) wait(now time.Time, c float64) time.Duration {
+	need := min(c, p.burst)
+	lvl := p.level(now)
+	if lvl >= need || p.rate <= 0 {
+		return 0
+	}
+	// Rounded up by a microsecond so that the timer never fires a hair
+	// early and finds the bucket still short.
+	return time.Duration((need-lvl)/float64(p.rate)*float64(time.Second)) + time.Microsecond
 }
 
 // prune drops the grants that have left the window ending at now. A grant
@@ -90,25 +154,12 @@ func (d *ledger) check(now time.Time, c int64) (bool, time.Time) {
 		// Only reachable if used is negative; fail safe, retry soon.
 		return false, now.Add(time.Second)
 	}
-	if d.pacing(now) {
-		if d.pacer.Burst() < int(c) {
-			d.pacer.SetBurstAt(now, int(c))
-		}
-		tok := d.pacer.TokensAt(now)
-		if tok < float64(c) {
-			wait := time.Duration((float64(c)-tok)/float64(d.pacer.Limit())*float64(time.Second)) + time.Microsecond
-			at := now.Add(wait)
-			if at.After(d.pacedUntil) {
-				at = d.pacedUntil
-			}
-			return false, at
+	if d.paced(now) {
+		if w := d.pace.wait(now, float64(c)); w > 0 {
+			return false, now.Add(w)
 		}
 	}
 	return true, time.Time{}
-}
-
-func (d *ledger) pacing(now time.Time) bool {
-	return d.pacer != nil && now.Before(d.pacedUntil)
 }
 
 func (d *ledger) add(now time.Time, g *grant) {
@@ -116,14 +167,13 @@ func (d *ledger) add(now time.Time, g *grant) {
 	d.log = append(d.log, g)
 	c := g.cost[d.policy.Unit]
 	d.used += c
-	if c > 0 && d.pacing(now) {
-		d.pacer.AllowN(now, int(c))
-	}
+	d.pace.add(now, float64(c))
 }
 
 // adjust records that g's cost in the ledger's unit changed by delta; it
 // matters only while g is still in the window.
 func (d *ledger) adjust(now time.Time, g *grant, delta int64) {
+	d.pace.add(now, float64(delta))
 	d.prune(now)
 	if g.at.After(now.Add(-d.policy.Window)) {
 		d.used += delta
@@ -145,18 +195,17 @@ func (d *ledger) resetsAt(now time.Time) time.Time {
 	return d.log[len(d.log)-1].at.Add(d.policy.Window)
 }
 
-// startPacing makes grants from t on trickle at the policy's average rate,
-// with a burst of a twentieth of the capacity, for at most one window or a
-// minute: enough to spread a released backlog, short enough that a long
-// window's quota is not held back for hours.
+// startPacing empties the pacer down to a twentieth of the capacity at t,
+// the end of a cooldown or of a spent budget, so that the backlog waiting
+// for that moment trickles out at the policy's rate instead of all at once.
+// A long window, not paced otherwise, is paced for a minute.
 func (d *ledger) startPacing(t time.Time) {
-	every := float64(d.cap) / d.policy.Window.Seconds()
-	if every <= 0 {
-		return
+	if keep := float64(max(1, d.cap/20)); d.pace.level(t) > keep {
+		d.pace.add(t, d.pace.level(t)-keep)
 	}
-	d.pacer = rate.NewLimiter(rate.Limit(every), int(max(1, d.cap/20)))
-	d.pacer.AllowN(t, 0) // anchor the bucket at t, full
-	d.pacedUntil = t.Add(min(d.policy.Window, time.Minute))
+	if d.policy.Window > pacedWindow {
+		d.pacedUntil = t.Add(time.Minute)
+	}
 }
 
 // A budget is what the provider's headers said is left of one limit: at

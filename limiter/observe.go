@@ -152,12 +152,12 @@ func (l *Limiter) learn(s *service, ol ObservedLimit, now time.Time) *ledger {
 	w := inferWindow(ol, now)
 	for _, d := range s.learned {
 		if d.policy.Unit == ol.Unit && (ol.Window == 0 || d.policy.Window == ol.Window) {
-			d.setQuota(ol.Limit, s.cfg.Headroom)
 			// Estimates only ever lengthen the window: a too-short one
 			// would let through more than the provider allows.
 			if w > d.policy.Window {
 				d.policy.Window = w
 			}
+			d.setQuota(ol.Limit, s.cfg.Headroom)
 			return d
 		}
 	}

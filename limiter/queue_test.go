@@ -180,7 +180,7 @@ func TestAgentCapDoesNotBlockOthers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{
-				Services: []limiter.ServiceConfig{svcCfg("s", pol(100, limiter.Requests, time.Minute))},
+				Services: []limiter.ServiceConfig{svcCfg("s", pol(1000, limiter.Requests, time.Minute))},
 				Agents: []limiter.AgentConfig{
 					{Name: "capped", Priority: limiter.High, Limits: []limiter.Policy{tc.cap}},
 					{Name: "other", Priority: tc.other},

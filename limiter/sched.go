@@ -92,16 +92,23 @@ type class struct {
 	flows  map[*agent]*flow
 	active []*flow // flows with waiters, in activation order
 	vtime  float64 // start tag of the last request served
+	// served is when the class last had a grant, or began to wait: aging
+	// measures how long a priority has been passed over from here.
+	served time.Time
 }
 
 // A flow is one agent's FIFO of waiters in one priority of one service.
-// Start-time fair queueing: the head's start tag is max(vtime, lastFinish)
-// and its finish tag start + share/weight; the smallest finish goes first.
-// Tags are computed only for heads, so a waiter that leaves changes nothing.
+// Start-time fair queueing (Goyal et al.): the head's start tag is
+// max(vtime, the flow's last finish tag), its finish tag start +
+// share/weight; the smallest start tag goes first and vtime becomes it. A
+// flow that was idle starts at vtime, level with the busiest: a light
+// agent's request goes ahead of a heavy agent's backlog. Tags are computed
+// only for heads, so a waiter that leaves changes nothing.
 type flow struct {
 	agent      *agent
 	q          []*waiter
 	lastFinish float64
+	agedFinish float64 // finish tag of its aged requests, in High's virtual time
 }
 
 type waiterState int8
@@ -253,6 +260,9 @@ func (l *Limiter) enqueue(w *waiter) {
 		f = &flow{agent: w.agent}
 		c.flows[w.agent] = f
 	}
+	if len(c.active) == 0 {
+		c.served = w.enqueued
+	}
 	if len(f.q) == 0 {
 		c.active = append(c.active, f)
 	}
@@ -291,7 +301,7 @@ func (l *Limiter) dequeue(w *waiter) {
 	f.q = slices.Delete(f.q, i, i+1)
 	if len(f.q) == 0 {
 		c.active = slices.DeleteFunc(c.active, func(x *flow) bool { return x == f })
-		if f.lastFinish <= c.vtime {
+		if f.lastFinish <= c.vtime && f.agedFinish <= w.svc.classes[len(w.svc.classes)-1].vtime {
 			delete(c.flows, w.agent) // its tags no longer matter
 		}
 	}
@@ -483,7 +493,7 @@ func (l *Limiter) dispatch(s *service) {
 	l.settle(s, now)
 	var wake time.Time
 	for s.queued > 0 {
-		w, agentWake := l.pick(s, now)
+		w, aged, agentWake := l.pick(s, now)
 		if w == nil {
 			wake = agentWake
 			break
@@ -498,7 +508,7 @@ func (l *Limiter) dispatch(s *service) {
 			wake = until
 			break
 		}
-		l.grant(s, w, now)
+		l.grant(s, w, aged, now)
 	}
 	if s.queued == 0 && now.Before(s.cooldownUntil) {
 		wake = s.cooldownUntil // to tell subscribers the cooldown is over
@@ -531,8 +541,8 @@ func (l *Limiter) setWake(s *service, now, at time.Time) {
 }
 
 type pickKey struct {
-	rank int // 0 aged, 1 high, 2 normal, 3 low
-	tag  float64
+	rank int     // 1 high (and aged), 2 normal, 3 low
+	tag  float64 // start tag
 	seq  uint64
 }
 
@@ -547,13 +557,16 @@ func (k pickKey) less(o pickKey) bool {
 }
 
 // pick returns the head that goes next among the flows whose agent's own
-// caps allow it: by priority, then by fair-queueing finish tag; except that
-// a request passed over by a higher priority for MaxAging goes first (the
-// oldest first). Aging only counts against higher priorities: a request
-// that waits because its own priority is busy is served by fair queueing.
-// An agent held back by its own cap holds back no one else; agentWake is
-// when the first such agent frees.
-func (l *Limiter) pick(s *service, now time.Time) (best *waiter, agentWake time.Time) {
+// caps allow it: by priority, then by fair-queueing finish tag. Aging: a
+// priority whose waiters have had no grant for MaxAging while a higher one
+// is waiting is served as if it were high, once; its heads then compete in
+// High's fair queue (each agent as its own flow there), so a starved
+// priority gets a request through at least every MaxAging without a
+// backlog of old low requests shutting out the real high ones. A priority
+// that is served, however slowly, does not age: under overload the levels
+// stay strict. An agent held back by its own cap holds back no one else;
+// agentWake is when the first such agent frees.
+func (l *Limiter) pick(s *service, now time.Time) (best *waiter, aged bool, agentWake time.Time) {
 	type cand struct {
 		w  *waiter
 		ci int
@@ -578,23 +591,24 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, agentWake time.
 		}
 	}
 	var bestKey pickKey
+	hi := len(s.classes) - 1
 	for _, c := range cands {
+		isAged := c.ci < top && now.Sub(s.classes[c.ci].served) >= l.cfg.MaxAging
 		var k pickKey
-		if c.ci < top && now.Sub(c.w.enqueued) >= l.cfg.MaxAging {
-			k = pickKey{rank: 0, tag: float64(c.w.seq), seq: c.w.seq}
+		if isAged {
+			k = pickKey{rank: 1, tag: math.Max(s.classes[hi].vtime, c.f.agedFinish), seq: c.w.seq}
 		} else {
-			start := math.Max(s.classes[c.ci].vtime, c.f.lastFinish)
-			k = pickKey{rank: len(s.classes) - c.ci, tag: start + c.w.share/c.w.agent.weight(), seq: c.w.seq}
+			k = pickKey{rank: len(s.classes) - c.ci, tag: math.Max(s.classes[c.ci].vtime, c.f.lastFinish), seq: c.w.seq}
 		}
 		if best == nil || k.less(bestKey) {
-			best, bestKey = c.w, k
+			best, bestKey, aged = c.w, k, isAged
 		}
 	}
 	for _, w := range never {
 		l.unqueue(w)
 		w.done <- result{err: exceeds(s, w.agent, w.cost)}
 	}
-	return best, agentWake
+	return best, aged, agentWake
 }
 
 // agentAllows checks the agent's own caps; a zero time with false means the
@@ -647,12 +661,20 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 	return ok, until, nil
 }
 
-func (l *Limiter) grant(s *service, w *waiter, now time.Time) {
-	c := &s.classes[w.class]
-	f := c.flows[w.agent]
-	start := math.Max(c.vtime, f.lastFinish)
-	f.lastFinish = start + w.share/w.agent.weight()
-	c.vtime = start
+func (l *Limiter) grant(s *service, w *waiter, aged bool, now time.Time) {
+	s.classes[w.class].served = now
+	f := s.classes[w.class].flows[w.agent]
+	if aged {
+		c := &s.classes[len(s.classes)-1]
+		start := math.Max(c.vtime, f.agedFinish)
+		f.agedFinish = start + w.share/w.agent.weight()
+		c.vtime = start
+	} else {
+		c := &s.classes[w.class]
+		start := math.Max(c.vtime, f.lastFinish)
+		f.lastFinish = start + w.share/w.agent.weight()
+		c.vtime = start
+	}
 	l.unqueue(w)
 
 	l.seq++
