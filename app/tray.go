@@ -36,8 +36,6 @@ const minRender = time.Second
 // quitting from the menu shuts it down. Without a menu bar (no session bus
 // on Linux) it says so once and runs the daemon alone.
 func runTrayApp(ctx context.Context, opts Options) error {
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -46,6 +44,8 @@ func runTrayApp(ctx context.Context, opts Options) error {
 		log.Warn("no menu bar, running the daemon alone", "reason", err)
 		return RunDaemon(ctx, opts)
 	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	d, err := StartDaemon(ctx, opts)
 	if err != nil {
 		return err
@@ -67,6 +67,7 @@ func runTrayApp(ctx context.Context, opts Options) error {
 	}
 	systray.Run(func() { t.ready(ctx, first) }, nil)
 	<-t.stopped
+	stop() // a second signal now ends the process, for a shutdown that hangs
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return d.Shutdown(sctx)
