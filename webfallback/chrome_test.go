@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // browserOf returns the running Chrome of a service, failing the test when
@@ -230,6 +231,9 @@ func TestChromeUnavailable(t *testing.T) {
 		}
 	})
 	t.Run("nothing on PATH", func(t *testing.T) {
+		if _, paths := chromeCandidates(); len(paths) > 0 {
+			t.Skip("this platform also looks outside PATH (app bundles), which the test cannot hide")
+		}
 		t.Setenv("PATH", shortDir(t))
 		m := New(Options{Dir: shortDir(t)})
 		_, err := m.Open(ctx, Target{Service: "svc", Browser: Chrome, URL: site.URL, Headless: true})
@@ -321,4 +325,31 @@ func BenchmarkChromeOpen(b *testing.B) {
 			usable(s)
 		}
 	})
+}
+
+// TestChromeRestartsAfterBrowserDied: a browser that died (crash, or the
+// person quit it) is noticed, and the next Open starts a new one.
+func TestChromeRestartsAfterBrowserDied(t *testing.T) {
+	m, _ := chromeManager(t)
+	site := testSite(t)
+	ctx := openCtx(t)
+	tgt := Target{Service: "svc", Browser: Chrome, URL: site.URL + "/page/x", Headless: true}
+	if _, err := m.Open(ctx, tgt); err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	dead := browserOf(t, m, "svc")
+	killGroup(dead.pid)
+	if !waitUntil(ctx, 10*time.Second, func() bool { return m.OpenSessions("svc") == 0 && !groupAlive(dead.pid) }) {
+		t.Fatalf("the killed browser still counts %d open tabs", m.OpenSessions("svc"))
+	}
+	s, err := m.Open(ctx, tgt)
+	if err != nil {
+		t.Fatalf("Open after the browser died: %v", err)
+	}
+	if now := browserOf(t, m, "svc"); now.pid == dead.pid {
+		t.Fatal("Open after the browser died reused it")
+	}
+	if title := pageTitle(t, s); title != "x" {
+		t.Fatalf("title = %q, want x", title)
+	}
 }

@@ -45,13 +45,10 @@ func startXvfb(t *testing.T) {
 
 func webkitManager(t *testing.T) *Manager {
 	t.Helper()
-	if _, err := findWebKitDriver(""); err != nil {
-		// Only the display can be missing before startXvfb; check the rest.
-		testenv.LookPath(t, "WebKitWebDriver")
-	}
+	testenv.LookPath(t, "WebKitWebDriver")
 	startXvfb(t)
 	if _, err := findWebKitDriver(""); err != nil {
-		testenv.Missing(t, "%v", err)
+		testenv.Missing(t, "%v", err) // no MiniBrowser
 	}
 	m := New(Options{Dir: shortDir(t)})
 	t.Cleanup(func() {
@@ -62,7 +59,7 @@ func webkitManager(t *testing.T) *Manager {
 	return m
 }
 
-// wdTitle drives the session the way another client would: plain HTTP.
+// wdDrive drives the session the way another client would: plain HTTP.
 func wdDrive(t *testing.T, s Session, navigate string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
