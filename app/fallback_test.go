@@ -316,3 +316,36 @@ func TestFallbackCookieSurvivesAppRestart(t *testing.T) {
 		t.Fatalf("quit: %v", err)
 	}
 }
+
+// TestFallbackConfigEditClosesBrowser: an edit that switches the fallback
+// off in the file (the person never flipped it at run time) closes its
+// browser, and opens are then refused.
+func TestFallbackConfigEditClosesBrowser(t *testing.T) {
+	chrome := testenv.LookPath(t, "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+	site := titledSite(t)
+	conf := func(enabled bool) string {
+		return fallbackConfig(chrome, fmt.Sprintf(`{ browser = "chrome", url = %q, enabled = %t, headless = true }`, site.URL+"/page/x", enabled))
+	}
+	td := newTestDaemon(t, conf(true))
+	d := td.start(t)
+	profiles := filepath.Join(d.StateDir(), "browsers")
+	t.Cleanup(func() {
+		d.Shutdown(context.Background())
+		for _, p := range browserProcesses(profiles) {
+			t.Errorf("left behind: %s", p)
+		}
+	})
+	c := td.client()
+	ctx := context.Background()
+	res, err := c.OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	td.writeConfig(t, conf(false))
+	waitFor(t, "the edit to close the browser", func() bool {
+		return !devToolsAnswers(res.CDPURL) && len(browserProcesses(profiles)) == 0
+	})
+	if _, err := c.OpenFallback(ctx, "svc", "a1"); apiCode(err) != "409 fallback_disabled" {
+		t.Fatalf("open after the edit = %v, want 409 fallback_disabled", err)
+	}
+}
