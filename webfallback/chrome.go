@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -518,9 +517,6 @@ func jsonVersion(ctx context.Context, port string) (string, error) {
 func singletonPID(dir string) int {
 	link, err := os.Readlink(filepath.Join(dir, "SingletonLock"))
 	if err != nil {
-		if !errors.Is(err, fs.ErrNotExist) {
-			slog.Debug("reading SingletonLock", "err", err)
-		}
 		return 0
 	}
 	i := strings.LastIndexByte(link, '-')

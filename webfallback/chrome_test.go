@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +352,31 @@ func TestChromeRestartsAfterBrowserDied(t *testing.T) {
 	}
 	if title := pageTitle(t, s); title != "x" {
 		t.Fatalf("title = %q, want x", title)
+	}
+}
+
+// TestChromeVisibleWindow starts Chrome with a window, as on a desktop, on a
+// private X server.
+func TestChromeVisibleWindow(t *testing.T) {
+	startXvfb(t)
+	m, _ := chromeManager(t)
+	site := testSite(t)
+	ctx := openCtx(t)
+	s, err := m.Open(ctx, Target{Service: "svc", Browser: Chrome, URL: site.URL + "/page/shown"})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	if title := pageTitle(t, s); title != "shown" {
+		t.Fatalf("title = %q, want shown", title)
+	}
+	pid := browserOf(t, m, "svc").pid
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.Contains(string(b), "--headless") {
+		t.Fatalf("the visible browser runs headless: %s", b)
+	}
+	if err := m.CloseService(ctx, "svc"); err != nil {
+		t.Fatalf("CloseService: %v", err)
+	}
+	if groupAlive(pid) {
+		t.Fatalf("browser %d still runs after CloseService", pid)
 	}
 }
