@@ -136,6 +136,7 @@ wait_for "the queue" sh -c "\"$work/quotabar\" status --json | grep -q '\"queued
 wait_for "the tray window" xdotool search --onlyvisible --class gtk-sni-tray
 win=$(xdotool search --onlyvisible --class gtk-sni-tray | head -n1)
 eval "$(xdotool getwindowgeometry --shell "$win")"
+barx=$X bary=$Y barw=$WIDTH barh=$HEIGHT
 # The menu shows a change within a second; wait until it shows the queue.
 wait_for "the menu to show the queue" sh -c "dbus-send --session --print-reply --dest=\$(dbus-send --session --print-reply \
 	--dest=org.freedesktop.DBus / org.freedesktop.DBus.ListNames | grep -o 'org.kde.StatusNotifierItem-[0-9]*-1' | head -n1) \
@@ -155,20 +156,35 @@ open_menu() {
 	sleep 0.3
 	# A press and a release apart: a zero-length click does not open it.
 	# The pointer must have entered the icon before the press.
-	xdotool mousemove $((X + WIDTH - 16)) $((Y + HEIGHT / 2)) sleep 0.3 mousedown 1 sleep 0.1 mouseup 1
+	xdotool mousemove $((barx + barw - 16)) $((bary + barh / 2)) sleep 0.3 mousedown 1 sleep 0.1 mouseup 1
 	sleep 0.8
+}
+# hover ROW: point at the ROWth item of the open top-level menu, which opens
+# its submenu without selecting anything in it (the keyboard would select
+# the first item, and its highlight hides the separator above it).
+hover() {
+	local w mx=-1 my=0 mh=0 mwidth=0
+	for w in $(xdotool search --onlyvisible --class gtk-sni-tray); do
+		[ "$w" = "$win" ] && continue
+		eval "$(xdotool getwindowgeometry --shell "$w")"
+		if [ $((X + WIDTH)) -gt $mx ]; then mx=$((X + WIDTH)) my=$Y mh=$HEIGHT mwidth=$WIDTH; fi
+	done
+	[ "$mx" -ge 0 ] || { echo "screenshot.sh: the menu did not open" >&2; exit 1; }
+	# Items are evenly spaced; the two separators and the frame take about
+	# 10 pixels. The rows asked for (services, Agents) come before either.
+	local items=7 # top-level items with this config's two services
+	local rowh=$(((mh - 10) / items))
+	xdotool mousemove $((mx - mwidth / 2)) $((my + 5 + rowh * ($1 - 1) + rowh / 2))
+	sleep 0.8 # GTK opens a submenu after a hover delay
 }
 open_menu
 shot menu
-# anthropic (first, cooling down with agents queued) and its submenu.
-xdotool key Down Right
+open_menu
+hover 1 # anthropic: cooling down, agents queued
 shot menu-anthropic
 open_menu
-xdotool key Down Down Right
+hover 2 # openai: near its limits
 shot menu-openai
-# Agents, then the second agent's submenu.
 open_menu
-xdotool key Down Down Down Right
-sleep 0.3
-xdotool key Down Right
+hover 3 # Agents
 shot menu-agents
