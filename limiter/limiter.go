@@ -379,13 +379,8 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 		}
 	}
 
-	res := l.observe(s, a, ls, r, now)
-	if ls != nil {
-		if usage != nil {
-			l.correct(s, ls.g, usage, now)
-		}
-		l.endLease(ls)
-	} else {
+	if ls == nil {
+		// Charged first: the provider's headers already count this call.
 		c := usage
 		if c == nil {
 			c = Cost{}
@@ -394,6 +389,13 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 			c[Requests] = 1
 		}
 		l.charge(s, a, c, now)
+	}
+	res := l.observe(s, a, ls, r, now)
+	if ls != nil {
+		if usage != nil {
+			l.correct(s, ls.g, usage, now)
+		}
+		l.endLease(ls)
 	}
 	l.dispatchAll()
 	l.notify()
@@ -432,6 +434,9 @@ func (l *Limiter) charge(s *service, a *agent, c Cost, now time.Time) {
 	l.seq++
 	g := &grant{seq: l.seq, at: now, cost: c, agent: a}
 	s.record(now, g)
+	for _, d := range a.caps {
+		d.add(now, g)
+	}
 }
 
 func (l *Limiter) endLease(ls *lease) {

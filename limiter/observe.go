@@ -21,11 +21,14 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 		obs = l.parse(s.cfg.Dialect, r.Header, now)
 	}
 	l.settle(s, now)
-	since, self := l.seq, uint64(0)
+	// The provider's answer counts the reporting call and, as far as can be
+	// known, every call granted before it (they were sent first). A report
+	// without a lease is taken as current.
+	since := l.seq
 	if ls != nil {
-		since, self = ls.g.seq, ls.g.seq
+		since = ls.g.seq
 	}
-	l.applyObservation(s, obs, since, self, now)
+	l.applyObservation(s, obs, since, now)
 
 	if r.Status >= 200 && r.Status < 300 {
 		s.backoff = 0
@@ -81,11 +84,9 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 
 // applyObservation makes the headers ground truth: each limit with a
 // remaining count becomes a budget until its reset, charged with every grant
-// the provider cannot have counted when it answered (granted after the
-// reporting call `since`, or still in flight then, except the call itself);
-// each limit with a quota, for a unit the config does not limit, becomes a
-// learned policy.
-func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint64, now time.Time) {
+// after the reporting call (seq > since); each limit with a quota, for a
+// unit the config does not limit, becomes (or updates) a learned policy.
+func (l *Limiter) applyObservation(s *service, obs Observation, since uint64, now time.Time) {
 	for _, ol := range obs.Limits {
 		if !knownUnit(ol.Unit) || (ol.Limit <= 0 && !ol.HasRemaining) {
 			continue
@@ -122,13 +123,16 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since, self uint
 		b := &budget{
 			unit: ol.Unit, limit: limit, window: window,
 			remaining: ol.Remaining - int64(math.Floor(s.cfg.Headroom*float64(limit))),
-			since:     since, until: until, source: "headers", ledger: match, name: ol.Name,
+			since:     since, at: now, until: until, source: "headers", ledger: match, name: ol.Name,
 		}
 		if ol.Approximate {
 			b.remaining -= 500 // rounded to the nearest thousand: assume the worst
 		}
+		if refills(ol) && !ol.Reset.IsZero() && ol.Limit > ol.Remaining {
+			b.refill = ol.Limit - ol.Remaining
+		}
 		for _, g := range s.recent {
-			if g.seq != self && (g.seq > since || g.open) {
+			if g.seq > since {
 				b.spent += g.cost[b.unit]
 			}
 		}
@@ -177,16 +181,30 @@ func (l *Limiter) learn(s *service, ol ObservedLimit, now time.Time) *ledger {
 	return d
 }
 
-// standardWindows are the windows providers use; an estimate is rounded up
-// to one of them (with a quarter of slack for rounding in the headers).
+// refills reports whether the limit's reset is "full again at" of a
+// steadily refilling limit (OpenAI, Anthropic; also what the IETF fields
+// describe when they come with a window), rather than the end of a fixed
+// window (GitHub), before which nothing comes back.
+func refills(ol ObservedLimit) bool {
+	switch ol.Dialect {
+	case "openai", "anthropic":
+		return true
+	case "ietf":
+		return ol.Window > 0
+	}
+	return false
+}
+
+// standardWindows are the windows providers use: an estimate just short of
+// one (the reset seen is always a little early) is taken as it.
 var standardWindows = []time.Duration{time.Second, time.Minute, time.Hour, 24 * time.Hour}
 
 // inferWindow returns the window of an observed limit: given, or estimated
-// from its reset. OpenAI's and Anthropic's reset is when a refilling bucket
-// is full again, so the whole window is reset × limit / used; any other
-// reset is taken as the end of a fixed window.
+// from its reset. Whatever the provider's model (sliding log, refilling
+// bucket, fixed window), the time until the limit is full again is at most
+// the window, and close to it whenever the limit was just used: so the
+// estimate is the reset itself, and the caller keeps the longest seen.
 func inferWindow(ol ObservedLimit, now time.Time) time.Duration {
-	bucket := ol.Dialect == "openai" || ol.Dialect == "anthropic"
 	if ol.Window > 0 {
 		return ol.Window
 	}
@@ -194,15 +212,8 @@ func inferWindow(ol ObservedLimit, now time.Time) time.Duration {
 		return 0
 	}
 	d := ol.Reset.Sub(now)
-	if bucket {
-		if !ol.HasRemaining || ol.Remaining >= ol.Limit {
-			return 0
-		}
-		used := ol.Limit - max(ol.Remaining, 0)
-		d = time.Duration(float64(d) * float64(ol.Limit) / float64(used))
-	}
 	for _, std := range standardWindows {
-		if d <= std+std/4 {
+		if d >= std-std/10 && d <= std {
 			return std
 		}
 	}

@@ -33,7 +33,7 @@ func TestHeadersSetBudget(t *testing.T) {
 		{name: "remaining as is", remaining: 10, limit: 100, wantMore: 10},
 		{name: "headroom keeps a margin", headroom: 0.05, remaining: 10, limit: 100, wantMore: 5},
 		{name: "grants after the call count", after: 3, remaining: 10, limit: 100, wantMore: 7},
-		{name: "calls in flight count", inFlight: 2, remaining: 10, limit: 100, wantMore: 8},
+		{name: "calls granted before it count as seen", inFlight: 2, remaining: 10, limit: 100, wantMore: 10},
 		{name: "remaining 0 blocks", remaining: 0, limit: 100, wantMore: 0},
 		{name: "headroom beyond remaining blocks", headroom: 0.2, remaining: 10, limit: 100, wantMore: 0},
 	}
@@ -158,34 +158,85 @@ func TestLearnFromHeaders(t *testing.T) {
 	}
 }
 
-// The learned window of a refilling bucket (OpenAI, Anthropic) comes from
-// reset × limit / used, rounded up to a usual window.
-func TestLearnBucketWindow(t *testing.T) {
+// The learned window is the longest time-to-full seen (never more than the
+// window, and close to it right after use), taken as a usual window when
+// just short of one, or the window the headers give.
+func TestLearnWindow(t *testing.T) {
 	tests := []struct {
-		name    string
-		limit   int64
-		remain  int64
-		resetIn time.Duration
-		want    time.Duration
+		name   string
+		resets []time.Duration // successive observations' time to reset
+		window time.Duration   // given by the headers
+		want   time.Duration
 	}{
-		{"one of 60 per minute used", 60, 59, time.Second, time.Minute},
-		{"120ms to refill one of 500", 500, 499, 120 * time.Millisecond, time.Minute},
-		{"tokens refill in 6m of a day", 1000000, 995834, 6 * time.Minute, 24 * time.Hour},
-		{"half used of a per-second limit", 10, 5, 500 * time.Millisecond, time.Second},
+		{"grows to the longest reset", []time.Duration{1200 * time.Millisecond, 30 * time.Second, 45 * time.Second}, 0, 45 * time.Second},
+		{"just short of a minute is a minute", []time.Duration{20 * time.Second, 58 * time.Second}, 0, time.Minute},
+		{"a shorter reset later does not shrink it", []time.Duration{1950 * time.Millisecond, 100 * time.Millisecond}, 0, 1950 * time.Millisecond},
+		{"given window wins", []time.Duration{3 * time.Second}, time.Minute, time.Minute},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{{Name: "s", Dialect: "openai"}}})
 			obs := inject(l)
-			*obs = limiter.Observation{Limits: []limiter.ObservedLimit{{
-				Unit: limiter.Requests, Limit: tc.limit, Remaining: tc.remain, HasRemaining: true, Reset: clk.Now().Add(tc.resetIn), Dialect: "openai",
-			}}}
-			if _, err := l.Report(limiter.Report{Agent: "a", Service: "s", Status: 200, Header: someHeader}); err != nil {
-				t.Fatal(err)
+			for _, d := range tc.resets {
+				*obs = limiter.Observation{Limits: []limiter.ObservedLimit{{
+					Unit: limiter.Requests, Limit: 500, Remaining: 400, HasRemaining: true,
+					Reset: clk.Now().Add(d), Window: tc.window, Dialect: "openai",
+				}}}
+				if _, err := l.Report(limiter.Report{Agent: "a", Service: "s", Status: 200, Header: someHeader}); err != nil {
+					t.Fatal(err)
+				}
+				clk.Advance(time.Millisecond)
 			}
 			st := serviceStatus(t, l, "s")
-			if len(st.Limits) != 1 || st.Limits[0].Window != tc.want {
+			if len(st.Limits) != 1 || st.Limits[0].Window != tc.want || st.Limits[0].Source != "headers" {
 				t.Errorf("learned %+v, want window %v", st.Limits, tc.want)
+			}
+		})
+	}
+}
+
+// A refilling provider's budget comes back steadily until the reset; a
+// fixed window's does not.
+func TestBudgetRefill(t *testing.T) {
+	tests := []struct {
+		name    string
+		dialect string
+		window  time.Duration
+		at      time.Duration // after the observation
+		want    int           // grants possible then
+	}{
+		{"openai, halfway", "openai", 0, 5 * time.Second, 50},
+		{"anthropic, a fifth of the way", "anthropic", 0, 2 * time.Second, 20},
+		{"ietf with a window, halfway", "ietf", 10 * time.Second, 5 * time.Second, 50},
+		{"github fixed window, halfway", "github", 0, 5 * time.Second, 0},
+		// At the reset the spent budget ends and grants are paced from a
+		// twentieth of the quota, not released at once.
+		{"github fixed window, at the reset", "github", 0, 10 * time.Second, 5},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{
+				{Name: "s", Limits: []limiter.Policy{pol(100, limiter.Requests, 2*time.Hour)}},
+			}})
+			obs := inject(l)
+			*obs = limiter.Observation{Limits: []limiter.ObservedLimit{{
+				Unit: limiter.Requests, Limit: 100, Remaining: 0, HasRemaining: true,
+				Reset: clk.Now().Add(10 * time.Second), Window: tc.window, Dialect: tc.dialect,
+			}}}
+			if _, err := l.Report(limiter.Report{Agent: "x", Service: "s", Status: 200, Header: someHeader}); err != nil {
+				t.Fatal(err)
+			}
+			// The 2h ledger has room: the budget is what binds.
+			clk.Advance(tc.at)
+			n := 0
+			for range 200 {
+				if _, err := l.Submit(limiter.Request{Agent: "a", Service: "s"}); err != nil {
+					break
+				}
+				n++
+			}
+			if want := tc.want; n != want {
+				t.Errorf("%d grants %v after remaining 0, want %d", n, tc.at, want)
 			}
 		})
 	}

@@ -130,7 +130,7 @@ type waiter struct {
 	cost     Cost
 	explicit Priority // as asked; PriorityUnset follows the agent
 	class    int      // index into service.classes
-	share    float64  // dominant fraction of the service's quotas
+	share    float64  // dominant fraction of the service's quotas, set by pick
 	enqueued time.Time
 	maxWait  time.Duration
 	state    waiterState
@@ -174,7 +174,7 @@ func (l *Limiter) submit(req Request) (*waiter, error) {
 	}
 	w := &waiter{
 		svc: s, agent: a, cost: cost, explicit: req.Priority, class: int(prio) - 1,
-		share: s.share(cost), enqueued: now, maxWait: req.MaxWait, done: make(chan result, 1),
+		enqueued: now, maxWait: req.MaxWait, done: make(chan result, 1),
 	}
 	switch {
 	case s.paused || a.paused:
@@ -236,7 +236,10 @@ func exceeds(s *service, a *agent, c Cost) error {
 }
 
 // share is the request's dominant fraction of the service's quotas, the
-// size fair queueing charges it; one unit when the service has no limits.
+// size fair queueing charges it. It is computed when the request competes,
+// not when it arrives, so that limits learned meanwhile apply to everyone
+// alike. Without any known quota a request counts as a thousandth: small,
+// like the shares learned later, so learning shifts no one's place much.
 func (s *service) share(c Cost) float64 {
 	var sh float64
 	for _, d := range s.ledgers() {
@@ -244,8 +247,15 @@ func (s *service) share(c Cost) float64 {
 			sh = max(sh, float64(n)/float64(d.cap))
 		}
 	}
-	if sh == 0 && len(s.policies)+len(s.learned) == 0 {
-		return 1
+	if sh == 0 {
+		for _, b := range s.budgets {
+			if n := c[b.unit]; n > 0 && b.limit > 0 {
+				sh = max(sh, float64(n)/float64(b.limit))
+			}
+		}
+	}
+	if sh == 0 {
+		sh = float64(max(c[Requests], 1)) / 1000
 	}
 	return sh
 }
@@ -540,18 +550,25 @@ func (l *Limiter) setWake(s *service, now, at time.Time) {
 	})
 }
 
+// pickKey orders candidates: priority, then start tag, then finish tag
+// (among flows level at vtime, such as every flow that was idle, the
+// smaller request goes first: a light agent's short call is not kept
+// waiting for a round of everyone's big ones), then arrival.
 type pickKey struct {
-	rank int     // 1 high (and aged), 2 normal, 3 low
-	tag  float64 // start tag
-	seq  uint64
+	rank   int // 1 high (and aged), 2 normal, 3 low
+	start  float64
+	finish float64
+	seq    uint64
 }
 
 func (k pickKey) less(o pickKey) bool {
-	if k.rank != o.rank {
+	switch {
+	case k.rank != o.rank:
 		return k.rank < o.rank
-	}
-	if k.tag != o.tag {
-		return k.tag < o.tag
+	case k.start != o.start:
+		return k.start < o.start
+	case k.finish != o.finish:
+		return k.finish < o.finish
 	}
 	return k.seq < o.seq
 }
@@ -594,12 +611,12 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, aged bool, agen
 	hi := len(s.classes) - 1
 	for _, c := range cands {
 		isAged := c.ci < top && now.Sub(s.classes[c.ci].served) >= l.cfg.MaxAging
-		var k pickKey
+		c.w.share = s.share(c.w.cost)
+		k := pickKey{rank: len(s.classes) - c.ci, start: math.Max(s.classes[c.ci].vtime, c.f.lastFinish), seq: c.w.seq}
 		if isAged {
-			k = pickKey{rank: 1, tag: math.Max(s.classes[hi].vtime, c.f.agedFinish), seq: c.w.seq}
-		} else {
-			k = pickKey{rank: len(s.classes) - c.ci, tag: math.Max(s.classes[c.ci].vtime, c.f.lastFinish), seq: c.w.seq}
+			k.rank, k.start = 1, math.Max(s.classes[hi].vtime, c.f.agedFinish)
 		}
+		k.finish = k.start + c.w.share/c.w.agent.weight()
 		if best == nil || k.less(bestKey) {
 			best, bestKey, aged = c.w, k, isAged
 		}
