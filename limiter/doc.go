@@ -1,0 +1,78 @@
+// Package limiter decides, for every agent's request, when it may call a
+// rate-limited API. It is pure logic: an injectable Clock, no I/O, and one
+// mutex, so a *Limiter is safe for concurrent use.
+//
+// # Limits and safety
+//
+// A service has policies, "Quota of a Unit per Window", and an optional
+// cap on calls in flight; an agent may have policies of its own, across
+// services. Each policy is enforced by a ledger: an exact log of the grants
+// of its last window (amount and time). A request is granted only when,
+// for every policy of its service and of its agent, the logged usage plus
+// its cost fits the quota (less the service's headroom). Since every grant
+// is checked against the window that ends at its own instant, and later
+// windows only lose entries, no sliding window of a policy's length ever
+// holds more than its quota: the strictest provider model, so fixed-window
+// and token-bucket providers are never overrun either. (A token bucket with
+// burst = quota would not do: it allows twice the quota in one window.)
+// Usage reported after the call corrects the logged entry in place, so a
+// refund frees quota and an overrun is charged.
+//
+// Utilization stays at least 97%: the log frees an entry exactly when it
+// leaves the window and the queue is served at that instant, so a backlog
+// keeps every window full; what is lost is at most the gap between what is
+// free and the head's cost. A token bucket at the policy's own rate (quota
+// per window, burst a tenth of the quota) paces grants as well. It cannot
+// lower the long-run rate, which is also the log's, but it spreads the
+// grants across the window instead of letting a backlog take the quota in
+// one burst that would then repeat every window; it also makes the backlog
+// after a cooldown or a spent budget trickle out instead of rushing back.
+// The simulation test measures 99.9% on 500 requests/1m + 200000 tokens/1m.
+// The bucket uses x/time/rate's arithmetic but is kept here, because a
+// rate.Limiter cannot take tokens back after a reservation's time has
+// passed and usage reports refund estimates long after the grant.
+//
+// A request that costs more than a whole quota could never pass and fails
+// at once with CodeCostExceedsQuota.
+//
+// # Queueing
+//
+// Each service has one queue and reserves only at its head: a waiting
+// request charges nothing. Priorities are strict (high, normal, low), with
+// aging: a priority that has had no grant for Config.MaxAging while a
+// higher one was served gets its next request served as if it were high.
+// Within a priority, start-time fair queueing between agents: each
+// request's size is its largest fraction of any of the service's quotas,
+// divided by the agent's weight, so busy agents share in proportion to
+// their weights, an agent alone may use everything, and an agent that was
+// idle starts level with the rest instead of behind a heavy agent's
+// backlog. Requests of one agent keep their order. An agent held back only
+// by its own cap does not hold back anyone else.
+//
+// A grant is a lease that holds the reserved cost and a concurrency slot
+// until it is reported or its TTL passes. A request whose context ends
+// leaves the queue and consumes nothing.
+//
+// # Providers' headers
+//
+// Report applies what the provider answered (ParseHeaders reads the
+// dialects). Headers are ground truth: each reported remaining count, less
+// the headroom, becomes a budget until its reset, charged with every grant
+// made after the reporting call (the provider had not seen those). For
+// OpenAI and Anthropic, whose reset means "full again at", the used part
+// comes back steadily until then; a GitHub window gives nothing back before
+// its reset, so remaining 0 blocks the service until it. A service with no
+// configured limits learns them from the headers (quota, and the window
+// given or, failing that, the longest time-to-full seen), and until it has
+// learned anything lets only LearnConcurrency calls be in flight.
+//
+// A 429, a 503 with a retry time, or a 403 saying the budget is spent puts
+// the whole service into one cooldown until the provider's retry time, or
+// for a random time up to 1 s, 2 s, 4 s ... 60 s for successive refusals
+// without one. Waiters stay queued; refused acquires get a retry time with
+// jitter so that agents do not come back together.
+//
+// Snapshot and Restore carry the state worth keeping across a restart:
+// pauses and priorities set at run time, cooldowns, learned limits and
+// what is left of every limit until its reset.
+package limiter
