@@ -211,24 +211,29 @@ func (l *Limiter) submit(req Request) (*waiter, error) {
 // exceeds refuses a cost that no ledger of the service or the agent could
 // ever admit.
 func exceeds(s *service, a *agent, c Cost) error {
-	check := func(owner string, d *ledger, headroom float64) error {
+	check := func(kind, name string, d *ledger, headroom float64) error {
 		n := c[d.policy.Unit]
 		if n <= d.cap {
 			return nil
 		}
-		msg := fmt.Sprintf("cost %d %s is more than %s's whole limit %q", n, d.policy.Unit, owner, d.policy.String())
+		msg := fmt.Sprintf("cost %d %s is more than %s %q's whole limit %q", n, d.policy.Unit, kind, name, d.policy.String())
 		if d.cap < d.policy.Quota {
 			msg += fmt.Sprintf(" less its headroom of %g%% (%d)", headroom*100, d.cap)
 		}
 		return &Error{Code: CodeCostExceedsQuota, Message: msg + "; split the call or raise the limit"}
 	}
-	for _, d := range s.ledgers() {
-		if err := check(fmt.Sprintf("service %q", s.name), d, s.cfg.Headroom); err != nil {
+	for _, d := range s.policies {
+		if err := check("service", s.name, d, s.cfg.Headroom); err != nil {
+			return err
+		}
+	}
+	for _, d := range s.learned {
+		if err := check("service", s.name, d, s.cfg.Headroom); err != nil {
 			return err
 		}
 	}
 	for _, d := range a.caps {
-		if err := check(fmt.Sprintf("agent %q", a.name), d, 0); err != nil {
+		if err := check("agent", a.name, d, 0); err != nil {
 			return err
 		}
 	}
