@@ -753,3 +753,41 @@ func TestBodyTooLarge(t *testing.T) {
 		t.Errorf("upstream saw %d calls", up.calls)
 	}
 }
+
+// TestLimiterClosed: when the daemon stops, a call waiting in the queue is
+// answered 503, not left hanging.
+func TestLimiterClosed(t *testing.T) {
+	release := make(chan struct{})
+	upSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer upSrv.Close()
+	defer close(release) // before upSrv.Close, which waits for its handlers
+	h := newHarness(t, []limiter.ServiceConfig{{Name: "openai", MaxConcurrent: 1}}, map[string]string{"openai": upSrv.URL}, 0)
+	url := h.base("a", "openai") + "/v1/x"
+	go func() {
+		if res, err := http.Post(url, "application/json", strings.NewReader("{}")); err == nil {
+			res.Body.Close()
+		}
+	}()
+	waitFor(t, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
+	queued := make(chan *http.Response, 1)
+	go func() {
+		res, err := http.Post(url, "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Error(err)
+			close(queued)
+			return
+		}
+		queued <- res
+	}()
+	waitFor(t, "the second call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
+	h.lim.Close()
+	res := <-queued
+	if res == nil {
+		return
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("queued call after the limiter closed: %d %s; want 503", res.StatusCode, body)
+	}
+}
