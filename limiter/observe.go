@@ -50,8 +50,10 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 		case obs.HasRetryAfter:
 			d = obs.RetryAfter
 		case spent:
+			// Until a spent fixed window resets; a refilling limit comes
+			// back before its "full" time, and its budget tracks that.
 			for _, ol := range obs.Limits {
-				if ol.HasRemaining && ol.Remaining <= 0 && ol.Reset.After(now) {
+				if ol.HasRemaining && ol.Remaining <= 0 && ol.Reset.After(now) && !refills(ol) {
 					d = max(d, ol.Reset.Sub(now))
 				}
 			}
@@ -69,7 +71,7 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 			d = time.Duration(l.rng.Int64N(int64(capd)) + 1)
 		}
 		if !now.Before(s.cooldownUntil) {
-			s.cooldownStart, s.cooldownSeq = now, l.seq
+			s.cooldownSeq = l.seq
 		}
 		if until := now.Add(d); d > 0 && until.After(s.cooldownUntil) {
 			s.cooldownUntil = until

@@ -24,7 +24,6 @@ type service struct {
 	inFlight      int
 	paused        bool
 	removed       bool
-	cooldownStart time.Time
 	cooldownUntil time.Time
 	cooldownSeq   uint64 // last grant before the cooldown began
 	backoff       int    // 429s in a row without a retry time

@@ -173,7 +173,7 @@ func (l *Limiter) Restore(st State) error {
 			s.paused = ss.Paused
 		}
 		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
-			s.cooldownStart, s.cooldownUntil = now, ss.CooldownUntil
+			s.cooldownSeq, s.cooldownUntil = l.seq, ss.CooldownUntil
 		}
 		for i, ls := range ss.Limits {
 			window := time.Duration(ls.WindowMS) * time.Millisecond
