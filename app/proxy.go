@@ -89,6 +89,7 @@ func (pp *proxyPart) apply(cfg *Config) error {
 	srv := &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(pp.d.Logger.Handler(), slog.LevelDebug),
 	}
 	go func() {
