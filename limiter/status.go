@@ -57,7 +57,7 @@ func (l *Limiter) serviceStatus(s *service, now time.Time) ServiceStatus {
 		for _, b := range s.budgets {
 			if b.ledger == d || (b.ledger == nil && b.unit == d.policy.Unit && b.limit == d.policy.Quota) {
 				used[b] = true
-				if r := max(0, b.remaining-b.spent); r <= ls.Remaining {
+				if r := max(0, int64(b.avail(now))); r <= ls.Remaining {
 					ls.Remaining, ls.ResetsAt = r, b.until
 				}
 			}
@@ -68,7 +68,7 @@ func (l *Limiter) serviceStatus(s *service, now time.Time) ServiceStatus {
 		if !used[b] {
 			ss.Limits = append(ss.Limits, LimitStatus{
 				Unit: b.unit, Quota: b.limit, Window: b.window,
-				Remaining: max(0, b.remaining-b.spent), ResetsAt: b.until, Source: b.source,
+				Remaining: max(0, int64(b.avail(now))), ResetsAt: b.until, Source: b.source,
 			})
 		}
 	}
