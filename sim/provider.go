@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -26,16 +27,33 @@ const (
 	// the one quotabar promises to respect.
 	Sliding WindowKind = iota
 	// Fixed counts grants in consecutive windows aligned to the provider's
-	// start, as many real providers do.
+	// start, as GitHub does.
 	Fixed
+	// Bucket is a token bucket holding the quota and refilled at quota per
+	// window, as OpenAI and Anthropic describe their limits: it lets up to
+	// twice the quota through in one window after an idle one.
+	Bucket
 )
 
 // String names the kind as the benchmark prints it.
 func (k WindowKind) String() string {
-	if k == Fixed {
+	switch k {
+	case Fixed:
 		return "fixed"
+	case Bucket:
+		return "bucket"
 	}
 	return "sliding"
+}
+
+// ParseWindowKind reads "sliding", "fixed" or "bucket".
+func ParseWindowKind(s string) (WindowKind, error) {
+	for _, k := range []WindowKind{Sliding, Fixed, Bucket} {
+		if k.String() == s {
+			return k, nil
+		}
+	}
+	return 0, fmt.Errorf("sim: window kind %q is unknown; use sliding, fixed or bucket", s)
 }
 
 // Dialects lists the header dialects a Provider can speak.
@@ -171,7 +189,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 			return nil, fmt.Errorf("sim: provider limit %d: a second %s policy; give each unit at most one", i, pol.Unit)
 		}
 		seen[pol.Unit] = true
-		p.ledgers = append(p.ledgers, &ledger{pol: pol, kind: cfg.Window, winStart: p.epoch})
+		p.ledgers = append(p.ledgers, &ledger{pol: pol, kind: cfg.Window, winStart: p.epoch, last: p.epoch})
 	}
 	p.stats.RefusedBy = map[string]int64{}
 	p.stats.Used = limiter.Cost{}
@@ -418,6 +436,9 @@ type ledger struct {
 	log []entry
 	// fixed: the current window's start.
 	winStart time.Time
+	// bucket: sum is what has been taken and not yet refilled, as of last.
+	debt float64
+	last time.Time
 }
 
 type entry struct {
@@ -428,7 +449,16 @@ type entry struct {
 // advance drops what has left the window at now. A grant at s counts in
 // every window [t, t+W) that holds s, so at now it has left once s <= now-W.
 func (l *ledger) advance(now time.Time) {
-	if l.kind == Fixed {
+	switch l.kind {
+	case Bucket:
+		if now.After(l.last) {
+			l.debt = max(0, l.debt-now.Sub(l.last).Seconds()*l.rate())
+			l.last = now
+		}
+		// Round up: a part-refilled token is not yet there to spend.
+		l.sum = int64(math.Ceil(l.debt - 1e-9))
+		return
+	case Fixed:
 		if n := now.Sub(l.winStart) / l.pol.Window; n > 0 {
 			l.winStart = l.winStart.Add(n * l.pol.Window)
 			l.sum = 0
@@ -448,15 +478,29 @@ func (l *ledger) add(now time.Time, n int64) {
 		return
 	}
 	l.sum += n
-	if l.kind == Sliding {
+	switch l.kind {
+	case Sliding:
 		l.log = append(l.log, entry{now, n})
+	case Bucket:
+		l.debt += float64(n)
 	}
+}
+
+// rate is a bucket's refill in units per second.
+func (l *ledger) rate() float64 { return float64(l.pol.Quota) / l.pol.Window.Seconds() }
+
+// refillTime is how long a bucket takes to refill n units.
+func (l *ledger) refillTime(n float64) time.Duration {
+	return time.Duration(math.Ceil(n / l.rate() * float64(time.Second)))
 }
 
 // freeAt is the earliest time a cost of c fits, given no further grants.
 func (l *ledger) freeAt(now time.Time, c int64) time.Time {
-	if l.kind == Fixed {
+	switch l.kind {
+	case Fixed:
 		return l.winStart.Add(l.pol.Window)
+	case Bucket:
+		return now.Add(l.refillTime(l.debt + float64(c) - float64(l.pol.Quota)))
 	}
 	need := l.sum + c - l.pol.Quota
 	for _, e := range l.log {
@@ -471,7 +515,10 @@ func (l *ledger) freeAt(now time.Time, c int64) time.Time {
 // fullAt is when the whole quota is free again, given no further grants:
 // what providers call the reset time.
 func (l *ledger) fullAt(now time.Time) time.Time {
-	if l.kind == Fixed {
+	switch l.kind {
+	case Bucket:
+		return now.Add(l.refillTime(l.debt))
+	case Fixed:
 		if l.sum == 0 {
 			return now
 		}

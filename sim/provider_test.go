@@ -55,7 +55,7 @@ type answer struct {
 	body   CallResponse
 }
 
-func call(t *testing.T, url string, req CallRequest) answer {
+func post(t *testing.T, url string, req CallRequest) answer {
 	t.Helper()
 	b, _ := json.Marshal(req)
 	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
@@ -106,6 +106,16 @@ func TestProviderWindows(t *testing.T) {
 			{1100 * time.Millisecond, 0, 200, 0},
 			{1200 * time.Millisecond, 0, 429, 800},
 		}},
+		{"bucket refills at quota per window", ProviderConfig{Limits: reqs(2), Window: Bucket}, []step{
+			{0, 0, 200, 0},
+			{0, 0, 200, 0},
+			{0, 0, 429, 500},
+			{500 * time.Millisecond, 0, 200, 0},
+			{500 * time.Millisecond, 0, 429, 500},
+			{3 * time.Second, 0, 200, 0}, // full again, not fuller
+			{3 * time.Second, 0, 200, 0},
+			{3 * time.Second, 0, 429, 500},
+		}},
 		{"tokens count prompt plus completion", ProviderConfig{Limits: []limiter.Policy{
 			{Quota: 100, Unit: limiter.Requests, Window: time.Second},
 			{Quota: 1000, Unit: limiter.Tokens, Window: time.Second},
@@ -123,7 +133,7 @@ func TestProviderWindows(t *testing.T) {
 			var ok, refused int64
 			for i, s := range tt.steps {
 				clock.Set(s.at)
-				a := call(t, url, CallRequest{Agent: "a", PromptTokens: s.prompt, MaxTokens: 100})
+				a := post(t, url, CallRequest{Agent: "a", PromptTokens: s.prompt, MaxTokens: 100})
 				if a.status != s.wantCode {
 					t.Fatalf("step %d at %v: status %d, want %d", i, s.at, a.status, s.wantCode)
 				}
@@ -153,14 +163,14 @@ func TestProviderWindows(t *testing.T) {
 
 func TestProviderUsage(t *testing.T) {
 	p, _, url := newTestProvider(t, ProviderConfig{Limits: []limiter.Policy{{Quota: 10000, Unit: limiter.Tokens, Window: time.Minute}}})
-	a := call(t, url, CallRequest{Agent: "x", PromptTokens: 120, MaxTokens: 500, CompletionTokens: ptr[int64](80)})
+	a := post(t, url, CallRequest{Agent: "x", PromptTokens: 120, MaxTokens: 500, CompletionTokens: ptr[int64](80)})
 	want := Usage{PromptTokens: 120, CompletionTokens: 80, TotalTokens: 200}
 	if a.status != 200 || a.body.Usage != want {
 		t.Fatalf("status %d usage %+v, want 200 and %+v", a.status, a.body.Usage, want)
 	}
 	// A completion longer than max_tokens is cut at max_tokens, as a real
 	// model's would be.
-	a = call(t, url, CallRequest{Agent: "x", PromptTokens: 10, MaxTokens: 20, CompletionTokens: ptr[int64](99)})
+	a = post(t, url, CallRequest{Agent: "x", PromptTokens: 10, MaxTokens: 20, CompletionTokens: ptr[int64](99)})
 	if a.body.Usage.CompletionTokens != 20 {
 		t.Errorf("completion %d, want it capped at max_tokens 20", a.body.Usage.CompletionTokens)
 	}
@@ -240,7 +250,7 @@ func TestProviderConcurrency(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	a := call(t, url, CallRequest{Agent: "second"})
+	a := post(t, url, CallRequest{Agent: "second"})
 	if a.status != http.StatusTooManyRequests {
 		t.Fatalf("second call while the slot is held: status %d, want 429", a.status)
 	}
@@ -316,7 +326,7 @@ func TestProviderHeadersParse(t *testing.T) {
 		t.Run(tt.dialect, func(t *testing.T) {
 			_, clock, url := newTestProvider(t, ProviderConfig{Limits: limits, Dialect: tt.dialect})
 			clock.Set(at)
-			a := call(t, url, CallRequest{Agent: "a", PromptTokens: 1000, MaxTokens: 200})
+			a := post(t, url, CallRequest{Agent: "a", PromptTokens: 1000, MaxTokens: 200})
 			if a.status != 200 {
 				t.Fatalf("status %d", a.status)
 			}
@@ -340,9 +350,9 @@ func TestProviderRefusalHeadersParse(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			_, clock, url := newTestProvider(t, ProviderConfig{Dialect: dialect,
 				Limits: []limiter.Policy{{Quota: 1, Unit: limiter.Requests, Window: 2 * time.Second}}})
-			call(t, url, CallRequest{Agent: "a"})
+			post(t, url, CallRequest{Agent: "a"})
 			clock.Set(700 * time.Millisecond)
-			a := call(t, url, CallRequest{Agent: "a"})
+			a := post(t, url, CallRequest{Agent: "a"})
 			if a.status != http.StatusTooManyRequests {
 				t.Fatalf("status %d, want 429", a.status)
 			}

@@ -1,0 +1,134 @@
+package sim
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+// Shape is how an agent's calls arrive.
+type Shape int
+
+const (
+	// Busy is a closed loop: Workers calls in flight, each followed at once
+	// by the next, like an agent that always has work.
+	Busy Shape = iota
+	// Poisson is an open loop of Rate calls per second at random times.
+	Poisson
+	// Bursty is an open loop of Burst calls at once every Period.
+	Bursty
+)
+
+// Roles group agents for the metrics.
+const (
+	RoleBusy     = "busy"     // normal priority, weight 1, closed loop
+	RoleHeavy    = "heavy"    // like busy, but many calls in flight: a flood
+	RoleWeighted = "weighted" // like busy, weight 2
+	RoleLow      = "low"      // low priority, closed loop
+	RoleHigh     = "high"     // high priority, bursts
+	RoleLight    = "light"    // normal priority, a few small calls
+)
+
+// AgentSpec describes one agent of a workload.
+type AgentSpec struct {
+	Name     string
+	Role     string
+	Priority limiter.Priority
+	Weight   float64
+	Shape    Shape
+	Workers  int           // Busy: calls in flight
+	Rate     float64       // Poisson: calls per second
+	Burst    int           // Bursty: calls per burst
+	Period   time.Duration // Bursty: time between bursts
+	// Each call's prompt is uniform in [PromptMin, PromptMax] tokens, its
+	// max_tokens is MaxTokens and its real completion is uniform in
+	// [MaxTokens/5, MaxTokens]: the estimate a client reserves (prompt +
+	// max_tokens) is always at least the real usage.
+	PromptMin, PromptMax int64
+	MaxTokens            int64
+}
+
+// Estimate is the most tokens one of the agent's calls can use.
+func (a AgentSpec) Estimate() int64 { return a.PromptMax + a.MaxTokens }
+
+// Workload is one scenario: a provider and the agents that share it.
+type Workload struct {
+	Provider ProviderConfig
+	Agents   []AgentSpec
+	// Duration is how long agents make calls.
+	Duration time.Duration
+	// Compression is how many real seconds one simulated second stands for;
+	// delays a strategy takes from the real world (SDK backoff, the
+	// daemon's aging bound) are divided by it.
+	Compression float64
+	// Limits are the daemon's configured limits under Quotabar; nil means
+	// the provider's own.
+	Limits []limiter.Policy
+	// Headroom is the daemon's: the fraction of every quota it keeps in
+	// reserve (the quotabar strategies only).
+	Headroom float64
+	Seed     uint64
+}
+
+// Standard returns the benchmark's workload for n agents (n >= 5): a
+// provider allowing 100 requests and 80,000 tokens per window (6,000
+// requests and 4.8M tokens a minute when window is 60s/compression),
+// counted as a token bucket and reported in OpenAI's headers, as OpenAI
+// does; calls of 40-60 ms; and a mix of agents:
+//
+//   - one light agent: 2 small calls a second at random;
+//   - one heavy agent: 8 calls in flight, a flood;
+//   - n/10 high-priority agents (at least 1): bursts of 3 calls every second;
+//   - n/5 low-priority busy agents (at least 1);
+//   - n/10 busy agents of weight 2 (none at n < 10);
+//   - the rest busy agents of weight 1, 2 calls in flight each.
+//
+// Busy agents and the heavy one have the same call sizes, so fairness
+// between them can be judged by calls alone.
+func Standard(n int, window time.Duration, windows int, compression float64) (Workload, error) {
+	if n < 5 {
+		return Workload{}, fmt.Errorf("sim: the standard workload needs at least 5 agents, got %d", n)
+	}
+	if window <= 0 || windows <= 0 || compression <= 0 {
+		return Workload{}, fmt.Errorf("sim: window, windows and compression must be positive")
+	}
+	w := Workload{
+		Provider: ProviderConfig{
+			Limits: []limiter.Policy{
+				{Quota: 100, Unit: limiter.Requests, Window: window},
+				{Quota: 80000, Unit: limiter.Tokens, Window: window},
+			},
+			Window:  Bucket,
+			Dialect: "openai",
+			Latency: 40 * time.Millisecond,
+			Jitter:  20 * time.Millisecond,
+		},
+		Duration:    time.Duration(windows) * window,
+		Compression: compression,
+		Seed:        1,
+	}
+	busy := func(name, role string, prio limiter.Priority, weight float64, workers int) AgentSpec {
+		return AgentSpec{Name: name, Role: role, Priority: prio, Weight: weight, Shape: Busy, Workers: workers,
+			PromptMin: 200, PromptMax: 1000, MaxTokens: 500}
+	}
+	add := func(count int, f func(i int) AgentSpec) {
+		for i := range count {
+			w.Agents = append(w.Agents, f(i))
+		}
+	}
+	high, low, weighted := max(1, n/10), max(1, n/5), n/10
+	add(1, func(int) AgentSpec {
+		return AgentSpec{Name: "light", Role: RoleLight, Priority: limiter.Normal, Weight: 1, Shape: Poisson, Rate: 2,
+			PromptMin: 50, PromptMax: 150, MaxTokens: 100}
+	})
+	add(1, func(int) AgentSpec { return busy("heavy", RoleHeavy, limiter.Normal, 1, 8) })
+	add(high, func(i int) AgentSpec {
+		return AgentSpec{Name: fmt.Sprintf("high-%d", i+1), Role: RoleHigh, Priority: limiter.High, Weight: 1,
+			Shape: Bursty, Burst: 3, Period: time.Second, PromptMin: 200, PromptMax: 1000, MaxTokens: 500}
+	})
+	add(low, func(i int) AgentSpec { return busy(fmt.Sprintf("low-%d", i+1), RoleLow, limiter.Low, 1, 2) })
+	add(weighted, func(i int) AgentSpec { return busy(fmt.Sprintf("w2-%d", i+1), RoleWeighted, limiter.Normal, 2, 2) })
+	add(n-len(w.Agents), func(i int) AgentSpec { return busy(fmt.Sprintf("busy-%d", i+1), RoleBusy, limiter.Normal, 1, 2) })
+	return w, nil
+}
