@@ -365,7 +365,10 @@ func TestClose(t *testing.T) {
 	code(t, err, limiter.CodeShuttingDown)
 	_, err = l.Acquire(context.Background(), limiter.Request{Agent: "a", Service: "s"})
 	code(t, err, limiter.CodeShuttingDown)
-	for range ch {
+	select {
+	case <-ch:
+	default:
+		t.Error("subscribers were not told of the close")
 	}
 	var e *limiter.Error
 	if _, err := l.Report(limiter.Report{Agent: "a", Service: "s"}); !errors.As(err, &e) {

@@ -553,9 +553,10 @@ func (l *Limiter) agentList() string {
 }
 
 // Subscribe returns a channel that receives a value after state changes
-// (grants, refusals, reports, pauses, reloads); changes that happen while a
-// value is pending coalesce into it. cancel stops the subscription. Close
-// closes every subscribed channel.
+// (grants, refusals, reports, pauses, reloads, Close); changes that happen
+// while a value is pending coalesce into it. cancel ends the subscription
+// and closes the channel. After Close a new subscription's channel is
+// closed at once.
 func (l *Limiter) Subscribe() (<-chan struct{}, func()) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -586,8 +587,8 @@ func (l *Limiter) notify() {
 	}
 }
 
-// Close refuses every waiter and every later call with CodeShuttingDown and
-// stops the limiter's timers.
+// Close refuses every waiter and every later call with CodeShuttingDown,
+// stops the limiter's timers and pokes subscribers a last time.
 func (l *Limiter) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -607,10 +608,6 @@ func (l *Limiter) Close() {
 		}
 	}
 	l.notify()
-	for id, ch := range l.subs {
-		close(ch)
-		delete(l.subs, id)
-	}
 }
 
 // Now returns the limiter's clock reading.
