@@ -323,6 +323,11 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, a *attempt, body
 		if a.body != nil && a.body.eof {
 			usage, _ = a.watcher.Usage()
 		}
+		if usage == nil && a.status >= 400 && a.status < 500 {
+			// A request the provider rejected (bad request, bad key)
+			// generated nothing: give back the tokens reserved for it.
+			usage = limiter.Cost{limiter.Tokens: 0, limiter.InputTokens: 0, limiter.OutputTokens: 0}
+		}
 		p.report(a, usage)
 	}()
 	out := r.Clone(context.WithValue(r.Context(), attemptKey{}, a))

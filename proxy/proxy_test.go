@@ -791,3 +791,35 @@ func TestLimiterClosed(t *testing.T) {
 		t.Errorf("queued call after the limiter closed: %d %s; want 503", res.StatusCode, body)
 	}
 }
+
+// TestRejectedCallRefundsTokens: a 4xx from upstream used no tokens, so
+// the estimate reserved for it is given back.
+func TestRejectedCallRefundsTokens(t *testing.T) {
+	upSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":{"message":"bad model","type":"invalid_request_error"}}`)
+	}))
+	defer upSrv.Close()
+	const quota = 100000
+	h := newHarness(t, []limiter.ServiceConfig{{Name: "openai", Limits: []limiter.Policy{
+		{Quota: quota, Unit: limiter.Tokens, Window: time.Hour},
+		{Quota: 100, Unit: limiter.Requests, Window: time.Hour},
+	}}}, map[string]string{"openai": upSrv.URL}, 0)
+	res, body := post(t, h.base("a", "openai")+"/v1/chat/completions", chatRequest("hello", 5000, false), nil)
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "bad model") {
+		t.Fatalf("got %d %s; want the upstream's 400", res.StatusCode, body)
+	}
+	waitFor(t, "the tokens to be given back, the request still counted", func() bool {
+		s := serviceStatus(t, h.lim, "openai")
+		if s.InFlight != 0 {
+			return false
+		}
+		for _, l := range s.Limits {
+			if l.Unit == limiter.Tokens && l.Remaining != quota || l.Unit == limiter.Requests && l.Remaining != 99 {
+				return false
+			}
+		}
+		return true
+	})
+}
