@@ -203,3 +203,28 @@ func TestPacedAfterCooldown(t *testing.T) {
 		})
 	}
 }
+
+// A report of an expired (or unknown) lease is refused, but what the
+// provider said still counts when it names a configured service.
+func TestLateReportStillCools(t *testing.T) {
+	tests := []struct {
+		name     string
+		service  string
+		wantCool bool
+	}{
+		{"service named", "s", true},
+		{"no service", "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(10, limiter.Requests, time.Minute))}, LeaseTTL: time.Second})
+			ls, _ := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "s"}))
+			clk.Advance(2 * time.Second)
+			_, err := l.Report(limiter.Report{Lease: ls.ID, Agent: "a", Service: tc.service, Status: 429, Header: map[string]string{"retry-after": "30"}})
+			code(t, err, limiter.CodeUnknownLease)
+			if cool := !serviceStatus(t, l, "s").CooldownUntil.IsZero(); cool != tc.wantCool {
+				t.Errorf("cooling down %v, want %v", cool, tc.wantCool)
+			}
+		})
+	}
+}

@@ -239,3 +239,31 @@ func diffStatus(a, b limiter.Status) string {
 	}
 	return ""
 }
+
+// A grant whose requester has already gone (its context ended while the
+// answer was on its way) is taken back whole: counted and charged only for
+// the calls that did return a lease.
+func TestGrantToGoneRequesterIsTakenBack(t *testing.T) {
+	l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", pol(1000, limiter.Tokens, 2*time.Hour))}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var got int64
+	for range 100 {
+		// Acquire sees both the grant and the ended context ready and
+		// picks either: both outcomes must leave consistent books.
+		_, err := l.Acquire(ctx, limiter.Request{Agent: "a", Service: "s", Cost: limiter.Cost{limiter.Tokens: 5}})
+		switch {
+		case err == nil:
+			got++
+		case !errors.Is(err, context.Canceled):
+			t.Fatalf("Acquire: %#v", err)
+		}
+	}
+	st := serviceStatus(t, l, "s")
+	if st.Granted != got || int64(st.InFlight) != got || st.Limits[0].Remaining != 1000-5*got {
+		t.Errorf("%d leases returned; status granted %d, in flight %d, remaining %d", got, st.Granted, st.InFlight, st.Limits[0].Remaining)
+	}
+	if got == 100 {
+		t.Log("every call returned its lease; the take-back path did not run this time")
+	}
+}

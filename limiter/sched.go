@@ -131,7 +131,6 @@ type waiter struct {
 	class    int      // index into service.classes
 	share    float64  // dominant fraction of the service's quotas, set by pick
 	enqueued time.Time
-	maxWait  time.Duration
 	state    waiterState
 	timer    Timer
 	done     chan result
@@ -173,7 +172,7 @@ func (l *Limiter) submit(req Request) (*waiter, error) {
 	}
 	w := &waiter{
 		svc: s, agent: a, cost: cost, explicit: req.Priority, class: int(prio) - 1,
-		enqueued: now, maxWait: req.MaxWait, done: make(chan result, 1),
+		enqueued: now, done: make(chan result, 1),
 	}
 	switch {
 	case s.paused || a.paused:
