@@ -23,8 +23,6 @@ import (
 
 // Defaults for Config.
 const (
-	// DefaultListen is where the proxy listens unless configured otherwise.
-	DefaultListen = "127.0.0.1:7878"
 	// DefaultMaxWait is how long a caller's request may be held, in the
 	// queue and through cooldowns after upstream 429s, before the caller
 	// gets the 429 itself.
