@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -373,5 +376,70 @@ func TestClose(t *testing.T) {
 	var e *limiter.Error
 	if _, err := l.Report(limiter.Report{Agent: "a", Service: "s"}); !errors.As(err, &e) {
 		t.Errorf("report after close: %v", err)
+	}
+}
+
+// Many goroutines using every method at once (run with -race): the books
+// balance at the end.
+func TestConcurrentUse(t *testing.T) {
+	cfg := limiter.Config{Services: []limiter.ServiceConfig{
+		svcCfg("a", pol(1000000, limiter.Requests, time.Hour)),
+		{Name: "b", MaxConcurrent: 3},
+	}}
+	l, err := limiter.New(cfg) // the real clock: MaxWait 0 never waits on it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var wg sync.WaitGroup
+	var granted atomic.Int64
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			agent := fmt.Sprintf("agent-%d", g%5)
+			for i := range 200 {
+				svc := []string{"a", "b"}[i%2]
+				ls, err := l.Acquire(context.Background(), limiter.Request{Agent: agent, Service: svc, Cost: limiter.Cost{limiter.Requests: 1, limiter.Tokens: 10}})
+				if err == nil {
+					granted.Add(1)
+					if _, err := l.Report(limiter.Report{Lease: ls.ID, Status: 200, Usage: limiter.Cost{limiter.Tokens: 5}}); err != nil {
+						t.Errorf("report: %v", err)
+					}
+				}
+				if i%50 == 0 {
+					l.Status()
+					l.Snapshot()
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 50 {
+			paused := i%2 == 0
+			l.SetServicePaused("b", paused)
+			if _, err := l.UpdateAgent("agent-1", limiter.AgentUpdate{Paused: &paused}); err != nil {
+				var e *limiter.Error
+				if !errors.As(err, &e) || e.Code != limiter.CodeNotFound {
+					t.Errorf("update: %v", err)
+				}
+			}
+			if err := l.Reconfigure(cfg); err != nil {
+				t.Errorf("reconfigure: %v", err)
+			}
+		}
+	}()
+	wg.Wait()
+	var total int64
+	for _, s := range l.Status().Services {
+		if s.InFlight != 0 || s.Queued != 0 {
+			t.Errorf("service %s: %d in flight, %d queued after everything was reported", s.Name, s.InFlight, s.Queued)
+		}
+		total += s.Granted
+	}
+	if total != granted.Load() {
+		t.Errorf("services counted %d grants, callers got %d", total, granted.Load())
 	}
 }
