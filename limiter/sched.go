@@ -310,8 +310,12 @@ func (l *Limiter) unqueue(w *waiter) {
 func (l *Limiter) dequeue(w *waiter) {
 	c := &w.svc.classes[w.class]
 	f := c.flows[w.agent]
-	i := slices.Index(f.q, w)
-	f.q = slices.Delete(f.q, i, i+1)
+	if i := slices.Index(f.q, w); i == 0 {
+		f.q[0] = nil
+		f.q = f.q[1:] // the usual case, a grant: no shifting
+	} else {
+		f.q = slices.Delete(f.q, i, i+1)
+	}
 	if len(f.q) == 0 {
 		c.active = slices.DeleteFunc(c.active, func(x *flow) bool { return x == f })
 		if f.lastFinish <= c.vtime && f.agedFinish <= w.svc.classes[len(w.svc.classes)-1].vtime {
