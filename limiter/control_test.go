@@ -335,8 +335,8 @@ func TestReconfigure(t *testing.T) {
 	}
 	if _, err, done := gone.Poll(); !done {
 		t.Fatal("waiter of a removed service still waiting")
-	} else {
-		code(t, err, limiter.CodeUnknownService)
+	} else if e := code(t, err, limiter.CodeUnknownService); e.Message != `service "gone" is no longer configured; configured: keep` {
+		t.Errorf("message %q", e.Message)
 	}
 	// Quota 3 with 1 used: two more, and b (now high) goes first.
 	if _, ok := granted(t, low); !ok {

@@ -40,17 +40,16 @@ type options struct{ clock Clock }
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
 
 type agent struct {
-	name       string
-	cfg        AgentConfig
-	prio       Priority // run-time override, PriorityUnset when none
-	paused     bool
-	caps       []*ledger
-	lastSeen   time.Time
-	inFlight   int
-	queued     int
-	granted    int64
-	refused    int64
-	configured bool
+	name     string
+	cfg      AgentConfig
+	prio     Priority // run-time override, PriorityUnset when none
+	paused   bool
+	caps     []*ledger
+	lastSeen time.Time
+	inFlight int
+	queued   int
+	granted  int64
+	refused  int64
 }
 
 func (a *agent) priority() Priority {
@@ -142,12 +141,16 @@ func (l *Limiter) apply(cfg Config) {
 		s.reconfigure(now, sc)
 	}
 	for name, s := range l.services {
-		if keep[name] {
+		if !keep[name] {
+			s.removed = true
+		}
+	}
+	for name, s := range l.services {
+		if !s.removed {
 			continue
 		}
 		msg := fmt.Sprintf("service %q is no longer configured; configured: %s", name, l.serviceList())
 		l.refuseAll(s, func(*waiter) error { return &Error{Code: CodeUnknownService, Message: msg} })
-		s.removed = true
 		s.stopWake()
 		delete(l.services, name)
 	}
@@ -160,7 +163,6 @@ func (l *Limiter) apply(cfg Config) {
 		if _, ok := conf[name]; !ok {
 			before := a.priority()
 			a.cfg = AgentConfig{Name: name}
-			a.configured = false
 			a.caps = rebuildLedgers(now, a.caps, nil, 0)
 			if a.priority() != before {
 				l.requeueAgent(a)
@@ -175,7 +177,6 @@ func (l *Limiter) apply(cfg Config) {
 		}
 		before := a.priority()
 		a.cfg = ac
-		a.configured = true
 		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0)
 		if a.priority() != before {
 			l.requeueAgent(a)
@@ -184,7 +185,7 @@ func (l *Limiter) apply(cfg Config) {
 }
 
 func newAgent(now time.Time, ac AgentConfig) *agent {
-	a := &agent{name: ac.Name, cfg: ac, configured: true}
+	a := &agent{name: ac.Name, cfg: ac}
 	a.caps = rebuildLedgers(now, nil, ac.Limits, 0)
 	return a
 }
