@@ -22,11 +22,13 @@
 // leaves the window and the queue is served at that instant, so a backlog
 // keeps every window full; what is lost is at most the gap between what is
 // free and the head's cost. A token bucket at the policy's own rate (quota
-// per window, burst a tenth of the quota) paces grants as well. It cannot
-// lower the long-run rate, which is also the log's, but it spreads the
-// grants across the window instead of letting a backlog take the quota in
-// one burst that would then repeat every window; it also makes the backlog
-// after a cooldown or a spent budget trickle out instead of rushing back.
+// per window; burst a tenth of the quota, at least 10) paces grants as
+// well. It cannot lower the long-run rate, which is also the log's, but it
+// spreads the grants across the window instead of letting a backlog take
+// the quota in one burst that would then repeat every window; it also makes
+// the backlog after a cooldown or a spent budget trickle out instead of
+// rushing back. Windows over an hour ("40 requests/5h") are left to burst,
+// except for a minute after a cooldown.
 // The simulation test measures 99.9% on 500 requests/1m + 200000 tokens/1m.
 // The bucket uses x/time/rate's arithmetic but is kept here, because a
 // rate.Limiter cannot take tokens back after a reservation's time has
@@ -59,9 +61,11 @@
 // dialects). Headers are ground truth: each reported remaining count, less
 // the headroom, becomes a budget until its reset, charged with every grant
 // made after the reporting call (the provider had not seen those). For
-// OpenAI and Anthropic, whose reset means "full again at", the used part
-// comes back steadily until then; a GitHub window gives nothing back before
-// its reset, so remaining 0 blocks the service until it. A service with no
+// OpenAI and Anthropic, whose reset means "full again at" (and IETF fields
+// that give a window), the used part comes back steadily until then, so
+// remaining 0 holds the service back until enough has come back; a GitHub
+// window gives nothing back before its reset, so remaining 0 blocks the
+// service until it. A service with no
 // configured limits learns them from the headers (quota, and the window
 // given or, failing that, the longest time-to-full seen), and until it has
 // learned anything lets only LearnConcurrency calls be in flight.
