@@ -30,9 +30,11 @@
 // rushing back. Windows over an hour ("40 requests/5h") are left to burst,
 // except for a minute after a cooldown.
 // The simulation test measures 99.9% on 500 requests/1m + 200000 tokens/1m.
-// The bucket uses x/time/rate's arithmetic but is kept here, because a
-// rate.Limiter cannot take tokens back after a reservation's time has
-// passed and usage reports refund estimates long after the grant.
+// The bucket is x/time/rate's arithmetic (a rate.Limit; tokens grow with
+// elapsed time up to the burst) written out here rather than a
+// rate.Limiter, because a rate.Limiter cannot take tokens back once a
+// reservation's time has passed, and usage reports refund estimates long
+// after the grant.
 //
 // A request that costs more than a whole quota could never pass and fails
 // at once with CodeCostExceedsQuota.
