@@ -88,6 +88,9 @@ type AgentConfig struct {
 type ProxyConfig struct {
 	Enabled bool
 	Listen  string
+	// MaxWait is how long the proxy holds a call (queued, and through
+	// upstream 429 cooldowns) before it answers 429; 0 means 2m.
+	MaxWait time.Duration
 }
 
 // WebServiceName is the limiter service that paces a service's web fallback.
@@ -290,6 +293,7 @@ type rawConfig struct {
 type rawProxy struct {
 	Enabled *bool  `toml:"enabled"`
 	Listen  string `toml:"listen"`
+	MaxWait string `toml:"max_wait"`
 }
 
 type rawService struct {
@@ -319,7 +323,7 @@ type rawAgent struct {
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
 	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
-	"proxy":    {"enabled", "listen"},
+	"proxy":    {"enabled", "listen", "max_wait"},
 	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback"},
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
@@ -355,7 +359,11 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		QueueLimit: raw.QueueLimit,
 		ShowTitle:  raw.ShowTitle == nil || *raw.ShowTitle,
 		ChromePath: raw.ChromePath,
-		Proxy:      ProxyConfig{Enabled: raw.Proxy.Enabled == nil || *raw.Proxy.Enabled, Listen: raw.Proxy.Listen},
+		Proxy: ProxyConfig{
+			Enabled: raw.Proxy.Enabled == nil || *raw.Proxy.Enabled,
+			Listen:  raw.Proxy.Listen,
+			MaxWait: p.duration("proxy.max_wait", raw.Proxy.MaxWait),
+		},
 	}
 	if cfg.QueueLimit < 0 {
 		p.errorf("queue_limit", "must be 0 (the default) or more, not %d", cfg.QueueLimit)

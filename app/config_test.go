@@ -41,8 +41,8 @@ func TestDefaultConfigParses(t *testing.T) {
 			t.Errorf("service %s has no limits in the default config", s.Name)
 		}
 	}
-	if !cfg.Proxy.Enabled || cfg.Proxy.Listen != "127.0.0.1:7878" {
-		t.Errorf("proxy = %+v, want enabled on 127.0.0.1:7878", cfg.Proxy)
+	if !cfg.Proxy.Enabled || cfg.Proxy.Listen != "127.0.0.1:7878" || cfg.Proxy.MaxWait != 2*time.Minute {
+		t.Errorf("proxy = %+v, want enabled on 127.0.0.1:7878 holding calls up to 2m", cfg.Proxy)
 	}
 	if cfg.LeaseTTL != 2*time.Minute || cfg.MaxAging != 30*time.Second || cfg.QueueLimit != 1000 || !cfg.ShowTitle {
 		t.Errorf("top-level settings = %v %v %d %v", cfg.LeaseTTL, cfg.MaxAging, cfg.QueueLimit, cfg.ShowTitle)
@@ -171,6 +171,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad duration", "queue_limit = 5\nlease_ttl = \"2 minutes\"\n", 2, "lease_ttl", "positive duration"},
 		{"negative queue limit", "queue_limit = -5\n", 1, "queue_limit", "0 (the default) or more"},
 		{"bad listen", "[proxy]\nlisten = \"7878\"\n", 2, "proxy.listen", "host:port"},
+		{"bad proxy wait", "[proxy]\nmax_wait = \"soon\"\n", 2, "proxy.max_wait", "positive duration"},
 		{"unknown top-level key", "lease_tl = \"1m\"\n", 1, "lease_tl", "allowed here: lease_ttl"},
 		{"unknown service key", "[services.a]\n\nlimts = []\n", 3, "services.a.limts", "allowed here: preset, base_url, limits"},
 		{"unknown fallback key", "[services.a]\nfallback = { url = \"https://x.example/\", browsr = \"chrome\" }\n", 2, "services.a.fallback.browsr", "allowed here: browser, url"},

@@ -54,6 +54,7 @@ func (pp *proxyPart) apply(cfg *Config) error {
 		want = cfg.Proxy.Listen
 	}
 	if want == pp.listen && pp.p != nil {
+		pp.p.SetMaxWait(cfg.Proxy.MaxWait)
 		return pp.p.SetServices(proxyServices(cfg))
 	}
 	if pp.srv != nil {
@@ -76,8 +77,8 @@ func (pp *proxyPart) apply(cfg *Config) error {
 		Limiter:  pp.d.Limiter,
 		Token:    pp.token,
 		Services: proxyServices(cfg),
-		// MaxWait: proxy.DefaultMaxWait until [proxy] has a max_wait key.
-		Logger: pp.d.Logger,
+		MaxWait:  cfg.Proxy.MaxWait,
+		Logger:   pp.d.Logger,
 	})
 	if err != nil {
 		return err

@@ -75,7 +75,7 @@ type Config struct {
 type Proxy struct {
 	lim      Limiter
 	token    string
-	maxWait  time.Duration
+	maxWait  atomic.Int64 // time.Duration; changed by SetMaxWait
 	log      *slog.Logger
 	rp       *httputil.ReverseProxy
 	services atomic.Pointer[serviceTable]
@@ -95,14 +95,11 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, errors.New("proxy: Config.Token is empty; a proxy without a token would let any local user spend this user's quota")
 	}
 	p := &Proxy{
-		lim:     cfg.Limiter,
-		token:   cfg.Token,
-		maxWait: cfg.MaxWait,
-		log:     cfg.Logger,
+		lim:   cfg.Limiter,
+		token: cfg.Token,
+		log:   cfg.Logger,
 	}
-	if p.maxWait <= 0 {
-		p.maxWait = DefaultMaxWait
-	}
+	p.SetMaxWait(cfg.MaxWait)
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -123,6 +120,16 @@ func New(cfg Config) (*Proxy, error) {
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
 	return p, nil
+}
+
+// SetMaxWait changes how long a caller's request may be held (queued and
+// through upstream 429 cooldowns) before it is answered 429; d <= 0 means
+// DefaultMaxWait. Requests already held keep their deadline.
+func (p *Proxy) SetMaxWait(d time.Duration) {
+	if d <= 0 {
+		d = DefaultMaxWait
+	}
+	p.maxWait.Store(int64(d))
 }
 
 // SetServices replaces the services the proxy forwards to (after a config
@@ -269,7 +276,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx := r.Context()
 	start := time.Now()
-	deadline := start.Add(p.maxWait)
+	deadline := start.Add(time.Duration(p.maxWait.Load()))
 	req := limiter.Request{Agent: agent, Service: service, Cost: Estimate(body), Priority: prio}
 	log := p.log.With("agent", agent, "service", service, "method", r.Method, "path", target.Path)
 	for try := 1; ; try++ {
