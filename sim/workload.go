@@ -78,14 +78,17 @@ type Workload struct {
 // does; calls of 40-60 ms; and a mix of agents:
 //
 //   - one light agent: 2 small calls a second at random;
-//   - one heavy agent: 8 calls in flight, a flood;
+//   - one heavy agent: 16 calls in flight, a flood;
 //   - n/10 high-priority agents (at least 1): bursts of 3 calls every second;
 //   - n/5 low-priority busy agents (at least 1);
 //   - n/10 busy agents of weight 2 (none at n < 10);
-//   - the rest busy agents of weight 1, 2 calls in flight each.
+//   - the rest busy agents of weight 1.
 //
-// Busy agents and the heavy one have the same call sizes, so fairness
-// between them can be judged by calls alone.
+// Busy agents (of every priority and weight) keep 4 calls in flight, more
+// than their fair share needs even at 5 agents, so that each always has a
+// request waiting and a fair scheduler must split the quota evenly between
+// them and the heavy one. They have the same call sizes as the heavy
+// agent, so fairness can be judged by calls alone.
 func Standard(n int, window time.Duration, windows int, compression float64) (Workload, error) {
 	if n < 5 {
 		return Workload{}, fmt.Errorf("sim: the standard workload needs at least 5 agents, got %d", n)
@@ -122,13 +125,13 @@ func Standard(n int, window time.Duration, windows int, compression float64) (Wo
 		return AgentSpec{Name: "light", Role: RoleLight, Priority: limiter.Normal, Weight: 1, Shape: Poisson, Rate: 2,
 			PromptMin: 50, PromptMax: 150, MaxTokens: 100}
 	})
-	add(1, func(int) AgentSpec { return busy("heavy", RoleHeavy, limiter.Normal, 1, 8) })
+	add(1, func(int) AgentSpec { return busy("heavy", RoleHeavy, limiter.Normal, 1, 16) })
 	add(high, func(i int) AgentSpec {
 		return AgentSpec{Name: fmt.Sprintf("high-%d", i+1), Role: RoleHigh, Priority: limiter.High, Weight: 1,
 			Shape: Bursty, Burst: 3, Period: time.Second, PromptMin: 200, PromptMax: 1000, MaxTokens: 500}
 	})
-	add(low, func(i int) AgentSpec { return busy(fmt.Sprintf("low-%d", i+1), RoleLow, limiter.Low, 1, 2) })
-	add(weighted, func(i int) AgentSpec { return busy(fmt.Sprintf("w2-%d", i+1), RoleWeighted, limiter.Normal, 2, 2) })
-	add(n-len(w.Agents), func(i int) AgentSpec { return busy(fmt.Sprintf("busy-%d", i+1), RoleBusy, limiter.Normal, 1, 2) })
+	add(low, func(i int) AgentSpec { return busy(fmt.Sprintf("low-%d", i+1), RoleLow, limiter.Low, 1, 4) })
+	add(weighted, func(i int) AgentSpec { return busy(fmt.Sprintf("w2-%d", i+1), RoleWeighted, limiter.Normal, 2, 4) })
+	add(n-len(w.Agents), func(i int) AgentSpec { return busy(fmt.Sprintf("busy-%d", i+1), RoleBusy, limiter.Normal, 1, 4) })
 	return w, nil
 }
