@@ -53,7 +53,7 @@ type Result struct {
 	// HeavyShare is the heavy agent's calls over a weight-1 busy agent's:
 	// 1 when its flood buys it nothing.
 	HeavyShare float64 `json:"heavy_ratio"`
-	// LightServed is the percentage of the light agent's calls (wanted
+	// LightServed is the percentage of the light agents' calls (wanted
 	// before the last window) that went through; LightP50 and LightP99
 	// their waits.
 	LightServed float64 `json:"light_served_pct"`

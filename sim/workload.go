@@ -77,7 +77,9 @@ type Workload struct {
 // counted as a token bucket and reported in OpenAI's headers, as OpenAI
 // does; calls of 40-60 ms; and a mix of agents:
 //
-//   - one light agent: 2 small calls a second at random;
+//   - n/10 light agents (at least 1): small calls at random, each at a
+//     quarter of a fair share of the requests quota (at most 2 a second),
+//     so that a fair scheduler should serve them at once;
 //   - one heavy agent: 16 calls in flight, a flood;
 //   - n/10 high-priority agents (at least 1): bursts of 3 calls every second;
 //   - n/5 low-priority busy agents (at least 1);
@@ -120,10 +122,16 @@ func Standard(n int, window time.Duration, windows int, compression float64) (Wo
 			w.Agents = append(w.Agents, f(i))
 		}
 	}
-	high, low, weighted := max(1, n/10), max(1, n/5), n/10
-	add(1, func(int) AgentSpec {
-		return AgentSpec{Name: "light", Role: RoleLight, Priority: limiter.Normal, Weight: 1, Shape: Poisson, Rate: 2,
-			PromptMin: 50, PromptMax: 150, MaxTokens: 100}
+	light, high, low, weighted := max(1, n/10), max(1, n/10), max(1, n/5), n/10
+	lightRate := 2.0
+	for _, p := range w.Provider.Limits {
+		if p.Unit == limiter.Requests {
+			lightRate = min(lightRate, float64(p.Quota)/p.Window.Seconds()/float64(4*n))
+		}
+	}
+	add(light, func(i int) AgentSpec {
+		return AgentSpec{Name: fmt.Sprintf("light-%d", i+1), Role: RoleLight, Priority: limiter.Normal, Weight: 1, Shape: Poisson,
+			Rate: lightRate, PromptMin: 50, PromptMax: 150, MaxTokens: 100}
 	})
 	add(1, func(int) AgentSpec { return busy("heavy", RoleHeavy, limiter.Normal, 1, 16) })
 	add(high, func(i int) AgentSpec {
