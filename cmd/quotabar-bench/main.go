@@ -42,6 +42,7 @@ type options struct {
 	provider    sim.WindowKind
 	dialect     string
 	seed        uint64
+	simulate    bool
 	decisions   bool
 	decisionFor time.Duration
 	clients     []int
@@ -79,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	provider := fs.String("provider", "bucket", "how the provider counts: bucket (OpenAI's and Anthropic's model), sliding or fixed")
 	fs.StringVar(&o.dialect, "dialect", "openai", "the provider's rate-limit headers: openai, anthropic, github, ietf, or none")
 	seed := fs.Uint64("seed", 1, "seed of the workload's random numbers")
+	fs.BoolVar(&o.simulate, "simulate", true, "run the strategy simulations (--simulate=false to skip)")
 	fs.BoolVar(&o.decisions, "decisions", true, "time decisions over the socket (--decisions=false to skip)")
 	fs.DurationVar(&o.decisionFor, "decision-time", time.Second, "how long each decision-latency measurement runs")
 	clients := fs.String("clients", "1,8,64", "concurrent clients for the decision-latency measurements")
@@ -226,6 +228,9 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, format+"\n", args...)
 	}
 	for _, n := range o.agents {
+		if !o.simulate {
+			break
+		}
 		w, err := sim.Standard(n, o.window, o.windows, o.compression)
 		if err != nil {
 			return err

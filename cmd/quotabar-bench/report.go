@@ -67,26 +67,28 @@ func pct(v float64) string { return fmt.Sprintf("%.1f%%", v) }
 func printReport(w io.Writer, rep Report) {
 	m, s := rep.Machine, rep.Scenario
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, %s, %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.OS, m.Date)
-	fmt.Fprintf(w, "provider: %s (%s window of %s, %s headers), %d windows per run, 1 s here = %.0f s real\n\n",
-		s.Limits, s.Provider, s.Window, s.Dialect, s.Windows, s.Compression)
+	if len(rep.Runs) > 0 {
+		fmt.Fprintf(w, "provider: %s (%s window of %s, %s headers), %d windows per run, 1 s here = %.0f s real\n\n",
+			s.Limits, s.Provider, s.Window, s.Dialect, s.Windows, s.Compression)
 
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "agents\tstrategy\tgoodput\t429s\t429 rate\tfailed\thigh p50/p99 ms\tnormal p50/p99 ms\tlow p50/p99 ms\tJain\theavy x\tw2 x\tlight served\tlight p50/p99 ms\tovershoot\t")
-	for _, r := range rep.Runs {
-		w2 := "-"
-		if r.Weight2Ratio > 0 {
-			w2 = fmt.Sprintf("%.2f", r.Weight2Ratio)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "agents\tstrategy\tgoodput\t429s\t429 rate\tfailed\thigh p50/p99 ms\tnormal p50/p99 ms\tlow p50/p99 ms\tJain\theavy x\tw2 x\tlight served\tlight p50/p99 ms\tovershoot\t")
+		for _, r := range rep.Runs {
+			w2 := "-"
+			if r.Weight2Ratio > 0 {
+				w2 = fmt.Sprintf("%.2f", r.Weight2Ratio)
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%.2f%%\t%d\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%.0f/%.0f\t%.3f\t\n",
+				r.Agents, r.Strategy, pct(r.Goodput), r.Provider429, r.Rate429, r.Failed,
+				waits(r.Wait["high"]), waits(r.Wait["normal"]), waits(r.Wait["low"]),
+				r.Jain, r.HeavyShare, w2, pct(r.LightServed), r.LightP50, r.LightP99, r.Overshoot)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%.2f%%\t%d\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%.0f/%.0f\t%.3f\t\n",
-			r.Agents, r.Strategy, pct(r.Goodput), r.Provider429, r.Rate429, r.Failed,
-			waits(r.Wait["high"]), waits(r.Wait["normal"]), waits(r.Wait["low"]),
-			r.Jain, r.HeavyShare, w2, pct(r.LightServed), r.LightP50, r.LightP99, r.Overshoot)
+		tw.Flush()
 	}
-	tw.Flush()
 
 	if len(rep.Decisions) > 0 {
 		fmt.Fprintln(w, "\ndecision latency (each row measured in this run):")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "clients\tkind\tp50 µs\tp99 µs\tper second\tp50 vs no-op\t")
 		for _, d := range rep.Decisions {
 			vs := ""
@@ -102,7 +104,7 @@ func printReport(w io.Writer, rep Report) {
 			mem.Waiters, mem.RSSKiB, mem.IdleRSSKiB, mem.PerWaiterKiB, mem.PeakRSSKiB, mem.HeapKiB, mem.IdleHeapKiB, mem.Goroutines)
 	}
 	fmt.Fprintln(w, "\ntargets:")
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, t := range rep.Targets {
 		verdict := "PASS"
 		if !t.Pass {
