@@ -366,3 +366,29 @@ func TestProviderRefusalHeadersParse(t *testing.T) {
 		})
 	}
 }
+
+// TestProviderBucketHeaders checks that a token-bucket provider reports
+// OpenAI's meaning of reset, the time until the bucket is full again, which
+// the limiter reads as a refilling budget.
+func TestProviderBucketHeaders(t *testing.T) {
+	_, clock, url := newTestProvider(t, ProviderConfig{Window: Bucket, Dialect: "openai", Limits: []limiter.Policy{
+		{Quota: 10, Unit: limiter.Requests, Window: time.Second},
+		{Quota: 50000, Unit: limiter.Tokens, Window: time.Second},
+	}})
+	clock.Set(250 * time.Millisecond)
+	a := post(t, url, CallRequest{Agent: "a", PromptTokens: 1000, MaxTokens: 200})
+	now := t0.Add(250 * time.Millisecond)
+	obs := limiter.ParseHeaders("openai", Headers(a.header), now)
+	want := []struct {
+		remaining int64
+		reset     time.Duration
+	}{{9, 100 * time.Millisecond}, {48800, 24 * time.Millisecond}} // 1 of 10/s; 1200 of 50000/s
+	if len(obs.Limits) != 2 {
+		t.Fatalf("parsed %+v from %v", obs.Limits, a.header)
+	}
+	for i, w := range want {
+		if got := obs.Limits[i]; got.Remaining != w.remaining || !got.Reset.Equal(now.Add(w.reset)) {
+			t.Errorf("limit %d: remaining %d reset %v, want %d and %v", i, got.Remaining, got.Reset.Sub(now), w.remaining, w.reset)
+		}
+	}
+}
