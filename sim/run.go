@@ -69,8 +69,7 @@ type record struct {
 	sent     time.Time // when the attempt the provider accepted was sent; zero if none
 	ok       bool
 	gaveUp   bool // an SDK ran out of retries
-	got429   int
-	refusals int // daemon refusals (timeout, cooldown) before the grant
+	refusals int  // daemon refusals (timeout, cooldown) before the grant
 }
 
 // call is one call an agent makes.
@@ -102,7 +101,6 @@ type runner struct {
 	strategy Strategy
 	url      string
 	hc       *http.Client
-	daemon   *Daemon
 	client   *ipc.Client
 	agents   []*agentRun
 	end      time.Time
@@ -119,8 +117,8 @@ func run(ctx context.Context, w Workload, s Strategy, inspect func(*Provider)) (
 	if _, err := ParseStrategy(string(s)); err != nil {
 		return Result{}, err
 	}
-	if len(w.Agents) == 0 || w.Duration <= 0 || w.Compression <= 0 {
-		return Result{}, errors.New("sim: a workload needs agents, a positive duration and a positive compression")
+	if err := w.validate(); err != nil {
+		return Result{}, err
 	}
 	p, err := NewProvider(w.Provider)
 	if err != nil {
@@ -143,7 +141,7 @@ func run(ctx context.Context, w Workload, s Strategy, inspect func(*Provider)) (
 			return Result{}, err
 		}
 		defer d.Close()
-		r.daemon, r.client = d, d.Client(1024)
+		r.client = d.Client(1024)
 	}
 	for i, spec := range w.Agents {
 		a := &agentRun{spec: spec, idx: i}
@@ -343,7 +341,6 @@ func (r *runner) sdkCall(ctx context.Context, a *agentRun, c call, rng *rand.Ran
 		if ans.status != http.StatusTooManyRequests {
 			return
 		}
-		rec.got429++
 		if attempt == sdkMaxRetries {
 			rec.gaveUp = true
 			return
@@ -418,7 +415,6 @@ func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *ran
 		if ans.status != http.StatusTooManyRequests {
 			return
 		}
-		rec.got429++
 		if err == nil && !sleep(ctx, res.RetryAfter()) {
 			return
 		}

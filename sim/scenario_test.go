@@ -2,6 +2,8 @@ package sim
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,5 +138,39 @@ func TestStandardWorkload(t *testing.T) {
 	}
 	if _, err := Standard(4, time.Second, 3, 60); err == nil {
 		t.Error("Standard(4) gave no error")
+	}
+}
+
+func TestRunRejectsBadWorkloads(t *testing.T) {
+	good, err := Standard(5, time.Second, 2, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		mod    func(*Workload)
+		wantIn string
+	}{
+		{"no agents", func(w *Workload) { w.Agents = nil }, "needs agents"},
+		{"no duration", func(w *Workload) { w.Duration = 0 }, "positive duration"},
+		{"bad name", func(w *Workload) { w.Agents[0].Name = "a b" }, "agent 0"},
+		{"twice", func(w *Workload) { w.Agents[1].Name = w.Agents[0].Name }, "twice"},
+		{"idle busy agent", func(w *Workload) { w.Agents[1].Workers = 0 }, "worker"},
+		{"poisson without rate", func(w *Workload) { w.Agents[0].Rate = 0 }, "positive rate"},
+		{"prompt range upside down", func(w *Workload) { w.Agents[1].PromptMax = 1 }, "prompt_min"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := good
+			w.Agents = slices.Clone(good.Agents)
+			tt.mod(&w)
+			_, err := Run(context.Background(), w, SDKRetry)
+			if err == nil || !strings.Contains(err.Error(), tt.wantIn) {
+				t.Errorf("error %v, want one containing %q", err, tt.wantIn)
+			}
+		})
+	}
+	if _, err := Run(context.Background(), good, "psychic"); err == nil {
+		t.Error("unknown strategy accepted")
 	}
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
@@ -142,4 +143,34 @@ func Standard(n int, window time.Duration, windows int, compression float64) (Wo
 	add(weighted, func(i int) AgentSpec { return busy(fmt.Sprintf("w2-%d", i+1), RoleWeighted, limiter.Normal, 2, 4) })
 	add(n-len(w.Agents), func(i int) AgentSpec { return busy(fmt.Sprintf("busy-%d", i+1), RoleBusy, limiter.Normal, 1, 4) })
 	return w, nil
+}
+
+// validate checks what Run relies on.
+func (w Workload) validate() error {
+	if len(w.Agents) == 0 || w.Duration <= 0 || w.Compression <= 0 {
+		return errors.New("sim: a workload needs agents, a positive duration and a positive compression")
+	}
+	seen := map[string]bool{}
+	for i, a := range w.Agents {
+		if err := limiter.ValidName(a.Name); err != nil {
+			return fmt.Errorf("sim: agent %d: %w", i, err)
+		}
+		if seen[a.Name] {
+			return fmt.Errorf("sim: agent %q appears twice", a.Name)
+		}
+		seen[a.Name] = true
+		switch {
+		case a.Shape == Busy && a.Workers < 1:
+			return fmt.Errorf("sim: busy agent %q needs at least 1 worker", a.Name)
+		case a.Shape == Poisson && a.Rate <= 0:
+			return fmt.Errorf("sim: poisson agent %q needs a positive rate", a.Name)
+		case a.Shape == Bursty && (a.Burst < 1 || a.Period <= 0):
+			return fmt.Errorf("sim: bursty agent %q needs a burst of at least 1 and a positive period", a.Name)
+		case a.Shape < Busy || a.Shape > Bursty:
+			return fmt.Errorf("sim: agent %q has unknown shape %d", a.Name, a.Shape)
+		case a.PromptMin < 0 || a.PromptMax < a.PromptMin || a.MaxTokens < 0:
+			return fmt.Errorf("sim: agent %q: want 0 <= prompt_min <= prompt_max and max_tokens >= 0", a.Name)
+		}
+	}
+	return nil
 }
