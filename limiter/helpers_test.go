@@ -184,3 +184,8 @@ func (r *runner) recs(u limiter.Unit) []grantRec {
 	}
 	return out
 }
+
+// span is how long the limiter keeps a grant of a policy with window w: the
+// window plus a margin of 1% (at most 250 ms) for a call's way to the
+// provider.
+func span(w time.Duration) time.Duration { return w + min(w/100, 250*time.Millisecond) }

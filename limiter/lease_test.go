@@ -126,8 +126,8 @@ func TestUsageCorrection(t *testing.T) {
 			}
 			_, err := l.Submit(limiter.Request{Agent: "a", Service: "s", Cost: limiter.Cost{limiter.Tokens: 1}})
 			refused(t, err, limiter.ReasonTimeout)
-			// Everything leaves the window two hours after its grant.
-			clk.Advance(2 * time.Hour)
+			// Everything leaves the log a window (and margin) after its grant.
+			clk.Advance(span(2 * time.Hour))
 			if got := serviceStatus(t, l, "s").Limits[0].Remaining; got != 1000 {
 				t.Errorf("remaining %d a window later, want 1000", got)
 			}

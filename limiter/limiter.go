@@ -226,7 +226,7 @@ func rebuildLedgers(now time.Time, old []*ledger, ps []Policy, headroom float64)
 
 // seed logs the grants of src that are still inside d's window.
 func (d *ledger) seed(now time.Time, src []*grant) {
-	cut := now.Add(-d.policy.Window)
+	cut := now.Add(-d.span())
 	for _, g := range src {
 		if g.at.After(cut) {
 			d.log = append(d.log, g)

@@ -201,7 +201,7 @@ func TestAgentCapDoesNotBlockOthers(t *testing.T) {
 			if by["capped"] != int(tc.cap.Quota) || by["other"] != 10 {
 				t.Fatalf("at once: capped %d (want its cap %d), other %d (want all 10)", by["capped"], tc.cap.Quota, by["other"])
 			}
-			clk.Advance(tc.cap.Window)
+			clk.Advance(span(tc.cap.Window))
 			r.poll(true)
 			if n := len(r.leases) - 10; n != 2*int(tc.cap.Quota) {
 				t.Errorf("after one cap window the capped agent has %d grants, want %d", n, 2*tc.cap.Quota)
