@@ -15,8 +15,11 @@
 // holds more than its quota: the strictest provider model, so fixed-window
 // and token-bucket providers are never overrun either. (A token bucket with
 // burst = quota would not do: it allows twice the quota in one window.)
-// Usage reported after the call corrects the logged entry in place, so a
-// refund frees quota and an overrun is charged.
+// A grant stays logged a little longer than the window, by 1% of it (at
+// most 250 ms), because a call reaches the provider a variable moment after
+// its grant: a window packed to the last unit here must not be one over
+// there. Usage reported after the call corrects the logged entry in place,
+// so a refund frees quota and an overrun is charged.
 //
 // Utilization stays at least 97%: the log frees an entry exactly when it
 // leaves the window and the queue is served at that instant, so a backlog
