@@ -53,9 +53,8 @@ func TestQuotabarScenarios(t *testing.T) {
 		// at the daemon can be crossed at the provider (with the provider's
 		// exact limits some runs here see a 429 or two, up to about 1% of
 		// calls, and 2% headroom does not prevent it under -race). The
-		// daemon is given windows
-		// 100 ms longer, the margin a careful user configures for a
-		// strict provider.
+		// daemon is given windows 100 ms longer, the margin a careful user
+		// configures for a strict provider.
 		{"limits configured with a transit margin, strict sliding window, no headers", std(func(w *Workload) {
 			w.Provider.Window, w.Provider.Dialect = Sliding, ""
 			for _, p := range w.Provider.Limits {
