@@ -238,7 +238,7 @@ type budget struct {
 	since     uint64
 	spent     int64
 	at, until time.Time
-	source    string  // "headers" or "state"
+	source    string  // "headers", or "config" when restored from a configured limit
 	ledger    *ledger // the policy it tells about, nil when none is known
 }
 
