@@ -228,6 +228,7 @@ func (p *Provider) Close() error {
 // ServeHTTP handles one call: POST with a CallRequest body.
 func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
 		writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "use POST with a JSON body")
 		return
 	}

@@ -194,6 +194,8 @@ func (r *runner) limiterConfig(known bool) limiter.Config {
 // request bucket holds one call, so calls are spread evenly; the token
 // bucket holds the agent's largest call, the least that lets it call at all.
 func (r *runner) staticLimiters(spec AgentSpec) (req, tok *rate.Limiter) {
+	// A unit the provider does not limit is not paced.
+	req, tok = rate.NewLimiter(rate.Inf, 1), rate.NewLimiter(rate.Inf, 1)
 	n := float64(len(r.w.Agents))
 	for _, pol := range r.w.Provider.Limits {
 		every := rate.Limit(float64(pol.Quota) / n / pol.Window.Seconds())
