@@ -522,7 +522,12 @@ func (l *Limiter) dispatch(s *service) {
 			continue
 		}
 		if !ok {
+			// Also wake when an agent's own cap frees: its request may
+			// then come first, and it may fit sooner.
 			wake = until
+			if !agentWake.IsZero() && (wake.IsZero() || agentWake.Before(wake)) {
+				wake = agentWake
+			}
 			break
 		}
 		l.grant(s, w, aged, now)
