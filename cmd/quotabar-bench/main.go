@@ -99,7 +99,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 				return
 			}
 			name, usage := flag.UnquoteUsage(f)
-			fmt.Fprintf(fs.Output(), "  --%s %s\n    \t%s", f.Name, name, usage)
+			if name != "" {
+				name = " " + name
+			}
+			fmt.Fprintf(fs.Output(), "  --%s%s\n    \t%s", f.Name, name, usage)
 			if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
 				fmt.Fprintf(fs.Output(), " (default %s)", f.DefValue)
 			}
