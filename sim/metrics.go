@@ -43,8 +43,11 @@ type Result struct {
 	// counts with the time it had waited so far, a call given up on does not
 	// count (see Failed).
 	Wait map[string]Waits `json:"wait"`
-	// Jain is Jain's fairness index of calls accepted per agent among the
-	// busy agents of weight 1 and normal priority, the heavy one included.
+	// Jain is Jain's fairness index of calls accepted per agent (after the
+	// first window, like Goodput: at the start, whichever agent asks first
+	// takes the idle quota, which is fair but says nothing about sharing)
+	// among the busy agents of weight 1 and normal priority, the heavy one
+	// included.
 	Jain       float64 `json:"jain"`
 	JainAgents int     `json:"jain_agents"`
 	// Weight2Ratio is a weight-2 agent's calls over a weight-1 busy agent's
@@ -88,10 +91,10 @@ func (r *runner) measure(p *Provider, start time.Time) Result {
 		if g.At.Before(start) || !g.At.Before(r.end) {
 			continue
 		}
-		perAgent[g.Agent]++
 		if g.At.Before(steady) {
 			continue
 		}
+		perAgent[g.Agent]++
 		for u, v := range g.Cost {
 			used[u] += v
 		}
