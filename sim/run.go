@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,6 +105,23 @@ type runner struct {
 	client   *ipc.Client
 	agents   []*agentRun
 	end      time.Time
+	cancel   context.CancelFunc
+
+	errOnce sync.Once
+	err     error
+}
+
+// fail ends the run with err, the first thing that went wrong which no
+// strategy should meet (an error from the daemon or the provider, a status
+// other than 200 or 429). Errors after the run's end are only the end.
+func (r *runner) fail(ctx context.Context, err error) {
+	if ctx.Err() != nil {
+		return
+	}
+	r.errOnce.Do(func() {
+		r.err = err
+		r.cancel()
+	})
 }
 
 // Run runs w under strategy s against a fresh provider (and, for the
@@ -155,6 +173,7 @@ func run(ctx context.Context, w Workload, s Strategy, inspect func(*Provider)) (
 	r.end = start.Add(w.Duration)
 	runCtx, cancel := context.WithDeadline(ctx, r.end)
 	defer cancel()
+	r.cancel = cancel
 	var wg sync.WaitGroup
 	for _, a := range r.agents {
 		r.startAgent(runCtx, &wg, a)
@@ -162,6 +181,9 @@ func run(ctx context.Context, w Workload, s Strategy, inspect func(*Provider)) (
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
+	}
+	if r.err != nil {
+		return Result{}, fmt.Errorf("sim: %s run: %w", s, r.err)
 	}
 	if inspect != nil {
 		inspect(p)
@@ -198,12 +220,12 @@ func (r *runner) staticLimiters(spec AgentSpec) (req, tok *rate.Limiter) {
 	req, tok = rate.NewLimiter(rate.Inf, 1), rate.NewLimiter(rate.Inf, 1)
 	n := float64(len(r.w.Agents))
 	for _, pol := range r.w.Provider.Limits {
-		every := rate.Limit(float64(pol.Quota) / n / pol.Window.Seconds())
+		perSec := rate.Limit(float64(pol.Quota) / n / pol.Window.Seconds())
 		switch pol.Unit {
 		case limiter.Requests:
-			req = rate.NewLimiter(every, 1)
+			req = rate.NewLimiter(perSec, 1)
 		case limiter.Tokens:
-			tok = rate.NewLimiter(every, int(spec.Estimate()))
+			tok = rate.NewLimiter(perSec, int(spec.Estimate()))
 		}
 	}
 	return req, tok
@@ -295,11 +317,12 @@ func (r *runner) do(ctx context.Context, a *agentRun, c call, rng *rand.Rand) re
 	return rec
 }
 
-// answer is what the provider said to one attempt.
+// providerAnswer is what the provider said to one attempt.
 type providerAnswer struct {
 	status int
 	header http.Header
 	usage  Usage
+	body   string // of an answer other than 200, for error messages
 }
 
 func (r *runner) post(ctx context.Context, a *agentRun, c call) (providerAnswer, error) {
@@ -323,7 +346,8 @@ func (r *runner) post(ctx context.Context, a *agentRun, c call) (providerAnswer,
 		}
 		ans.usage = cr.Usage
 	} else {
-		io.Copy(io.Discard, resp.Body)
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		ans.body = strings.TrimSpace(string(b))
 	}
 	return ans, nil
 }
@@ -334,6 +358,7 @@ func (r *runner) sdkCall(ctx context.Context, a *agentRun, c call, rng *rand.Ran
 		sent := time.Now()
 		ans, err := r.post(ctx, a, c)
 		if err != nil {
+			r.fail(ctx, fmt.Errorf("agent %s: provider: %w", a.spec.Name, err))
 			return
 		}
 		if ans.status == http.StatusOK {
@@ -341,6 +366,7 @@ func (r *runner) sdkCall(ctx context.Context, a *agentRun, c call, rng *rand.Ran
 			return
 		}
 		if ans.status != http.StatusTooManyRequests {
+			r.fail(ctx, fmt.Errorf("agent %s: provider answered %d: %s", a.spec.Name, ans.status, ans.body))
 			return
 		}
 		if attempt == sdkMaxRetries {
@@ -393,6 +419,7 @@ func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *ran
 			continue
 		}
 		if err != nil {
+			r.fail(ctx, fmt.Errorf("agent %s: acquire: %w", spec.Name, err))
 			return
 		}
 		sent := time.Now()
@@ -401,6 +428,7 @@ func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *ran
 			// The call never got an answer: give the lease back unused (a
 			// report without usage would keep its estimate charged).
 			r.client.Report(context.WithoutCancel(ctx), ipc.ReportRequest{Lease: lease.ID, Usage: nothing()})
+			r.fail(ctx, fmt.Errorf("agent %s: provider: %w", spec.Name, err))
 			return
 		}
 		rep := ipc.ReportRequest{Lease: lease.ID, Status: ans.status, Headers: Headers(ans.header)}
@@ -410,14 +438,19 @@ func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *ran
 			rep.Usage = nothing() // the provider counts only what it accepts
 		}
 		res, err := r.client.Report(context.WithoutCancel(ctx), rep)
+		if err != nil {
+			r.fail(ctx, fmt.Errorf("agent %s: report: %w", spec.Name, err))
+			return
+		}
 		if ans.status == http.StatusOK {
 			rec.sent, rec.ok = sent, true
 			return
 		}
 		if ans.status != http.StatusTooManyRequests {
+			r.fail(ctx, fmt.Errorf("agent %s: provider answered %d: %s", spec.Name, ans.status, ans.body))
 			return
 		}
-		if err == nil && !sleep(ctx, res.RetryAfter()) {
+		if !sleep(ctx, res.RetryAfter()) {
 			return
 		}
 	}

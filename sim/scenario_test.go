@@ -173,4 +173,12 @@ func TestRunRejectsBadWorkloads(t *testing.T) {
 	if _, err := Run(context.Background(), good, "psychic"); err == nil {
 		t.Error("unknown strategy accepted")
 	}
+	// A call bigger than the provider's whole quota is answered 400: the
+	// run must stop and say so rather than count it as a refusal.
+	huge := good
+	huge.Agents = slices.Clone(good.Agents)
+	huge.Agents[1].PromptMin, huge.Agents[1].PromptMax = 90000, 90000
+	if _, err := Run(context.Background(), huge, Quotabar); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("a call over the whole quota: error %v, want one naming the 400", err)
+	}
 }
