@@ -143,8 +143,9 @@ func TestCooldownBackoff(t *testing.T) {
 }
 
 // Rule 5: after a cooldown (or an exhausted budget) the backlog is paced by
-// the policy's rate, not released at once; and so is a backlog that meets
-// an idle service (a tenth of the quota at once, then the policy's rate).
+// the policy's rate, not released at once; and so is a backlog waiting for
+// a full window to free (a tenth of the quota at once, then the policy's
+// rate), so that the whole quota is not taken in one instant again.
 func TestPacedAfterCooldown(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -170,9 +171,15 @@ func TestPacedAfterCooldown(t *testing.T) {
 			blockFor: 5 * time.Second, burst: 60, perSecond: 20,
 		},
 		{
-			name: "a backlog on an idle service", policy: pol(600, limiter.Requests, time.Minute),
-			block:    func(*limiter.Limiter, *limiter.Observation, string) {},
-			blockFor: 0, burst: 60, perSecond: 10,
+			name: "a backlog when a full window frees", policy: pol(600, limiter.Requests, time.Minute),
+			block: func(l *limiter.Limiter, _ *limiter.Observation, _ string) {
+				for range 599 { // one caller alone: granted as fast as it asks
+					if _, err := l.Submit(limiter.Request{Agent: "a", Service: "s"}); err != nil {
+						panic(err)
+					}
+				}
+			},
+			blockFor: span(time.Minute), burst: 60, perSecond: 10,
 		},
 	}
 	for _, tc := range tests {

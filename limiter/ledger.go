@@ -68,10 +68,11 @@ func (d *ledger) paced(now time.Time) bool {
 
 // A pacer is a token bucket at a policy's average rate (quota per window)
 // with a burst of a tenth of the quota (at least 10, or the whole quota when
-// that is smaller). It never lowers the long-run rate, which is all the log
-// allows anyway; it only spreads grants out. A cost above the burst passes
-// when the bucket is full and leaves it in debt, so a large request on an
-// idle service is not delayed. The arithmetic is x/time/rate's (rate.Limit,
+// that is smaller). It holds back only a backlog (requests that wait behind
+// others): a caller alone is served as fast as the log allows. It never
+// lowers the long-run rate, which is all the log allows anyway; it only
+// spreads a backlog's grants out. A cost above the burst passes when the
+// bucket is full and leaves it in debt. The arithmetic is x/time/rate's (rate.Limit,
 // tokens from elapsed time, capped at the burst), but a rate.Limiter cannot
 // take tokens back once a reservation's time has passed, and usage reports
 // refund estimates long after the grant, so the bucket is kept here.
@@ -147,8 +148,9 @@ func (d *ledger) prune(now time.Time) {
 
 // check reports whether cost c of the ledger's unit may be granted at now,
 // and if not, the earliest time it might be (zero when never, because c is
-// over the capacity).
-func (d *ledger) check(now time.Time, c int64) (bool, time.Time) {
+// over the capacity). backlog says others wait behind this request: only a
+// backlog is paced.
+func (d *ledger) check(now time.Time, c int64, backlog bool) (bool, time.Time) {
 	if c <= 0 {
 		return true, time.Time{}
 	}
@@ -167,7 +169,7 @@ func (d *ledger) check(now time.Time, c int64) (bool, time.Time) {
 		// Only reachable if used is negative; fail safe, retry soon.
 		return false, now.Add(time.Second)
 	}
-	if d.paced(now) {
+	if backlog && d.paced(now) {
 		if w := d.pace.wait(now, float64(c)); w > 0 {
 			return false, now.Add(w)
 		}
@@ -175,12 +177,19 @@ func (d *ledger) check(now time.Time, c int64) (bool, time.Time) {
 	return true, time.Time{}
 }
 
-func (d *ledger) add(now time.Time, g *grant) {
+// add logs g. A grant to a backlog may leave the pacer in debt; one that
+// found nobody waiting only empties it, so a lone caller's calls never
+// delay the pacing of a backlog that forms later.
+func (d *ledger) add(now time.Time, g *grant, backlog bool) {
 	d.prune(now)
 	d.log = append(d.log, g)
 	c := g.cost[d.policy.Unit]
 	d.used += c
-	d.pace.add(now, float64(c))
+	if backlog {
+		d.pace.add(now, float64(c))
+	} else {
+		d.pace.add(now, min(float64(c), max(0, d.pace.level(now))))
+	}
 }
 
 // adjust records that g's cost in the ledger's unit changed by delta; it

@@ -278,13 +278,9 @@ func badRequest(format string, args ...any) *Error {
 	return &Error{Code: CodeBadRequest, Message: fmt.Sprintf(format, args...)}
 }
 
-// normalizeCost checks c and returns a private copy; nil or empty means one
-// request.
-func normalizeCost(field string, c Cost) (Cost, error) {
-	if len(c) == 0 {
-		return Cost{Requests: 1}, nil
-	}
-	out := make(Cost, len(c))
+// checkCost checks c and returns a private copy.
+func checkCost(field string, c Cost) (Cost, error) {
+	out := make(Cost, len(c)+1)
 	for u, n := range c {
 		if !knownUnit(u) {
 			return nil, badRequest("%s: unit %q is not one of requests, tokens, input_tokens, output_tokens", field, u)
@@ -293,6 +289,19 @@ func normalizeCost(field string, c Cost) (Cost, error) {
 			return nil, badRequest("%s: %s is %d; costs must not be negative", field, u, n)
 		}
 		out[u] = n
+	}
+	return out, nil
+}
+
+// requestCost is checkCost for an acquire: every call is one request unless
+// the cost says otherwise (nil or empty means just that).
+func requestCost(c Cost) (Cost, error) {
+	out, err := checkCost("cost", c)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := out[Requests]; !ok {
+		out[Requests] = 1
 	}
 	return out, nil
 }
@@ -344,7 +353,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 	var usage Cost
 	if r.Usage != nil {
 		var err error
-		if usage, err = normalizeCost("usage", r.Usage); err != nil {
+		if usage, err = checkCost("usage", r.Usage); err != nil {
 			return ReportResult{}, err
 		}
 	}
@@ -434,9 +443,9 @@ func (l *Limiter) correct(s *service, g *grant, usage Cost, now time.Time) {
 func (l *Limiter) charge(s *service, a *agent, c Cost, now time.Time) {
 	l.seq++
 	g := &grant{seq: l.seq, at: now, cost: c, agent: a}
-	s.record(now, g)
+	s.record(now, g, false)
 	for _, d := range a.caps {
-		d.add(now, g)
+		d.add(now, g, false)
 	}
 }
 

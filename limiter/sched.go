@@ -65,12 +65,12 @@ func (s *service) ledgers() []*ledger {
 }
 
 // record charges a grant to every ledger and budget of the service.
-func (s *service) record(now time.Time, g *grant) {
+func (s *service) record(now time.Time, g *grant, backlog bool) {
 	for _, d := range s.policies {
-		d.add(now, g)
+		d.add(now, g, backlog)
 	}
 	for _, d := range s.learned {
-		d.add(now, g)
+		d.add(now, g, backlog)
 	}
 	for _, b := range s.budgets {
 		b.spent += g.cost[b.unit]
@@ -153,7 +153,7 @@ func (l *Limiter) submit(req Request) (*waiter, error) {
 	if err != nil {
 		return nil, err
 	}
-	cost, err := normalizeCost("cost", req.Cost)
+	cost, err := requestCost(req.Cost)
 	if err != nil {
 		return nil, err
 	}
@@ -645,7 +645,7 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, aged bool, agen
 func agentAllows(w *waiter, now time.Time) (bool, time.Time) {
 	var until time.Time
 	for _, d := range w.agent.caps {
-		ok, at := d.check(now, w.cost[d.policy.Unit])
+		ok, at := d.check(now, w.cost[d.policy.Unit], w.agent.queued > 1)
 		if !ok {
 			if at.IsZero() {
 				return false, time.Time{}
@@ -669,7 +669,7 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 	}
 	ok = true
 	for _, d := range s.ledgers() {
-		if okd, at := d.check(now, w.cost[d.policy.Unit]); !okd {
+		if okd, at := d.check(now, w.cost[d.policy.Unit], s.queued > 1); !okd {
 			if at.IsZero() {
 				return false, time.Time{}, d
 			}
@@ -691,6 +691,7 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 }
 
 func (l *Limiter) grant(s *service, w *waiter, aged bool, now time.Time) {
+	backlog, agentBacklog := s.queued > 1, w.agent.queued > 1 // before w leaves
 	s.classes[w.class].served = now
 	f := s.classes[w.class].flows[w.agent]
 	if aged {
@@ -708,9 +709,9 @@ func (l *Limiter) grant(s *service, w *waiter, aged bool, now time.Time) {
 
 	l.seq++
 	g := &grant{seq: l.seq, at: now, cost: w.cost, open: true, agent: w.agent}
-	s.record(now, g)
+	s.record(now, g, backlog)
 	for _, d := range w.agent.caps {
-		d.add(now, g)
+		d.add(now, g, agentBacklog)
 	}
 	s.inFlight++
 	s.granted++
