@@ -1,6 +1,7 @@
 package limiter_test
 
 import (
+	"cmp"
 	"strconv"
 	"testing"
 	"time"
@@ -154,6 +155,7 @@ func TestPacedAfterCooldown(t *testing.T) {
 		blockFor  time.Duration
 		burst     int // most grants at the instant the block ends
 		perSecond float64
+		measure   time.Duration // how long to measure the rate; 5s when 0
 	}{
 		{
 			name: "after a 429", policy: pol(600, limiter.Requests, time.Minute),
@@ -171,7 +173,7 @@ func TestPacedAfterCooldown(t *testing.T) {
 			blockFor: 5 * time.Second, burst: 60, perSecond: 20,
 		},
 		{
-			name: "a backlog when a full window frees", policy: pol(600, limiter.Requests, time.Minute),
+			name: "a backlog when a full window frees", policy: pol(600, limiter.Requests, 10*time.Minute),
 			block: func(l *limiter.Limiter, _ *limiter.Observation, _ string) {
 				for range 599 { // one caller alone: granted as fast as it asks
 					if _, err := l.Submit(limiter.Request{Agent: "a", Service: "s"}); err != nil {
@@ -179,7 +181,7 @@ func TestPacedAfterCooldown(t *testing.T) {
 					}
 				}
 			},
-			blockFor: span(time.Minute), burst: 60, perSecond: 10,
+			blockFor: span(10 * time.Minute), burst: 60, perSecond: 1, measure: 30 * time.Second,
 		},
 	}
 	for _, tc := range tests {
@@ -201,9 +203,10 @@ func TestPacedAfterCooldown(t *testing.T) {
 				t.Fatalf("%d granted the instant the block ended, want 1 to %d", n, tc.burst)
 			}
 			at := len(r.leases)
-			clk.Advance(5 * time.Second)
+			measure := cmp.Or(tc.measure, 5*time.Second)
+			clk.Advance(measure)
 			r.poll(true)
-			got := float64(len(r.leases)-at) / 5
+			got := float64(len(r.leases)-at) / measure.Seconds()
 			if got < tc.perSecond*0.9 || got > tc.perSecond*1.1 {
 				t.Errorf("%.1f grants a second after the burst, want the policy's %.0f", got, tc.perSecond)
 			}
@@ -231,6 +234,36 @@ func TestLateReportStillCools(t *testing.T) {
 			code(t, err, limiter.CodeUnknownLease)
 			if cool := !serviceStatus(t, l, "s").CooldownUntil.IsZero(); cool != tc.wantCool {
 				t.Errorf("cooling down %v, want %v", cool, tc.wantCool)
+			}
+		})
+	}
+}
+
+// Which grants are paced: every grant of a window up to a minute (a tenth
+// of the quota at once, then its rate), a backlog's only up to an hour, and
+// longer windows not at all (outside cooldowns).
+func TestPacingScope(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy limiter.Policy
+		want   int // of 100 asked for one after another, alone, at once
+	}{
+		{"per minute: a lone caller is paced too", pol(500, limiter.Requests, time.Minute), 50},
+		{"small per-minute quota: the burst is the quota", pol(8, limiter.Requests, time.Minute), 8},
+		{"per 10 minutes: a lone caller is not", pol(500, limiter.Requests, 10*time.Minute), 100},
+		{"per 5 hours: not paced", pol(500, limiter.Requests, 5*time.Hour), 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{svcCfg("s", tc.policy)}})
+			n := 0
+			for range 100 {
+				if _, err := l.Submit(limiter.Request{Agent: "a", Service: "s"}); err == nil {
+					n++
+				}
+			}
+			if n != tc.want {
+				t.Errorf("%d granted at once, want %d", n, tc.want)
 			}
 		})
 	}

@@ -40,9 +40,18 @@ type ledger struct {
 	pacedUntil time.Time
 }
 
-// pacedWindow is the longest window whose grants are always paced: a
-// "40 requests/5h" quota is meant to be used in bursts.
-const pacedWindow = time.Hour
+// Which grants are paced depends on the window. Up to a minute (the
+// per-minute quotas of most APIs), every grant: a lone caller's burst is
+// then held to a tenth of the quota too, which costs it at most a few
+// seconds and keeps it from taking a whole window in one instant that
+// everyone else then waits out. Up to an hour, only a backlog (requests
+// waiting behind others): a lone caller of "1000 tokens/1h" would
+// otherwise wait minutes between calls. Longer windows ("40 requests/5h",
+// meant to be used in bursts) only for a minute after a cooldown.
+const (
+	alwaysPaced = time.Minute
+	pacedWindow = time.Hour
+)
 
 func newLedger(p Policy, headroom float64, source string) *ledger {
 	d := &ledger{policy: p, source: source}
@@ -68,11 +77,10 @@ func (d *ledger) paced(now time.Time) bool {
 
 // A pacer is a token bucket at a policy's average rate (quota per window)
 // with a burst of a tenth of the quota (at least 10, or the whole quota when
-// that is smaller). It holds back only a backlog (requests that wait behind
-// others): a caller alone is served as fast as the log allows. It never
-// lowers the long-run rate, which is all the log allows anyway; it only
-// spreads a backlog's grants out. A cost above the burst passes when the
-// bucket is full and leaves it in debt. The arithmetic is x/time/rate's (rate.Limit,
+// that is smaller); see alwaysPaced for which grants it holds back. It
+// never lowers the long-run rate, which is all the log allows anyway; it
+// only spreads grants out. A cost above the burst passes when the bucket is
+// full and leaves it in debt. The arithmetic is x/time/rate's (rate.Limit,
 // tokens from elapsed time, capped at the burst), but a rate.Limiter cannot
 // take tokens back once a reservation's time has passed, and usage reports
 // refund estimates long after the grant, so the bucket is kept here.
@@ -169,7 +177,7 @@ func (d *ledger) check(now time.Time, c int64, backlog bool) (bool, time.Time) {
 		// Only reachable if used is negative; fail safe, retry soon.
 		return false, now.Add(time.Second)
 	}
-	if backlog && d.paced(now) {
+	if (backlog || d.policy.Window <= alwaysPaced) && d.paced(now) {
 		if w := d.pace.wait(now, float64(c)); w > 0 {
 			return false, now.Add(w)
 		}
@@ -177,15 +185,15 @@ func (d *ledger) check(now time.Time, c int64, backlog bool) (bool, time.Time) {
 	return true, time.Time{}
 }
 
-// add logs g. A grant to a backlog may leave the pacer in debt; one that
-// found nobody waiting only empties it, so a lone caller's calls never
-// delay the pacing of a backlog that forms later.
+// add logs g. A paced grant may leave the pacer in debt; an unpaced one
+// only empties it, so a lone caller's calls never delay the pacing of a
+// backlog that forms later.
 func (d *ledger) add(now time.Time, g *grant, backlog bool) {
 	d.prune(now)
 	d.log = append(d.log, g)
 	c := g.cost[d.policy.Unit]
 	d.used += c
-	if backlog {
+	if backlog || d.policy.Window <= alwaysPaced {
 		d.pace.add(now, float64(c))
 	} else {
 		d.pace.add(now, min(float64(c), max(0, d.pace.level(now))))
