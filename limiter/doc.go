@@ -30,8 +30,10 @@
 // spreads the grants across the window instead of letting a backlog take
 // the quota in one burst that would then repeat every window; it also makes
 // the backlog after a cooldown or a spent budget trickle out instead of
-// rushing back. Windows over an hour ("40 requests/5h") are left to burst,
-// except for a minute after a cooldown.
+// rushing back. Windows up to a minute pace every grant; up to an hour only
+// requests that wait behind others (a lone caller is not held back); longer
+// ones ("40 requests/5h") are left to burst, except for a minute after a
+// cooldown.
 // The simulation test measures 99.9% on 500 requests/1m + 200000 tokens/1m.
 // The bucket is x/time/rate's arithmetic (a rate.Limit; tokens grow with
 // elapsed time up to the burst) written out here rather than a
