@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -117,7 +118,7 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since uint64, no
 		}
 		until := ol.Reset
 		if until.IsZero() {
-			until = now.Add(cmp0(window, time.Minute))
+			until = now.Add(cmp.Or(window, time.Minute))
 		}
 		if !until.After(now) {
 			continue // already reset: the observation is stale
@@ -143,13 +144,6 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since uint64, no
 		})
 		s.budgets = append(s.budgets, b)
 	}
-}
-
-func cmp0(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
 }
 
 // learn records or updates the learned policy that ol describes and returns
