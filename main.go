@@ -354,7 +354,7 @@ type Target struct {
 		Name string `arg:"" help:"Service name, as configured."`
 	} `cmd:"" help:"A service: every agent's requests to it."`
 	Agent struct {
-		Name string `arg:"" help:"Agent name: configured, or one that has asked before."`
+		Name string `arg:"" help:"Agent name; one not seen yet is registered, so an agent can be paused before it starts."`
 	} `cmd:"" help:"An agent: its requests to every service."`
 }
 

@@ -389,7 +389,7 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		{"unknown lease", []string{"report", "--lease", "l_nope"}, 1, "l_nope"},
 		{"report needs a lease or names", []string{"report", "--status", "200"}, 80, "--lease"},
 		{"bad priority", []string{"acquire", "--agent", "ag", "--service", "svc", "--priority", "urgent"}, 80, "--priority"},
-		{"unknown agent", []string{"pause", "agent", "never-seen"}, 1, "never-seen"},
+		{"bad agent name", []string{"pause", "agent", "a b"}, 1, "agent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -414,6 +414,11 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		t.Error("pause agent did not pause it")
 	}
 	e.must(t, "resume", "agent", "ag")
+	// An agent can be paused before its first call.
+	e.must(t, "pause", "agent", "not-started-yet")
+	if a, ok := findAgent(e.status(t), "not-started-yet"); !ok || !a.Paused {
+		t.Errorf("pause of an agent not seen yet: %+v, %v; want it listed and paused", a, ok)
+	}
 
 	// A 429 with Retry-After, reported without a lease, cools the service down.
 	out = e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "Retry-After=120", "-H", "x-note=a;b=c")

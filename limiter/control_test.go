@@ -218,9 +218,21 @@ func TestBadRequests(t *testing.T) {
 			code(t, err, tc.code)
 		})
 	}
-	t.Run("update unknown agent", func(t *testing.T) {
-		_, err := l.UpdateAgent("ghost", limiter.AgentUpdate{})
-		code(t, err, limiter.CodeNotFound)
+	t.Run("update bad agent name", func(t *testing.T) {
+		_, err := l.UpdateAgent("no spaces", limiter.AgentUpdate{})
+		code(t, err, limiter.CodeBadRequest)
+	})
+	t.Run("update unseen agent registers it", func(t *testing.T) {
+		paused := true
+		a, err := l.UpdateAgent("ghost", limiter.AgentUpdate{Paused: &paused})
+		if err != nil || !a.Paused || !a.LastSeen.IsZero() {
+			t.Fatalf("UpdateAgent(ghost) = %+v, %v; want it registered, paused, never seen", a, err)
+		}
+		_, err = l.Acquire(context.Background(), limiter.Request{Agent: "ghost", Service: "openai"})
+		var r *limiter.RefusedError
+		if !errors.As(err, &r) || r.Reason != limiter.ReasonPaused {
+			t.Fatalf("acquire of the pre-paused agent: %v, want refused (paused)", err)
+		}
 	})
 }
 

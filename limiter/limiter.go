@@ -512,22 +512,25 @@ func (l *Limiter) SetServicePaused(service string, paused bool) (ServiceStatus, 
 	return l.serviceStatus(s, l.clock.Now()), nil
 }
 
-// UpdateAgent changes a known agent's run-time pause and priority. Pausing
-// refuses its waiters at once with ReasonPaused; a new priority moves its
-// waiting requests that did not name one. Setting PriorityUnset returns to
-// the configured priority.
+// UpdateAgent changes an agent's run-time pause and priority. An agent not
+// seen before is registered, as on first use, so that a person can pause or
+// reprioritise an agent before it starts. Pausing refuses its waiters at once
+// with ReasonPaused; a new priority moves its waiting requests that did not
+// name one. Setting PriorityUnset returns to the configured priority.
 func (l *Limiter) UpdateAgent(name string, u AgentUpdate) (AgentStatus, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if err := ValidName(name); err != nil {
 		return AgentStatus{}, &Error{Code: CodeBadRequest, Message: "agent: " + err.Error()}
 	}
-	a := l.agents[name]
-	if a == nil {
-		return AgentStatus{}, &Error{Code: CodeNotFound, Message: fmt.Sprintf("agent %q is not configured and has not asked for anything yet; known: %s", name, l.agentList())}
-	}
 	if u.Priority != nil && (*u.Priority < PriorityUnset || *u.Priority > High) {
 		return AgentStatus{}, badRequest("priority %d is not low, normal or high", *u.Priority)
+	}
+	a := l.agents[name]
+	if a == nil {
+		// Not seen yet: last_seen stays unknown until it asks.
+		a = &agent{name: name, cfg: AgentConfig{Name: name}}
+		l.agents[name] = a
 	}
 	if u.Priority != nil && *u.Priority != a.prio {
 		before := a.priority()
