@@ -20,7 +20,10 @@ func TestDo(t *testing.T) {
 	}}
 	d := startDaemon(t, cfg, nil)
 	c := d.client
-	ctx := context.Background()
+	// A bound, so that a retry loop that never gets its grant fails the test
+	// instead of hanging it (it once hung CI's whole 15-minute budget).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	req := AcquireRequest{Agent: "a", Service: "svc", Cost: Cost{"tokens": 100}, MaxWaitMS: Wait(0)}
 
 	t.Run("reports status, headers and usage", func(t *testing.T) {
