@@ -3,10 +3,7 @@ package limiter
 // This file is the limiter's public contract. The daemon (ipc), the app, the
 // proxy and the benchmark are written against it; change it only by adding.
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // Unit is what a policy counts.
 type Unit string
@@ -23,8 +20,10 @@ const (
 // Units lists every known unit, in display order.
 var Units = []Unit{Requests, Tokens, InputTokens, OutputTokens}
 
-// Cost is the amount of each unit one call uses. A nil or empty Cost in a
-// Request means one request.
+// Cost is the amount of each unit one call uses. In a Request, every call
+// counts one request unless the Cost names Requests itself: nil or empty
+// means one request, Cost{Tokens: 900} one request and 900 tokens, and
+// Cost{Requests: 0, Tokens: 900} tokens alone.
 type Cost map[Unit]int64
 
 // Priority orders requests within a service. The zero value, PriorityUnset,
@@ -76,8 +75,11 @@ type Config struct {
 	Agents   []AgentConfig
 	// LeaseTTL is how long an unreported lease holds its concurrency slot.
 	LeaseTTL time.Duration
-	// MaxAging bounds how long a low-priority request can be passed over by
-	// higher priorities before it is served as if it were high.
+	// MaxAging is how long a priority level may be passed over by higher
+	// ones before its next request is served as if it were high. So the
+	// level's head request waits at most MaxAging plus the time the service
+	// then needs to pay for it, and the level gets a request through at
+	// least that often.
 	MaxAging time.Duration
 	// QueueLimit is the most requests queued per service; more are shed.
 	QueueLimit int
@@ -222,7 +224,3 @@ type Clock interface {
 type Timer interface {
 	Stop() bool
 }
-
-var (
-	_ = context.Background
-)

@@ -2,6 +2,12 @@
 // rate-limited API. It is pure logic: an injectable Clock, no I/O, and one
 // mutex, so a *Limiter is safe for concurrent use.
 //
+// Create a Limiter with New (the zero Limiter is not usable). Zero fields
+// of a Config take the Default values, and the zero Config is valid: a
+// limiter with no services, whose acquires fail with CodeUnknownService
+// until Reconfigure adds some. Time comes from the real clock unless
+// WithClock injects another, as the tests do with a fake one.
+//
 // # Limits and safety
 //
 // A service has policies, "Quota of a Unit per Window", and an optional
@@ -34,22 +40,33 @@
 // requests that wait behind others (a lone caller is not held back); longer
 // ones ("40 requests/5h") are left to burst, except for a minute after a
 // cooldown.
-// The simulation test measures 99.9% on 500 requests/1m + 200000 tokens/1m.
+// The simulation test measures 99.85% on 500 requests/1m + 200000
+// tokens/1m.
 // The bucket is x/time/rate's arithmetic (a rate.Limit; tokens grow with
 // elapsed time up to the burst) written out here rather than a
 // rate.Limiter, because a rate.Limiter cannot take tokens back once a
 // reservation's time has passed, and usage reports refund estimates long
 // after the grant.
 //
-// A request that costs more than a whole quota could never pass and fails
-// at once with CodeCostExceedsQuota.
+// A request that costs more than a whole quota (of the service, or of the
+// agent's own cap) could never pass and fails at once with
+// CodeCostExceedsQuota.
+//
+// Every acquire counts one request unless its Cost names requests itself
+// (Cost{Tokens: 900} is one request and 900 tokens; Cost{Requests: 0,
+// Tokens: 900} only tokens): each call counts against a provider's request
+// limit whatever else it costs.
 //
 // # Queueing
 //
 // Each service has one queue and reserves only at its head: a waiting
 // request charges nothing. Priorities are strict (high, normal, low), with
-// aging: a priority that has had no grant for Config.MaxAging while a
-// higher one was served gets its next request served as if it were high.
+// aging per level: a priority that has had no grant for Config.MaxAging
+// while a higher one was served gets its next request served as if it were
+// high. So the request at the head of a passed-over level waits at most
+// MaxAging plus the time the service needs to pay for it, and the level
+// gets one request through at least that often; a level that is served,
+// however slowly, does not age, so under overload the levels stay strict.
 // Within a priority, start-time fair queueing between agents: each
 // request's size is its largest fraction of any of the service's quotas,
 // divided by the agent's weight, so busy agents share in proportion to
@@ -70,9 +87,13 @@
 // made after the reporting call (the provider had not seen those). For
 // OpenAI and Anthropic, whose reset means "full again at" (and IETF fields
 // that give a window), the used part comes back steadily until then, so
-// remaining 0 holds the service back until enough has come back; a GitHub
-// window gives nothing back before its reset, so remaining 0 blocks the
-// service until it. A service with no
+// remaining 0 blocks the service until the first unit is back (a limit of
+// 100 resetting in 10 s: 100 ms), then lets calls through at the rate the
+// provider refills; a GitHub window (or any reset without a window) gives
+// nothing back before its reset, so remaining 0 blocks the service until
+// it. This reads DESIGN's "remaining = 0 blocks until reset" by what each
+// provider's reset means: waiting for a refilling provider's "full again"
+// time would idle a whole window of quota it would accept. A service with no
 // configured limits learns them from the headers (quota, and the window
 // given or, failing that, the longest time-to-full seen), and until it has
 // learned anything lets only LearnConcurrency calls be in flight.

@@ -2,7 +2,6 @@ package limiter
 
 import (
 	"context"
-	crand "crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
@@ -13,8 +12,9 @@ import (
 )
 
 // Limiter schedules the requests of every agent for every configured
-// service. Create it with New. It is safe for concurrent use: one mutex
-// guards all its state, and no method does I/O or blocks while holding it.
+// service. Create it with New; the zero Limiter is not usable. It is safe
+// for concurrent use: one mutex guards all its state, and no method does
+// I/O or blocks while holding it.
 type Limiter struct {
 	mu       sync.Mutex
 	clock    Clock
@@ -78,8 +78,12 @@ type lease struct {
 	timer     Timer
 }
 
-// New returns a limiter for cfg. It fails when cfg names a service or agent
-// twice, uses an invalid name, or has a limit that could never be met.
+// New returns a limiter for cfg, timed by the real clock unless WithClock
+// says otherwise. Zero fields of cfg take the Default values; the zero
+// Config is valid and gives a limiter with no services, whose acquires fail
+// with CodeUnknownService until Reconfigure adds some. New fails when cfg
+// names a service or agent twice, uses an invalid name, or has a limit that
+// could never be met.
 func New(cfg Config, opts ...Option) (*Limiter, error) {
 	var o options
 	for _, opt := range opts {
@@ -91,8 +95,12 @@ func New(cfg Config, opts ...Option) (*Limiter, error) {
 	if err := validateConfig(cfg); err != nil {
 		return nil, fmt.Errorf("limiter config: %w", err)
 	}
+	// The runtime seeds math/rand/v2's global source from the OS when the
+	// process starts: lease IDs are unguessable without I/O here.
 	var seed [32]byte
-	_, _ = crand.Read(seed[:]) // never fails on supported platforms
+	for i := 0; i < len(seed); i += 8 {
+		binary.LittleEndian.PutUint64(seed[i:], rand.Uint64())
+	}
 	l := &Limiter{
 		clock:    o.clock,
 		rng:      rand.New(rand.NewChaCha8(seed)),

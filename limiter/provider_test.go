@@ -1,6 +1,7 @@
 package limiter_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -236,6 +237,102 @@ func TestBudgetRefill(t *testing.T) {
 			r.poll(false)
 			if n := len(r.leases); n != tc.want {
 				t.Errorf("%d grants %v after remaining 0, want %d", n, tc.at, tc.want)
+			}
+		})
+	}
+}
+
+// Rule 4, remaining = 0, per dialect, from the providers' own headers: the
+// service is blocked at once. A fixed window (GitHub, or IETF fields
+// without a window) stays blocked until its reset. A refilling limit
+// (OpenAI and Anthropic, whose reset means "full again at", and IETF with a
+// window) stays blocked until its first unit is back, reset/limit after the
+// observation, and not a moment before.
+func TestRemainingZeroBlocks(t *testing.T) {
+	reset := 10 * time.Second
+	at := t0.Add(reset)
+	tests := []struct {
+		name    string
+		dialect string
+		status  int
+		header  map[string]string
+		open    time.Duration // when the first waiter is granted
+		refills bool          // then exactly one is, the next a unit later
+	}{
+		{"openai", "openai", 200, map[string]string{
+			"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "10s",
+		}, 100 * time.Millisecond, true},
+		{"openai 429", "openai", 429, map[string]string{
+			"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "10s",
+			"retry-after-ms": "100",
+		}, 100 * time.Millisecond, true},
+		{"anthropic", "anthropic", 200, map[string]string{
+			"anthropic-ratelimit-requests-limit": "100", "anthropic-ratelimit-requests-remaining": "0",
+			"anthropic-ratelimit-requests-reset": at.Format(time.RFC3339),
+		}, 100 * time.Millisecond, true},
+		{"ietf with a window", "ietf", 200, map[string]string{
+			"RateLimit-Policy": `"burst";q=100;w=10`, "RateLimit": `"burst";r=0;t=10`,
+		}, 100 * time.Millisecond, true},
+		{"ietf without a window", "ietf", 200, map[string]string{
+			"RateLimit-Limit": "100", "RateLimit-Remaining": "0", "RateLimit-Reset": "10",
+		}, reset, false},
+		{"github", "github", 200, map[string]string{
+			"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "x-ratelimit-used": "100",
+			"x-ratelimit-reset": strconv.FormatInt(at.Unix(), 10), "x-ratelimit-resource": "core",
+		}, reset, false},
+		{"github 403", "github", 403, map[string]string{
+			"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "x-ratelimit-used": "100",
+			"x-ratelimit-reset": strconv.FormatInt(at.Unix(), 10), "x-ratelimit-resource": "core",
+		}, reset, false},
+		{"any dialect, github's headers", "", 200, map[string]string{
+			"x-ratelimit-limit": "100", "x-ratelimit-remaining": "0", "x-ratelimit-reset": strconv.FormatInt(at.Unix(), 10),
+		}, reset, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// The configured 2h ledger has room and paces nothing: the
+			// headers alone hold the service back.
+			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{
+				{Name: "s", Limits: []limiter.Policy{pol(1000, limiter.Requests, 2*time.Hour)}, Dialect: tc.dialect},
+			}})
+			if _, err := l.Report(limiter.Report{Agent: "x", Service: "s", Status: tc.status, Header: tc.header}); err != nil {
+				t.Fatal(err)
+			}
+			if st := serviceStatus(t, l, "s"); st.Limits[0].Remaining != 0 {
+				t.Errorf("status remaining %d after remaining 0, want 0", st.Limits[0].Remaining)
+			}
+			_, err := l.Submit(limiter.Request{Agent: "a", Service: "s"})
+			refused(t, err, limiter.ReasonCooldown)
+			r := &runner{t: t, l: l, clk: clk}
+			for range 20 {
+				r.add(submit(t, l, limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour}))
+			}
+			clk.Advance(tc.open - time.Millisecond)
+			r.poll(false)
+			if n := len(r.leases); n != 0 {
+				t.Fatalf("%d granted %v after remaining 0, before the service opens at %v", n, clk.Now().Sub(t0), tc.open)
+			}
+			clk.Advance(2 * time.Millisecond) // wake-ups are rounded up a hair
+			r.poll(false)
+			n := len(r.leases)
+			switch {
+			case n == 0:
+				t.Fatalf("nothing granted at %v", tc.open)
+			case tc.refills && n != 1:
+				t.Fatalf("%d granted when the first unit came back, want 1", n)
+			}
+			if tc.refills {
+				// Then one a unit (100 ms) later: paced by the refill.
+				clk.Advance(tc.open - 2*time.Millisecond)
+				r.poll(false)
+				if n := len(r.leases); n != 1 {
+					t.Fatalf("%d granted before the second unit was back, want 1", n)
+				}
+				clk.Advance(2 * time.Millisecond)
+				r.poll(false)
+				if n := len(r.leases); n != 2 {
+					t.Fatalf("%d granted when the second unit was back, want 2", n)
+				}
 			}
 		})
 	}
