@@ -12,8 +12,10 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -40,7 +42,7 @@ type cli struct {
 	Status  statusCmd  `cmd:"" help:"Show every service's limits, what is left, queues and cooldowns, and every agent."`
 	Acquire acquireCmd `cmd:"" help:"Ask permission for one call, as an agent would. Prints the lease; exits 75 when refused."`
 	Report  reportCmd  `cmd:"" help:"Tell the daemon what the provider answered to a call (ends the lease)."`
-	Pause   pauseCmd   `cmd:"" help:"Pause a service or an agent: its requests are refused with reason \"paused\" until resumed."`
+	Pause   pauseCmd   `cmd:"" help:"Pause a service or an agent: its requests are refused with reason \"paused\" until resumed. The pause survives a restart."`
 	Resume  resumeCmd  `cmd:"" help:"Resume a paused service or agent."`
 	Run     runCmd     `cmd:"" help:"Run a command with its SDKs pointed at quotabar's HTTP proxy (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, ...): quotabar run --agent NAME -- COMMAND ARGS..."`
 	Socket  socketCmd  `cmd:"" help:"Print the socket path clients use."`
@@ -240,9 +242,38 @@ type acquireCmd struct {
 	Tokens       int64         `placeholder:"N" help:"Estimated tokens (prompt plus max_tokens); 'report --usage-tokens' corrects it."`
 	InputTokens  int64         `name:"input-tokens" placeholder:"N" help:"Estimated input tokens."`
 	OutputTokens int64         `name:"output-tokens" placeholder:"N" help:"Estimated output tokens."`
-	Priority     string        `enum:"high,normal,low," default:"" help:"high, normal or low (default: the agent's configured priority)."`
+	Priority     string        `placeholder:"high|normal|low" help:"Priority of this call (default: the agent's configured priority, else normal)."`
 	Wait         time.Duration `default:"60s" help:"How long the daemon may queue the request, at most 10m; 0 answers at once."`
 	JSON         bool          `name:"json" help:"Print the granted answer as JSON."`
+}
+
+// maxWait is the longest --wait the daemon accepts (API.md: max_wait_ms at
+// most 600000).
+const maxWait = 10 * time.Minute
+
+// Validate checks the flags before the daemon is asked, so that a mistake is
+// named as the flag the person typed, not as a wire field.
+func (c *acquireCmd) Validate() error {
+	switch c.Priority {
+	case "", "high", "normal", "low":
+	default:
+		return fmt.Errorf("--priority %q: use high, normal or low", c.Priority)
+	}
+	if c.Wait < 0 || c.Wait > maxWait {
+		return fmt.Errorf("--wait %v: use 0 (answer at once) up to %v", c.Wait, shortDuration(maxWait))
+	}
+	return nonNegative(map[string]*int64{"--requests": &c.Requests, "--tokens": &c.Tokens,
+		"--input-tokens": &c.InputTokens, "--output-tokens": &c.OutputTokens})
+}
+
+// nonNegative checks counts given as flags; nil entries were not given.
+func nonNegative(flags map[string]*int64) error {
+	for _, name := range slices.Sorted(maps.Keys(flags)) {
+		if n := flags[name]; n != nil && *n < 0 {
+			return fmt.Errorf("%s %d: a count cannot be negative", name, *n)
+		}
+	}
+	return nil
 }
 
 func (c *acquireCmd) Run(g *globals) error {
@@ -266,6 +297,9 @@ func (c *acquireCmd) Run(g *globals) error {
 	var refused *ipc.Refused
 	if errors.As(err, &refused) {
 		msg := fmt.Sprintf("refused: %s; retry in %s", refused.Reason, shortDuration(refused.RetryAfter))
+		if why := refusalHints[refused.Reason]; why != "" {
+			msg += "\n" + why
+		}
 		if f := refused.Fallback; f != nil {
 			if f.Enabled {
 				msg += fmt.Sprintf("\nthe web fallback is on: POST %s", f.Open)
@@ -290,6 +324,15 @@ func (c *acquireCmd) Run(g *globals) error {
 	return nil
 }
 
+// refusalHints say what a refusal's reason means for the person at the
+// terminal, and where to look.
+var refusalHints = map[string]string{
+	"cooldown": "the provider said the service's limit is spent; every agent waits until the cooldown ends",
+	"timeout":  "no grant within --wait: the service's quota is taken ('quotabar status' shows what is left)",
+	"paused":   "the service or this agent is paused ('quotabar status' shows which; 'quotabar resume' lifts it)",
+	"shed":     "the service's queue is full (queue_limit in the configuration)",
+}
+
 type reportCmd struct {
 	Lease             string            `help:"The lease to end (from acquire)."`
 	Agent             string            `help:"Agent name (needed without --lease)."`
@@ -307,7 +350,11 @@ func (c *reportCmd) Validate() error {
 	if c.Lease == "" && (c.Agent == "" || c.Service == "") {
 		return errors.New("give --lease, or --agent and --service to report a call made without a lease")
 	}
-	return nil
+	if c.Status != 0 && (c.Status < 100 || c.Status > 599) {
+		return fmt.Errorf("--status %d: give the provider's HTTP status, 100 to 599", c.Status)
+	}
+	return nonNegative(map[string]*int64{"--usage-tokens": c.UsageTokens, "--usage-input-tokens": c.UsageInputTokens,
+		"--usage-output-tokens": c.UsageOutputTokens, "--usage-requests": c.UsageRequests})
 }
 
 func (c *reportCmd) Run(g *globals) error {
@@ -347,47 +394,68 @@ func (c *reportCmd) serviceName() string {
 	return "the service"
 }
 
-// Target is the `service NAME` / `agent NAME` argument of pause and resume.
-// It is exported because kong only fills embedded structs it can set.
-type Target struct {
-	Service struct {
-		Name string `arg:"" help:"Service name, as configured."`
-	} `cmd:"" help:"A service: every agent's requests to it."`
-	Agent struct {
-		Name string `arg:"" help:"Agent name; one not seen yet is registered, so an agent can be paused before it starts."`
-	} `cmd:"" help:"An agent: its requests to every service."`
+// pauseCmd and resumeCmd have one subcommand per kind of target, each with
+// its own Run: kong then insists on one of them, so a bare `quotabar pause`
+// is a usage error rather than a request with an empty name.
+type pauseCmd struct {
+	Service pauseServiceCmd `cmd:"" help:"Pause a service: every agent's requests to it are refused with reason \"paused\"."`
+	Agent   pauseAgentCmd   `cmd:"" help:"Pause an agent: its requests to every service are refused with reason \"paused\"."`
 }
 
-type pauseCmd struct{ Target }
+type resumeCmd struct {
+	Service resumeServiceCmd `cmd:"" help:"Resume a paused service."`
+	Agent   resumeAgentCmd   `cmd:"" help:"Resume a paused agent."`
+}
 
-func (c *pauseCmd) Run(k *kong.Context, g *globals) error { return c.set(k, g, true) }
+type pauseServiceCmd struct {
+	Name string `arg:"" help:"Service name, as configured."`
+}
 
-type resumeCmd struct{ Target }
+type resumeServiceCmd struct {
+	Name string `arg:"" help:"Service name, as configured."`
+}
 
-func (c *resumeCmd) Run(k *kong.Context, g *globals) error { return c.set(k, g, false) }
+type pauseAgentCmd struct {
+	Name string `arg:"" help:"Agent name; one not seen yet is registered, so an agent can be paused before it starts."`
+}
 
-func (t *Target) set(k *kong.Context, g *globals, paused bool) error {
+type resumeAgentCmd struct {
+	Name string `arg:"" help:"Agent name."`
+}
+
+func (c *pauseServiceCmd) Run(g *globals) error  { return setServicePaused(g, c.Name, true) }
+func (c *resumeServiceCmd) Run(g *globals) error { return setServicePaused(g, c.Name, false) }
+func (c *pauseAgentCmd) Run(g *globals) error    { return setAgentPaused(g, c.Name, true) }
+func (c *resumeAgentCmd) Run(g *globals) error   { return setAgentPaused(g, c.Name, false) }
+
+func pausedWord(paused bool) string {
+	if paused {
+		return "paused"
+	}
+	return "resumed"
+}
+
+func setServicePaused(g *globals, name string, paused bool) error {
 	cl, socket, err := g.client()
 	if err != nil {
 		return err
 	}
-	verb := "resumed"
-	if paused {
-		verb = "paused"
-	}
-	ctx := context.Background()
-	// The selected leaf command is "pause service <name>" or "pause agent <name>".
-	if strings.Contains(k.Command(), "service") {
-		if _, err := cl.SetServicePaused(ctx, t.Service.Name, paused); err != nil {
-			return clientError(err, socket)
-		}
-		fmt.Printf("service %s %s\n", t.Service.Name, verb)
-		return nil
-	}
-	if _, err := cl.UpdateAgent(ctx, t.Agent.Name, ipc.AgentUpdate{Paused: &paused}); err != nil {
+	if _, err := cl.SetServicePaused(context.Background(), name, paused); err != nil {
 		return clientError(err, socket)
 	}
-	fmt.Printf("agent %s %s\n", t.Agent.Name, verb)
+	fmt.Printf("service %s %s\n", name, pausedWord(paused))
+	return nil
+}
+
+func setAgentPaused(g *globals, name string, paused bool) error {
+	cl, socket, err := g.client()
+	if err != nil {
+		return err
+	}
+	if _, err := cl.UpdateAgent(context.Background(), name, ipc.AgentUpdate{Paused: &paused}); err != nil {
+		return clientError(err, socket)
+	}
+	fmt.Printf("agent %s %s\n", name, pausedWord(paused))
 	return nil
 }
 
@@ -446,6 +514,9 @@ func (c *configCheckCmd) Run(g *globals) error {
 		return err
 	}
 	cfg, err := app.LoadConfig(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("there is no configuration file at %s; 'quotabar config init' writes the default one (the app also does on first start)", path)
+	}
 	var errs app.ConfigErrors
 	if errors.As(err, &errs) {
 		return &exitError{code: 1, msg: errs.Error()}
@@ -460,8 +531,16 @@ func (c *configCheckCmd) Run(g *globals) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	l.Close()
-	fmt.Printf("OK: %s (%d services, %d agents)\n", path, len(cfg.Services), len(cfg.Agents))
+	fmt.Printf("OK: %s (%s, %s)\n", path, count(len(cfg.Services), "service"), count(len(cfg.Agents), "agent"))
 	return nil
+}
+
+// count writes n and the noun, plural unless n is 1.
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 type versionCmd struct{}

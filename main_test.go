@@ -268,8 +268,8 @@ func TestHelp(t *testing.T) {
 	e := newEnv(t)
 	for _, args := range [][]string{
 		{}, {"serve"}, {"status"}, {"acquire"}, {"report"}, {"pause"}, {"pause", "service"},
-		{"pause", "agent"}, {"resume"}, {"socket"}, {"config"}, {"config", "path"},
-		{"config", "init"}, {"config", "check"}, {"version"},
+		{"pause", "agent"}, {"resume"}, {"resume", "service"}, {"resume", "agent"}, {"run"},
+		{"socket"}, {"config"}, {"config", "path"}, {"config", "init"}, {"config", "check"}, {"version"},
 	} {
 		t.Run(strings.Join(append([]string{"quotabar"}, args...), " "), func(t *testing.T) {
 			out := e.must(t, append(args, "--help")...)
@@ -326,6 +326,11 @@ func TestConfigCommands(t *testing.T) {
 	}
 	if out := e.must(t, "--config", fresh, "config", "check"); !strings.HasPrefix(out, "OK: "+fresh) {
 		t.Errorf("config check of the default config: %q", out)
+	}
+
+	missing := filepath.Join(t.TempDir(), "none.toml")
+	if r := e.run(t, "--config", missing, "config", "check"); r.code != 1 || !strings.Contains(r.stderr, "no configuration file at "+missing) || !strings.Contains(r.stderr, "config init") {
+		t.Errorf("config check of a missing file: exit %d, %q; want 1, naming the file and 'config init'", r.code, r.stderr)
 	}
 
 	bad := "[services.a]\nlimits = [\"1 requests/1m\", \"2 reqs/1m\"]\n[agents.b]\npriority = \"urgent\"\n"
@@ -388,8 +393,17 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		{"bad agent name", []string{"acquire", "--agent", "a b", "--service", "svc"}, 1, "agent"},
 		{"unknown lease", []string{"report", "--lease", "l_nope"}, 1, "l_nope"},
 		{"report needs a lease or names", []string{"report", "--status", "200"}, 80, "--lease"},
-		{"bad priority", []string{"acquire", "--agent", "ag", "--service", "svc", "--priority", "urgent"}, 80, "--priority"},
+		{"bad priority", []string{"acquire", "--agent", "ag", "--service", "svc", "--priority", "urgent"}, 80, `--priority "urgent": use high, normal or low`},
+		{"wait over 10m", []string{"acquire", "--agent", "ag", "--service", "svc", "--wait", "11m"}, 80, "--wait 11m0s: use 0 (answer at once) up to 10m"},
+		{"negative wait", []string{"acquire", "--agent", "ag", "--service", "svc", "--wait=-1s"}, 80, "--wait -1s"},
+		{"negative tokens", []string{"acquire", "--agent", "ag", "--service", "svc", "--tokens=-5"}, 80, "--tokens -5: a count cannot be negative"},
+		{"negative usage", []string{"report", "--lease", "l_x", "--usage-tokens=-5"}, 80, "--usage-tokens -5"},
+		{"report status out of range", []string{"report", "--lease", "l_x", "--status", "999"}, 80, "--status 999"},
 		{"bad agent name", []string{"pause", "agent", "a b"}, 1, "agent"},
+		// Without service or agent, pause must not send a request.
+		{"pause without a target", []string{"pause"}, 80, `expected one of "service", "agent"`},
+		{"resume without a target", []string{"resume"}, 80, `expected one of "service", "agent"`},
+		{"pause a service without a name", []string{"pause", "service"}, 80, "<name>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -405,7 +419,7 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		t.Errorf("pause printed %q", out)
 	}
 	r := e.run(t, "acquire", "--agent", "ag", "--service", "svc", "--wait", "0")
-	if r.code != exitRefused || !strings.Contains(r.stderr, "refused: paused") {
+	if r.code != exitRefused || !strings.Contains(r.stderr, "refused: paused") || !strings.Contains(r.stderr, "quotabar resume") {
 		t.Errorf("acquire on a paused service: exit %d, %q; want 75, 'refused: paused'", r.code, r.stderr)
 	}
 	e.must(t, "resume", "service", "svc")
