@@ -2,6 +2,7 @@ package limiter_test
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -197,6 +198,56 @@ func TestReserveOnlyAtHead(t *testing.T) {
 			}
 			if got := serviceStatus(t, l, "s").Limits[0].Remaining; got != 100-tc.each {
 				t.Errorf("remaining %d after the head's grant, want %d", got, 100-tc.each)
+			}
+		})
+	}
+}
+
+// Every call counts one request unless its cost names requests itself; a
+// report of a call made without asking is charged the same way.
+func TestRequestCost(t *testing.T) {
+	tests := []struct {
+		name          string
+		report        bool // charged by a report without a lease
+		cost          limiter.Cost
+		wantRequests  int64
+		wantTokens    int64
+		wantLeaseCost limiter.Cost
+	}{
+		{"nil cost", false, nil, 1, 0, limiter.Cost{limiter.Requests: 1}},
+		{"empty cost", false, limiter.Cost{}, 1, 0, limiter.Cost{limiter.Requests: 1}},
+		{"tokens only", false, limiter.Cost{limiter.Tokens: 100}, 1, 100, limiter.Cost{limiter.Requests: 1, limiter.Tokens: 100}},
+		{"a batch of requests", false, limiter.Cost{limiter.Requests: 3, limiter.Tokens: 10}, 3, 10, limiter.Cost{limiter.Requests: 3, limiter.Tokens: 10}},
+		{"requests named zero", false, limiter.Cost{limiter.Requests: 0, limiter.Tokens: 10}, 0, 10, limiter.Cost{limiter.Requests: 0, limiter.Tokens: 10}},
+		{"report without usage", true, nil, 1, 0, nil},
+		{"report of tokens only", true, limiter.Cost{limiter.Tokens: 40}, 1, 40, nil},
+		{"report naming requests", true, limiter.Cost{limiter.Requests: 2, limiter.Tokens: 40}, 2, 40, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Windows over an hour are not paced: the ledgers alone count.
+			l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{
+				svcCfg("s", pol(100, limiter.Requests, 2*time.Hour), pol(1000, limiter.Tokens, 2*time.Hour)),
+			}})
+			if tc.report {
+				if _, err := l.Report(limiter.Report{Agent: "a", Service: "s", Status: 200, Usage: tc.cost}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				ls, ok := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "s", Cost: tc.cost}))
+				if !ok {
+					t.Fatal("not granted")
+				}
+				if !maps.Equal(ls.Cost, tc.wantLeaseCost) {
+					t.Errorf("lease cost %v, want %v", ls.Cost, tc.wantLeaseCost)
+				}
+			}
+			st := serviceStatus(t, l, "s")
+			if got := 100 - st.Limits[0].Remaining; got != tc.wantRequests {
+				t.Errorf("%d requests charged, want %d", got, tc.wantRequests)
+			}
+			if got := 1000 - st.Limits[1].Remaining; got != tc.wantTokens {
+				t.Errorf("%d tokens charged, want %d", got, tc.wantTokens)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package limiter_test
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -113,14 +114,41 @@ func TestFairQueueing(t *testing.T) {
 		},
 		{
 			name:   "FIFO within an agent",
-			agents: []agentLoad{{"a", 1, 100, 0}, {"b", 1, 100, 0}},
+			agents: []agentLoad{{"a", 1, 200, 0}, {"b", 1, 200, 0}},
 			check: func(t *testing.T, by map[string][]limiter.Lease) {
 				for _, n := range []string{"a", "b"} {
+					// by holds the leases in the agent's order of asking,
+					// and a grant a second: each strictly after the last.
+					if len(by[n]) < 100 {
+						t.Fatalf("agent %s got %d grants", n, len(by[n]))
+					}
 					for i := 1; i < len(by[n]); i++ {
-						if by[n][i].GrantedAt.Before(by[n][i-1].GrantedAt) || by[n][i].Waited < by[n][i-1].Waited-time.Second {
-							t.Fatalf("agent %s: request %d granted before request %d", n, i, i-1)
+						if !by[n][i].GrantedAt.After(by[n][i-1].GrantedAt) {
+							t.Fatalf("agent %s: request %d granted at %v, not after request %d at %v",
+								n, i, by[n][i].GrantedAt.Sub(t0), i-1, by[n][i-1].GrantedAt.Sub(t0))
 						}
 					}
+				}
+			},
+		},
+		{
+			// Work-conserving: an agent alone may use the whole service.
+			name:   "an agent alone uses everything",
+			agents: []agentLoad{{"solo", 1, 400, 0}},
+			check: func(t *testing.T, by map[string][]limiter.Lease) {
+				// One a second, less the 1% transit margin of each window.
+				if got := len(by["solo"]); got < 295 {
+					t.Errorf("a lone agent got %d grants in 300 one-a-second slots, want at least 295", got)
+				}
+			},
+		},
+		{
+			// Work-conserving: what a light agent leaves, the heavy one uses.
+			name:   "a heavy agent takes what a light one leaves",
+			agents: []agentLoad{{"heavy", 1, 1000, 0}, {"light", 1, 0, 10 * time.Second}},
+			check: func(t *testing.T, by map[string][]limiter.Lease) {
+				if got := len(by["heavy"]) + len(by["light"]); got < 295 || len(by["light"]) < 29 {
+					t.Errorf("heavy %d + light %d grants in 300 slots, want at least 295 with all 30 of light's", len(by["heavy"]), len(by["light"]))
 				}
 			},
 		},
@@ -133,12 +161,18 @@ func TestFairQueueing(t *testing.T) {
 			}
 			l, clk := newLim(t, cfg)
 			r := &runner{t: t, l: l, clk: clk}
-			// order[i] is the submit index of agent i's requests, for FIFO.
+			// asked holds each agent's requests in the order it asked.
+			asked := map[string][]*limiter.Pending{}
+			ask := func(agent string) {
+				p := submit(t, l, limiter.Request{Agent: agent, Service: "s", MaxWait: time.Hour})
+				r.add(p)
+				asked[agent] = append(asked[agent], p)
+			}
 			for i := 0; ; i++ {
 				more := false
 				for _, a := range tc.agents {
 					if i < a.backlog {
-						r.add(submit(t, l, limiter.Request{Agent: a.name, Service: "s", MaxWait: time.Hour}))
+						ask(a.name)
 						more = true
 					}
 				}
@@ -150,16 +184,30 @@ func TestFairQueueing(t *testing.T) {
 			for s := time.Duration(0); s < run; s += time.Second {
 				for _, a := range tc.agents {
 					if a.every > 0 && s%a.every == 0 {
-						r.add(submit(t, l, limiter.Request{Agent: a.name, Service: "s", MaxWait: time.Hour}))
+						ask(a.name)
 					}
 				}
 				r.poll(true)
 				clk.Advance(time.Second)
 			}
 			r.poll(true)
+			// Each agent's grants in its order of asking. The granted ones
+			// must be the first it asked: a later request granted while
+			// an earlier one still waits breaks FIFO.
 			by := map[string][]limiter.Lease{}
-			for _, ls := range r.leases {
-				by[ls.Agent] = append(by[ls.Agent], ls)
+			for agent, ps := range asked {
+				waiting := -1
+				for i, p := range ps {
+					ls, ok := granted(t, p)
+					switch {
+					case !ok && waiting < 0:
+						waiting = i
+					case ok && waiting >= 0:
+						t.Fatalf("agent %s: request %d granted while its request %d still waits", agent, i, waiting)
+					case ok:
+						by[agent] = append(by[agent], ls)
+					}
+				}
 			}
 			tc.check(t, by)
 		})
@@ -229,6 +277,58 @@ func TestQueueLimitSheds(t *testing.T) {
 			}
 			if st := serviceStatus(t, l, "s"); st.Queued != limit || st.Refused != 1 {
 				t.Errorf("queued %d refused %d, want %d and 1", st.Queued, st.Refused, limit)
+			}
+		})
+	}
+}
+
+// Aging is per level: a passed-over level gets one request through every
+// MaxAging (plus the slot it then waits for), so its k-th request waits
+// about k times the bound, never forever, and the high backlog keeps the
+// rest.
+func TestAgingServesLevelEveryBound(t *testing.T) {
+	tests := []struct {
+		name     string
+		maxAging time.Duration
+		lows     []string // agents of the low requests, in order of asking
+	}{
+		{"one agent, 5s", 5 * time.Second, []string{"bg", "bg", "bg", "bg"}},
+		{"two agents, 8s", 8 * time.Second, []string{"bg1", "bg2", "bg1", "bg2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Second))},
+				MaxAging: tc.maxAging,
+			})
+			r := &runner{t: t, l: l, clk: clk}
+			for range 200 {
+				r.add(submit(t, l, limiter.Request{Agent: "boss", Service: "s", Priority: limiter.High, MaxWait: time.Hour}))
+			}
+			clk.Advance(500 * time.Millisecond)
+			var lows []*limiter.Pending
+			for _, a := range tc.lows {
+				lows = append(lows, submit(t, l, limiter.Request{Agent: a, Service: "s", Priority: limiter.Low, MaxWait: time.Hour}))
+			}
+			r.run(time.Duration(len(tc.lows)+2)*(tc.maxAging+time.Second), 100*time.Millisecond, true)
+			var waits []time.Duration
+			for k, p := range lows {
+				ls, ok := granted(t, p)
+				if !ok {
+					t.Fatalf("low request %d never granted (waits so far %v)", k+1, waits)
+				}
+				waits = append(waits, ls.Waited)
+			}
+			slices.Sort(waits) // fair queueing decides which low goes first
+			for k, w := range waits {
+				lo := time.Duration(k+1)*tc.maxAging - time.Second
+				hi := time.Duration(k+1) * (tc.maxAging + time.Second)
+				if w < lo || w > hi {
+					t.Errorf("low grant %d waited %v, want between %v and %v", k+1, w, lo, hi)
+				}
+			}
+			if high := len(r.leases); high < 2*int(tc.maxAging/time.Second) {
+				t.Errorf("the high backlog got only %d grants", high)
 			}
 		})
 	}
