@@ -1,7 +1,10 @@
 package limiter
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -48,4 +51,55 @@ func (l *Limiter) SetParser(f func(dialect string, h map[string]string, now time
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.parse = f
+}
+
+// Books renders every ledger, pacer, budget, fair-queueing tag and counter
+// of the limiter, so a test can check that something left them as they
+// were. Agents that hold and counted nothing are left out (first use
+// registers an agent), and so is the grant sequence, which waiters also
+// draw from.
+func (l *Limiter) Books() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	ledgers := func(ds []*ledger) {
+		for _, d := range ds {
+			fmt.Fprintf(&b, "  ledger %v cap=%d used=%d log=%d pace=%v/%v@%v pacedUntil=%v\n",
+				d.policy, d.cap, d.used, len(d.log), d.pace.tokens, d.pace.burst, d.pace.last, d.pacedUntil)
+		}
+	}
+	for _, s := range l.sortedServices() {
+		fmt.Fprintf(&b, "service %s queued=%d inFlight=%d granted=%d refused=%d 429=%d cooldown=%v/%d backoff=%d recent=%d paused=%v wake=%v\n",
+			s.name, s.queued, s.inFlight, s.granted, s.refused, s.provider429, s.cooldownUntil, s.cooldownSeq, s.backoff, len(s.recent), s.paused, s.wakeAt)
+		ledgers(s.policies)
+		ledgers(s.learned)
+		for _, bg := range s.budgets {
+			fmt.Fprintf(&b, "  budget %+v\n", *bg)
+		}
+		for ci, c := range s.classes {
+			fmt.Fprintf(&b, "  class %d vtime=%v active=%d\n", ci, c.vtime, len(c.active))
+			var names []string
+			for a, f := range c.flows {
+				names = append(names, fmt.Sprintf("    flow %s q=%d last=%v aged=%v\n", a.name, len(f.q), f.lastFinish, f.agedFinish))
+			}
+			slices.Sort(names)
+			b.WriteString(strings.Join(names, ""))
+		}
+	}
+	var names []string
+	for n := range l.agents {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		a := l.agents[n]
+		if a.queued == 0 && a.inFlight == 0 && a.granted == 0 && a.refused == 0 && len(a.caps) == 0 && !a.paused && a.prio == PriorityUnset {
+			continue
+		}
+		fmt.Fprintf(&b, "agent %s queued=%d inFlight=%d granted=%d refused=%d paused=%v prio=%v\n",
+			n, a.queued, a.inFlight, a.granted, a.refused, a.paused, a.prio)
+		ledgers(a.caps)
+	}
+	fmt.Fprintf(&b, "leases=%d\n", len(l.leases))
+	return b.String()
 }

@@ -165,7 +165,7 @@ func TestCancelLeavesNoTrace(t *testing.T) {
 				}
 			}
 			clk.Advance(time.Second)
-			before := l.Status()
+			before, booksBefore, timersBefore := l.Status(), l.Books(), clk.Pending()
 
 			const n = 1000
 			ch, stop := l.Subscribe()
@@ -198,6 +198,14 @@ func TestCancelLeavesNoTrace(t *testing.T) {
 			}
 			if d := diffStatus(before, after); d != "" {
 				t.Errorf("status changed by cancelled waiters: %s", d)
+			}
+			// Inside too: every ledger, pacer, budget, fair-queueing tag
+			// and counter, and no timer left behind.
+			if got := l.Books(); got != booksBefore {
+				t.Errorf("books changed by cancelled waiters:\nbefore\n%s\nafter\n%s", booksBefore, got)
+			}
+			if got := clk.Pending(); got != timersBefore {
+				t.Errorf("%d timers pending after the cancellations, %d before", got, timersBefore)
 			}
 			// And the next request is served exactly as before.
 			if _, ok := granted(t, submit(t, l, limiter.Request{Agent: "a1", Service: "s", Cost: limiter.Cost{limiter.Requests: 1, limiter.Tokens: 100}})); !ok {
