@@ -410,14 +410,14 @@ func startDetached(name string, args ...string) error {
 	return nil
 }
 
-// copyText puts s on the clipboard with the platform's clipboard tool.
+// copyText puts s on the clipboard with the platform's clipboard tool. On
+// Linux the session's kind picks the order: a GNOME or KDE machine often has
+// both wl-copy and xclip, and each fails outside its own kind of session, so
+// a tool that fails hands over to the next one.
 func copyText(s string) error {
-	tools := [][]string{{"pbcopy"}}
-	if runtime.GOOS != "darwin" {
-		tools = [][]string{{"wl-copy"}, {"xclip", "-selection", "clipboard"}, {"xsel", "--clipboard", "--input"}}
-	}
 	var names []string
-	for _, tool := range tools {
+	var errs []error
+	for _, tool := range clipboardTools() {
 		if _, err := exec.LookPath(tool[0]); err != nil {
 			names = append(names, tool[0])
 			continue
@@ -427,9 +427,26 @@ func copyText(s string) error {
 		cmd := exec.Command(tool[0], tool[1:]...)
 		cmd.Stdin = strings.NewReader(s)
 		if err := cmd.Run(); err != nil {
-			return fmt.Errorf("%s: %w", tool[0], err)
+			errs = append(errs, fmt.Errorf("%s: %w", tool[0], err))
+			continue
 		}
 		return nil
 	}
+	if len(errs) > 0 {
+		return fmt.Errorf("copying to the clipboard: %w", errors.Join(errs...))
+	}
 	return errors.New("no clipboard tool found; install one of " + strings.Join(names, ", "))
+}
+
+// clipboardTools lists the clipboard commands to try, best first.
+func clipboardTools() [][]string {
+	if runtime.GOOS == "darwin" {
+		return [][]string{{"pbcopy"}}
+	}
+	wayland := []string{"wl-copy"}
+	x11 := [][]string{{"xclip", "-selection", "clipboard"}, {"xsel", "--clipboard", "--input"}}
+	if os.Getenv("WAYLAND_DISPLAY") != "" {
+		return append([][]string{wayland}, x11...) // XWayland serves xclip too
+	}
+	return append(x11, wayland)
 }

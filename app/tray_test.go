@@ -154,9 +154,16 @@ fallback = { browser = "chrome", url = "https://example.com/" }
 // startTrayApp runs the app on the bus at busAddr ("" for none).
 func startTrayApp(t *testing.T, busAddr string) *trayApp {
 	t.Helper()
+	return startTrayAppWith(t, busAddr, trayConfig)
+}
+
+// startTrayAppWith runs the app with the config file config; env is added
+// to (and overrides) the child's environment.
+func startTrayAppWith(t *testing.T, busAddr, config string, env ...string) *trayApp {
+	t.Helper()
 	dir := trayTempDir(t)
 	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(trayConfig), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	a := &trayApp{socket: filepath.Join(dir, "s.sock"), dir: dir, out: &trayOutput{}, exited: make(chan struct{})}
@@ -170,6 +177,7 @@ func startTrayApp(t *testing.T, busAddr string) *trayApp {
 		"QUOTABAR_CONFIG="+cfg,
 		"QUOTABAR_STATE_DIR="+filepath.Join(dir, "state"),
 	)
+	a.cmd.Env = append(a.cmd.Env, env...)
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -309,7 +317,10 @@ func decodeMenuNode(v []any) (menuNode, error) {
 }
 
 // dbusMenu is the registered item's dbusmenu, read as a panel reads it.
-type dbusMenu struct{ obj dbus.BusObject }
+type dbusMenu struct {
+	obj  dbus.BusObject // the menu
+	item dbus.BusObject // the StatusNotifierItem that has it
+}
 
 func (m dbusMenu) layout() (menuNode, error) {
 	var rev uint32
@@ -365,7 +376,7 @@ func registeredMenu(t *testing.T, conn *dbus.Conn, w *snHost) dbusMenu {
 	if !ok {
 		t.Fatalf("Menu property is %T", v.Value())
 	}
-	return dbusMenu{obj: conn.Object(name, mp)}
+	return dbusMenu{obj: conn.Object(name, mp), item: conn.Object(name, dbus.ObjectPath("/"+path))}
 }
 
 func TestTray(t *testing.T) {
