@@ -291,6 +291,16 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	clk.Advance(10 * time.Second)
 	before := l.Status()
+	// Every piece is there to be saved, so the round trip below can fail.
+	if s := before.Services[0]; s.Name != "conf" || !s.Paused || s.Limits[0].Remaining != 70 {
+		t.Fatalf("before: %+v, want conf paused with 70 left", s)
+	}
+	if s := before.Services[1]; s.Name != "cool" || !s.CooldownUntil.Equal(t0.Add(120*time.Second)) {
+		t.Fatalf("before: %+v, want cool cooling down for 120s", s)
+	}
+	if s := before.Services[2]; s.Name != "learn" || len(s.Limits) != 1 || s.Limits[0].Source != "headers" || s.Limits[0].Quota != 100 || s.MaxConcurrent != 0 {
+		t.Fatalf("before: %+v, want learn with a learned limit of 100 and no learning cap", s)
+	}
 	data, err := json.Marshal(l.Snapshot())
 	if err != nil {
 		t.Fatal(err)
@@ -307,13 +317,13 @@ func TestSnapshotRestore(t *testing.T) {
 	after := l2.Status()
 	for i, s := range before.Services {
 		a := after.Services[i]
-		if s.Paused != a.Paused || !s.CooldownUntil.Equal(a.CooldownUntil) || len(s.Limits) != len(a.Limits) {
+		if s.Name != a.Name || s.Paused != a.Paused || !s.CooldownUntil.Equal(a.CooldownUntil) || s.MaxConcurrent != a.MaxConcurrent || len(s.Limits) != len(a.Limits) {
 			t.Errorf("service %s: before %+v after %+v", s.Name, s, a)
 			continue
 		}
 		for j := range s.Limits {
 			x, y := s.Limits[j], a.Limits[j]
-			if x.Unit != y.Unit || x.Quota != y.Quota || x.Window != y.Window || x.Remaining != y.Remaining || !x.ResetsAt.Equal(y.ResetsAt) {
+			if x.Unit != y.Unit || x.Quota != y.Quota || x.Window != y.Window || x.Remaining != y.Remaining || !x.ResetsAt.Equal(y.ResetsAt) || x.Source != y.Source {
 				t.Errorf("service %s limit %d: before %+v after %+v", s.Name, j, x, y)
 			}
 		}
@@ -334,6 +344,26 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 	if n != 70 {
 		t.Errorf("granted %d on conf after restore, want the 70 left", n)
+	}
+	// The restored cooldown is enforced too.
+	_, err = l2.Submit(limiter.Request{Agent: "y", Service: "cool"})
+	if re := refused(t, err, limiter.ReasonCooldown); re.RetryAfter < 110*time.Second {
+		t.Errorf("retry after %v on cool after restore, want the 110s left of its cooldown", re.RetryAfter)
+	}
+
+	// Restored after the cooldown and the learned budget's reset: those
+	// are dropped, the learned limit itself is kept.
+	l3, clk3 := newLim(t, cfg)
+	clk3.Advance(3 * time.Minute)
+	if err := l3.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	if s := serviceStatus(t, l3, "cool"); !s.CooldownUntil.IsZero() {
+		t.Errorf("cool restored after its cooldown ended: cooldown until %v", s.CooldownUntil)
+	}
+	s := serviceStatus(t, l3, "learn")
+	if len(s.Limits) != 1 || s.Limits[0].Source != "headers" || s.Limits[0].Quota != 100 || s.Limits[0].Window != time.Minute || s.Limits[0].Remaining != 100 {
+		t.Errorf("learn restored later: %+v, want the learned 100/1m, all of it left", s.Limits)
 	}
 }
 
