@@ -76,6 +76,9 @@ fallback = { browser = "system", url = "http://127.0.0.1:1/" }
 [services.cool]
 limits = ["1000 requests/1m"]
 
+[services.one]
+limits = ["1 requests/1h"]
+
 [agents.ag]
 priority = "normal"
 `
@@ -517,6 +520,51 @@ func TestCrashRestoresState(t *testing.T) {
 	}
 	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
 		t.Errorf("socket left after SIGTERM: %v", err)
+	}
+}
+
+// TestSigtermAnswersWaitersAndSaves stops a daemon that has a request
+// waiting: the waiting agent is told 503 shutting_down, the last change is
+// saved, the socket is removed and the daemon exits 0.
+func TestSigtermAnswersWaitersAndSaves(t *testing.T) {
+	e := newEnv(t)
+	d := e.serve(t)
+	e.must(t, "acquire", "--agent", "ag", "--service", "one") // the hour's one request
+	waiter := exec.Command(binary, "acquire", "--agent", "ag", "--service", "one", "--wait", "10m")
+	waiter.Env = e.environ()
+	var stderr bytes.Buffer
+	waiter.Stderr = &stderr
+	if err := waiter.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for s, _ := findService(e.status(t), "one"); s.Queued != 1; s, _ = findService(e.status(t), "one") {
+		if time.Now().After(deadline) {
+			waiter.Process.Kill()
+			waiter.Wait()
+			t.Fatalf("the second acquire never queued: %+v", s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.must(t, "pause", "agent", "last-change")
+
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := waiter.Wait()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(stderr.String(), "shutting down") {
+		t.Errorf("the waiting acquire ended with %v, %q; want exit 1 saying the daemon is shutting down", err, stderr.String())
+	}
+	if code := d.wait(t); code != 0 {
+		t.Errorf("exit status after SIGTERM = %d, want 0", code)
+	}
+	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
+		t.Errorf("socket left after SIGTERM: %v", err)
+	}
+	st, err := app.LoadState(filepath.Join(e.stateDir, app.StateFile))
+	if err != nil || !st.Limiter.Agents["last-change"].Paused {
+		t.Errorf("the pause made just before SIGTERM was not saved: %+v, %v", st.Limiter.Agents, err)
 	}
 }
 
