@@ -349,3 +349,37 @@ func TestFallbackConfigEditClosesBrowser(t *testing.T) {
 		t.Fatalf("open after the edit = %v, want 409 fallback_disabled", err)
 	}
 }
+
+// TestFallbackWebBudget: web_limits become the limiter service
+// "<service>.web", which agents acquire per web action through the socket,
+// separately from the API's own budget.
+func TestFallbackWebBudget(t *testing.T) {
+	td := newTestDaemon(t, fallbackConfig("", `{ browser = "system", url = "http://127.0.0.1:1/chat", web_limits = ["2 requests/1h"] }`))
+	td.start(t)
+	c := td.client()
+	ctx := context.Background()
+
+	web, ok := serviceStatus(t, c, "svc.web")
+	if !ok {
+		t.Fatal("no service svc.web in /v1/status")
+	}
+	if len(web.Limits) != 1 || web.Limits[0].Quota != 2 || web.Limits[0].Unit != "requests" || web.Limits[0].WindowMS != 3600000 {
+		t.Fatalf("svc.web limits = %+v, want 2 requests per hour", web.Limits)
+	}
+	for i := range 2 {
+		if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc.web", MaxWaitMS: ipc.Wait(0)}); err != nil {
+			t.Fatalf("web action %d: %v", i+1, err)
+		}
+	}
+	_, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc.web", MaxWaitMS: ipc.Wait(0)})
+	if refused, ok := errors.AsType[*ipc.Refused](err); !ok || refused.RetryAfter <= 0 {
+		t.Fatalf("third web action = %v, want a refusal with a retry time", err)
+	}
+	// The API's budget is its own: the web actions took none of it.
+	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)}); err != nil {
+		t.Fatalf("API call after the web budget ran out: %v", err)
+	}
+	if web, _ := serviceStatus(t, c, "svc.web"); web.Counters.Granted != 2 || web.Counters.Refused != 1 {
+		t.Fatalf("svc.web counters = %+v, want 2 granted and 1 refused", web.Counters)
+	}
+}
