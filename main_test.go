@@ -79,6 +79,10 @@ limits = ["1000 requests/1m"]
 [services.one]
 limits = ["1 requests/1h"]
 
+# No limits: they are learned from the provider's headers.
+[services.learn]
+dialect = "ietf"
+
 [agents.ag]
 priority = "normal"
 `
@@ -463,9 +467,14 @@ func TestCrashRestoresState(t *testing.T) {
 	e.must(t, "pause", "agent", "worker")
 	e.must(t, "pause", "service", "svc")
 	e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "retry-after=600")
+	e.must(t, "report", "--agent", "ag", "--service", "learn", "--status", "200",
+		"-H", `RateLimit-Policy="hourly";q=100;w=3600`, "-H", `RateLimit="hourly";r=40;t=3000`)
 	c := &ipc.Client{SocketPath: e.socket}
 	defer c.CloseIdleConnections()
 	if _, err := c.SetFallback(context.Background(), "svc", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateAgent(context.Background(), "worker", ipc.AgentUpdate{Priority: "high"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -475,6 +484,7 @@ func TestCrashRestoresState(t *testing.T) {
 	for {
 		st, err := app.LoadState(path)
 		if err == nil && st.Limiter.Services["svc"].Paused && st.Limiter.Agents["worker"].Paused &&
+			st.Limiter.Agents["worker"].Priority == "high" && len(st.Limiter.Services["learn"].Limits) == 1 &&
 			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) && st.Fallback["svc"] {
 			break
 		}
@@ -498,8 +508,11 @@ func TestCrashRestoresState(t *testing.T) {
 	if s, _ := findService(st, "svc"); !s.Paused || s.Fallback == nil || !s.Fallback.Enabled {
 		t.Errorf("service pause or fallback switch not restored: paused %v, fallback %+v", s.Paused, s.Fallback)
 	}
-	if a, ok := findAgent(st, "worker"); !ok || !a.Paused {
-		t.Errorf("agent pause not restored: %+v", a)
+	if a, ok := findAgent(st, "worker"); !ok || !a.Paused || a.Priority != "high" {
+		t.Errorf("agent pause or priority not restored: %+v", a)
+	}
+	if s, _ := findService(st, "learn"); len(s.Limits) != 1 || s.Limits[0].Source != "headers" || s.Limits[0].Quota != 100 || s.Limits[0].Remaining != 40 {
+		t.Errorf("learned limit not restored: %+v", s.Limits)
 	}
 	if s, _ := findService(st, "cool"); s.CooldownUntil == nil || time.Until(*s.CooldownUntil) < 9*time.Minute {
 		t.Errorf("cooldown not restored: %v", s.CooldownUntil)
