@@ -124,7 +124,7 @@ const (
 // RefusedError is returned by Acquire when the request was not granted.
 type RefusedError struct {
 	Reason     Reason
-	RetryAfter time.Duration // jittered per agent
+	RetryAfter time.Duration // jittered per refusal, so agents refused together come back apart
 	Service    string
 	Agent      string
 }

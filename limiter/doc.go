@@ -76,8 +76,12 @@
 // by its own cap does not hold back anyone else.
 //
 // A grant is a lease that holds the reserved cost and a concurrency slot
-// until it is reported or its TTL passes. A request whose context ends
-// leaves the queue and consumes nothing.
+// until it is reported or its TTL (Config.LeaseTTL) passes. A report with
+// usage refunds or charges the difference; a report without usage, or an
+// expiry, frees the slot and leaves the estimate charged, since the call
+// was presumably made. A request whose context ends leaves the queue and
+// consumes nothing; a grant that reaches a requester already gone is taken
+// back whole.
 //
 // # Providers' headers
 //
@@ -106,5 +110,6 @@
 //
 // Snapshot and Restore carry the state worth keeping across a restart:
 // pauses and priorities set at run time, cooldowns, learned limits and
-// what is left of every limit until its reset.
+// what is left of every limit until its reset (restored as a fixed amount
+// until then, without the refill: a restart errs on the safe side).
 package limiter

@@ -49,7 +49,8 @@ func TestLeasesHoldSlots(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{
-				Services: []limiter.ServiceConfig{{Name: "s", Limits: []limiter.Policy{pol(100, limiter.Requests, time.Minute)}, MaxConcurrent: 2}},
+				// A window longer than every TTL here, so that grants stay logged.
+				Services: []limiter.ServiceConfig{{Name: "s", Limits: []limiter.Policy{pol(100, limiter.Requests, 2*time.Hour)}, MaxConcurrent: 2}},
 				LeaseTTL: tc.ttl,
 			})
 			first, ok := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "s"}))
@@ -75,6 +76,11 @@ func TestLeasesHoldSlots(t *testing.T) {
 			}
 			if ls.Waited != tc.waitFor {
 				t.Errorf("waited %v, want %v", ls.Waited, tc.waitFor)
+			}
+			// Only the slot is freed: the first call was presumably made,
+			// so its cost stays charged, reported without usage or not.
+			if got := serviceStatus(t, l, "s").Limits[0].Remaining; got != 97 {
+				t.Errorf("remaining %d, want 97 (three grants charged)", got)
 			}
 			if _, err := l.Report(limiter.Report{Lease: first.ID}); err == nil {
 				t.Error("a lease reported twice (or after expiry) was accepted")
