@@ -100,3 +100,44 @@ func TestBlockUntil(t *testing.T) {
 		t.Fatalf("%d pending", c.Pending())
 	}
 }
+
+// Stop reports whether it stopped anything: false once the callback ran or
+// was stopped already.
+func TestStopAfterRun(t *testing.T) {
+	tests := []struct {
+		name string
+		run  bool // advance past the timer first
+	}{
+		{"after it ran", true},
+		{"stopped twice", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := fakeclock.New(t0)
+			ran := 0
+			tm := c.AfterFunc(time.Second, func() { ran++ })
+			if tc.run {
+				c.Advance(time.Second)
+			} else if !tm.Stop() {
+				t.Fatal("first Stop of a pending timer returned false")
+			}
+			if tm.Stop() {
+				t.Error("Stop returned true for a timer no longer pending")
+			}
+			c.Advance(time.Hour)
+			if want := map[bool]int{true: 1, false: 0}[tc.run]; ran != want {
+				t.Errorf("callback ran %d times, want %d", ran, want)
+			}
+		})
+	}
+}
+
+// AdvanceTo never moves the clock backward.
+func TestAdvanceToPast(t *testing.T) {
+	c := fakeclock.New(t0)
+	c.Advance(time.Minute)
+	c.AdvanceTo(t0)
+	if !c.Now().Equal(t0.Add(time.Minute)) {
+		t.Errorf("Now %v after AdvanceTo the past, want it unchanged at %v", c.Now(), t0.Add(time.Minute))
+	}
+}
