@@ -45,10 +45,14 @@ func (c *Client) init() {
 		}
 		path := c.SocketPath
 		if path == "" {
-			path, c.err = SocketPath()
-			if c.err != nil {
+			var err error
+			if path, err = SocketPath(); err != nil {
+				c.err = fmt.Errorf("ipc: find the daemon's socket: %w", err)
 				return
 			}
+		}
+		if c.err = checkPathLen(path); c.err != nil {
+			return
 		}
 		c.hc = &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -258,7 +262,7 @@ func (c *Client) call(ctx context.Context, method, path string, in, out, refusal
 func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	c.init()
 	if c.err != nil {
-		return nil, fmt.Errorf("ipc: find the daemon's socket: %w", c.err)
+		return nil, c.err
 	}
 	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {

@@ -54,6 +54,15 @@ func socketPath(goos string, getenv func(string) string, home func() (string, er
 	return tmp, nil
 }
 
+// checkPathLen explains the kernel's bare EINVAL for a socket path that does
+// not fit in sun_path.
+func checkPathLen(path string) error {
+	if len(path) > maxSocketPath {
+		return fmt.Errorf("ipc: socket path %s is %d bytes; a Unix socket path may have at most %d here: set QUOTABAR_SOCKET to a shorter one", path, len(path), maxSocketPath)
+	}
+	return nil
+}
+
 // AlreadyRunningError is returned by Listen when another process is serving
 // the socket.
 type AlreadyRunningError struct {
@@ -85,6 +94,9 @@ type peer struct {
 func Listen(path string) (net.Listener, error) {
 	if path == "" {
 		return nil, errors.New("ipc: empty socket path")
+	}
+	if err := checkPathLen(path); err != nil {
+		return nil, err
 	}
 	if err := ensureDir(filepath.Dir(path)); err != nil {
 		return nil, err

@@ -32,3 +32,6 @@ func peerOf(c *net.UnixConn) (peer, error) {
 	}
 	return p, serr
 }
+
+// maxSocketPath is the longest socket path macOS binds.
+const maxSocketPath = maxDarwinSocketPath

@@ -25,3 +25,7 @@ func peerOf(c *net.UnixConn) (peer, error) {
 	}
 	return peer{UID: int(cred.Uid), PID: int(cred.Pid)}, nil
 }
+
+// maxSocketPath is the longest socket path Go binds on Linux: sun_path is
+// 108 bytes, and Go keeps the last one for the terminating NUL.
+const maxSocketPath = 107

@@ -124,6 +124,28 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 	}
 }
 
+func TestSocketPathLength(t *testing.T) {
+	dir := shortDir(t)
+	pathOf := func(n int) string { return filepath.Join(dir, strings.Repeat("s", n-len(dir)-1)) }
+
+	longest := pathOf(maxSocketPath)
+	ln, err := Listen(longest)
+	if err != nil {
+		t.Fatalf("a %d-byte path, the most the system allows: %v", len(longest), err)
+	}
+	ln.Close()
+
+	tooLong := pathOf(maxSocketPath + 1)
+	want := fmt.Sprintf("is %d bytes; a Unix socket path may have at most %d", len(tooLong), maxSocketPath)
+	if _, err := Listen(tooLong); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Listen on a %d-byte path: %v; want an error saying %q", len(tooLong), err, want)
+	}
+	c := &Client{SocketPath: tooLong}
+	if err := c.Health(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("client of a %d-byte path: %v; want an error saying %q", len(tooLong), err, want)
+	}
+}
+
 func TestListenRefuses(t *testing.T) {
 	t.Run("a file that is not a socket", func(t *testing.T) {
 		path := filepath.Join(shortDir(t), "q.sock")
