@@ -269,3 +269,96 @@ func TestRequestCost(t *testing.T) {
 		})
 	}
 }
+
+// Rule 1 under everything at once: random costs, priorities, agents and
+// waits, a capped agent, a concurrency cap, refunds, lease expiry, rare
+// 429s and their cooldowns. Whatever happens, no window (with the transit
+// margin) of any policy or of the agent's cap holds more than its quota,
+// counting each grant at its reported usage (refunds only: an overrun the
+// provider bills after the fact is not a grant).
+func TestSafetyRandomOperations(t *testing.T) {
+	for seed := uint64(1); seed <= 10; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			pols := []limiter.Policy{pol(50, limiter.Requests, 10*time.Second), pol(5000, limiter.Tokens, time.Minute), pol(3000, limiter.Requests, 2*time.Hour)}
+			capP := pol(20, limiter.Requests, 30*time.Second)
+			l, clk := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{{Name: "s", Limits: pols, MaxConcurrent: 8}},
+				Agents:   []limiter.AgentConfig{{Name: "a0", Limits: []limiter.Policy{capP}, Weight: 2}, {Name: "a1", Priority: limiter.Low}},
+				LeaseTTL: 20 * time.Second, MaxAging: 3 * time.Second,
+			})
+			rng := rand.New(rand.NewPCG(seed, 99))
+			type rec struct {
+				ls   limiter.Lease
+				cost limiter.Cost
+			}
+			var pend []*limiter.Pending
+			var open []*rec
+			var all []*rec
+			for step := 0; step < 4000; step++ {
+				switch x := rng.IntN(10); {
+				case x < 5:
+					c := limiter.Cost{limiter.Tokens: rng.Int64N(600)}
+					if rng.IntN(5) == 0 {
+						c[limiter.Requests] = rng.Int64N(3)
+					}
+					p, err := l.Submit(limiter.Request{Agent: fmt.Sprintf("a%d", rng.IntN(4)), Service: "s", Cost: c,
+						Priority: limiter.Priority(rng.IntN(4)), MaxWait: time.Duration(rng.IntN(30)) * time.Second})
+					if err == nil {
+						pend = append(pend, p)
+					}
+				case x < 8 && len(open) > 0:
+					i := rng.IntN(len(open))
+					r := open[i]
+					open = append(open[:i], open[i+1:]...)
+					var usage limiter.Cost
+					if rng.IntN(2) == 0 {
+						usage = limiter.Cost{limiter.Tokens: rng.Int64N(r.cost[limiter.Tokens] + 1)}
+						r.cost = limiter.Cost{limiter.Requests: r.cost[limiter.Requests], limiter.Tokens: usage[limiter.Tokens]}
+					}
+					st := 200
+					if rng.IntN(40) == 0 {
+						st = 429
+					}
+					l.Report(limiter.Report{Lease: r.ls.ID, Status: st, Usage: usage})
+				default:
+					clk.Advance(time.Duration(rng.IntN(2000)) * time.Millisecond)
+				}
+				keep := pend[:0]
+				for _, p := range pend {
+					ls, err, ok := p.Poll()
+					if !ok {
+						keep = append(keep, p)
+						continue
+					}
+					if err == nil {
+						r := &rec{ls: ls, cost: ls.Cost}
+						open = append(open, r)
+						all = append(all, r)
+					}
+				}
+				pend = keep
+			}
+			for _, p := range pols {
+				var recs []grantRec
+				for _, r := range all {
+					recs = append(recs, grantRec{r.ls.GrantedAt, r.cost[p.Unit]})
+				}
+				if got, at := maxInWindow(recs, span(p.Window)); got > p.Quota {
+					t.Errorf("%v: the window from %v holds %d", p, at.Sub(t0), got)
+				}
+			}
+			var recs []grantRec
+			for _, r := range all {
+				if r.ls.Agent == "a0" {
+					recs = append(recs, grantRec{r.ls.GrantedAt, r.cost[capP.Unit]})
+				}
+			}
+			if got, at := maxInWindow(recs, span(capP.Window)); got > capP.Quota {
+				t.Errorf("agent cap %v: the window from %v holds %d", capP, at.Sub(t0), got)
+			}
+			if len(all) < 300 {
+				t.Errorf("only %d grants: the run is too idle to judge", len(all))
+			}
+		})
+	}
+}
