@@ -31,8 +31,9 @@ fallback = { browser = "system", url = "http://127.0.0.1:1/" }
 priority = "low"
 `
 
-// logBuffer is a slog handler that keeps every record's text, so tests can
-// wait for the daemon to say something.
+// logBuffer is the writer behind a test daemon's slog handler: it keeps the
+// log's text, safe for the daemon's goroutines, so tests can wait for the
+// daemon to say something.
 type logBuffer struct {
 	mu  sync.Mutex
 	buf strings.Builder
