@@ -24,15 +24,20 @@
 // A grant stays logged a little longer than the window, by 1% of it (at
 // most 250 ms), because a call reaches the provider a variable moment after
 // its grant: a window packed to the last unit here must not be one over
-// there. Usage reported after the call corrects the logged entry in place,
-// so a refund frees quota and an overrun is charged.
+// there; it costs at most 1% of the quota's use. Usage reported after the
+// call corrects the logged entry in place, so a refund frees quota and an
+// overrun is charged.
 //
-// Utilization stays at least 97%: the log frees an entry exactly when it
-// leaves the window and the queue is served at that instant, so a backlog
-// keeps every window full; what is lost is at most the gap between what is
-// free and the head's cost. A token bucket at the policy's own rate (quota
-// per window; burst a tenth of the quota, at least 10) paces grants as
-// well. It cannot lower the long-run rate, which is also the log's, but it
+// Utilization stays at least 97% under a backlog: the log frees an entry
+// exactly when it leaves the window and the queue is served at that
+// instant, so a backlog keeps every window full but for the gap between
+// what is free and the head's cost. A window therefore holds at least the
+// quota less the largest single cost, less the 1% margin: 97% or more
+// whenever no single request costs more than 2% of a quota (a 4000-token
+// call against 200000 tokens/1m), and less for calls that take a large
+// share of it. A token bucket at the policy's own rate (quota per window;
+// burst a tenth of the quota, at least 10 or the whole quota when smaller)
+// paces grants as well. It cannot lower the long-run rate, which is also the log's, but it
 // spreads the grants across the window instead of letting a backlog take
 // the quota in one burst that would then repeat every window; it also makes
 // the backlog after a cooldown or a spent budget trickle out instead of
@@ -93,9 +98,9 @@
 // that give a window), the used part comes back steadily until then, so
 // remaining 0 blocks the service until the first unit is back (a limit of
 // 100 resetting in 10 s: 100 ms), then lets calls through at the rate the
-// provider refills; a GitHub window (or any reset without a window) gives
-// nothing back before its reset, so remaining 0 blocks the service until
-// it. This reads DESIGN's "remaining = 0 blocks until reset" by what each
+// provider refills; a GitHub window, and any other limit whose headers
+// give a reset but no window, gives nothing back before its reset, so
+// remaining 0 blocks the service until it. This reads DESIGN's "remaining = 0 blocks until reset" by what each
 // provider's reset means: waiting for a refilling provider's "full again"
 // time would idle a whole window of quota it would accept. A service with no
 // configured limits learns them from the headers (quota, and the window
