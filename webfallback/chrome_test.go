@@ -46,6 +46,7 @@ func TestChromeOpenAttachFromAnotherProcess(t *testing.T) {
 	if n := m.OpenSessions("svc"); n != 1 {
 		t.Fatalf("OpenSessions = %d, want 1 (the start page must be closed)", n)
 	}
+	checkLoopbackOnly(t, browserOf(t, m, "svc").port)
 
 	// A real second process attaches, reads the title and navigates.
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")

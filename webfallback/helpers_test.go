@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -186,4 +187,71 @@ func openCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// loopbackOnly says whether port listens, and only on 127.0.0.1 (or ::1):
+// the DevTools and WebDriver ports hand the person's signed-in browser to
+// whoever connects. It reads /proc/net, so it answers nil outside Linux.
+func loopbackOnly(port string) error {
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("port %q: %w", port, err)
+	}
+	suffix := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) < 4 || fields[3] != "0A" || !strings.HasSuffix(fields[1], suffix) { // 0A: LISTEN
+				continue
+			}
+			n++
+			if a := strings.TrimSuffix(fields[1], suffix); a != "0100007F" && a != "00000000000000000000000001000000" {
+				return fmt.Errorf("port %d listens on %s (hex, as /proc/net shows it), want 127.0.0.1 or ::1 only", p, a)
+			}
+		}
+	}
+	if _, err := os.Stat("/proc/net/tcp"); err == nil && n == 0 {
+		return fmt.Errorf("nothing listens on port %d", p)
+	}
+	return nil
+}
+
+func checkLoopbackOnly(t testing.TB, port string) {
+	t.Helper()
+	if err := loopbackOnly(port); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLoopbackOnly proves the check tells loopback from other addresses
+// (127.0.0.2 stands in for a wider one without listening beyond this host).
+func TestLoopbackOnly(t *testing.T) {
+	if _, err := os.Stat("/proc/net/tcp"); err != nil {
+		t.Skip("reads /proc/net")
+	}
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{{"127.0.0.1:0", true}, {"127.0.0.2:0", false}} {
+		t.Run(tc.addr, func(t *testing.T) {
+			ln, err := net.Listen("tcp", tc.addr)
+			if err != nil {
+				t.Skipf("cannot listen on %s: %v", tc.addr, err)
+			}
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			err = loopbackOnly(port)
+			ln.Close()
+			if (err == nil) != tc.ok {
+				t.Fatalf("loopbackOnly(%s) = %v, want ok=%v", ln.Addr(), err, tc.ok)
+			}
+		})
+	}
+	if err := loopbackOnly("1"); err == nil {
+		t.Fatal("loopbackOnly of a port nothing listens on = nil, want an error")
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,6 +89,11 @@ func TestWebKitSessionAndCookies(t *testing.T) {
 	}
 	if s.Browser != WebKit || s.SessionID == "" || !strings.HasPrefix(s.WebDriverURL, "http://127.0.0.1:") || s.CDPURL != "" {
 		t.Fatalf("Open = %+v, want a webkit session on 127.0.0.1", s)
+	}
+	if u, err := url.Parse(s.WebDriverURL); err != nil {
+		t.Fatalf("webdriver_url %q: %v", s.WebDriverURL, err)
+	} else {
+		checkLoopbackOnly(t, u.Port())
 	}
 	if got := wdDrive(t, s, ""); got != "set" {
 		t.Fatalf("title = %q, want set", got)
