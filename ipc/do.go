@@ -30,16 +30,23 @@ func NoRetry() DoOption { return func(o *doOptions) { o.noRetry = true } }
 // minRetryWait keeps a refusal that says "retry now" from spinning.
 const minRetryWait = 50 * time.Millisecond
 
+// pausedRetryWait is how often Do asks again while a service or agent is
+// paused. A pause is a person's decision that lasts seconds to hours and the
+// daemon's retry time for it is only jitter; a second notices a resume soon
+// enough without many requests a second from every waiting agent.
+const pausedRetryWait = time.Second
+
 // reportTimeout bounds the report that ends a lease; it is sent even when
 // ctx has ended, so the slot is freed now rather than when the lease expires.
 const reportTimeout = 10 * time.Second
 
 // Do wraps one API call: it acquires a lease for req, runs call, and reports
 // call's status, headers and usage. When the daemon refuses, Do waits the
-// refusal's retry time and asks again until ctx ends; a refusal whose retry
-// time is past ctx's deadline is returned at once as a *Refused (with
-// NoRetry, every refusal is). Do returns call's error; if call succeeded but
-// the report failed, it returns an error wrapping ErrReport: the call ran.
+// refusal's retry time (at least a second while paused) and asks again until
+// ctx ends; a refusal whose retry time is past ctx's deadline is returned at
+// once as a *Refused (with NoRetry, every refusal is). Do returns call's
+// error; if call succeeded but the report failed, it returns an error
+// wrapping ErrReport: the call ran.
 func (c *Client) Do(ctx context.Context, req AcquireRequest, call func(ctx context.Context) (CallResult, error), opts ...DoOption) error {
 	lease, err := c.acquire(ctx, req, opts)
 	if err != nil {
@@ -69,6 +76,9 @@ func (c *Client) acquire(ctx context.Context, req AcquireRequest, opts []DoOptio
 			return lease, err
 		}
 		wait := max(refused.RetryAfter, minRetryWait)
+		if refused.Reason == "paused" {
+			wait = max(wait, pausedRetryWait)
+		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
 			return Lease{}, err
 		}

@@ -91,6 +91,41 @@ func TestDo(t *testing.T) {
 		}
 	})
 
+	t.Run("a pause is waited out a second at a time", func(t *testing.T) {
+		paused := AcquireRequest{Agent: "waiter", Service: "hourly", MaxWaitMS: Wait(0)}
+		if _, err := c.SetServicePaused(ctx, "hourly", true); err != nil {
+			t.Fatal(err)
+		}
+		refusedSoFar := func() int64 { a, _ := agentOf(d.srv.Status(), "waiter"); return a.Counters.Refused }
+		// A deadline shorter than the paused wait: one ask, then the refusal.
+		dctx, cancel := context.WithTimeout(ctx, pausedRetryWait/2)
+		defer cancel()
+		err := c.Do(dctx, paused, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil })
+		var refused *Refused
+		if !errors.As(err, &refused) || refused.Reason != "paused" || errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("got %v, want the paused refusal at once", err)
+		}
+		if n := refusedSoFar(); n != 1 {
+			t.Errorf("asked %d times while paused within %v, want once", n, pausedRetryWait/2)
+		}
+		// Without a deadline Do keeps asking, and a resume lets the call through.
+		onSvc := AcquireRequest{Agent: "waiter", Service: "svc", MaxWaitMS: Wait(5 * time.Second)}
+		if _, err := c.SetServicePaused(ctx, "svc", true); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			done <- c.Do(ctx, onSvc, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil })
+		}()
+		waitFor(t, "Do to be refused while paused", func() bool { return refusedSoFar() >= 2 })
+		if _, err := c.SetServicePaused(ctx, "svc", false); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("Do after the resume: %v", err)
+		}
+	})
+
 	t.Run("the call's error is returned and the lease still reported", func(t *testing.T) {
 		boom := errors.New("boom")
 		err := c.Do(ctx, AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: Wait(5 * time.Second)},
