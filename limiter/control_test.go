@@ -501,3 +501,60 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("services counted %d grants, callers got %d", total, granted.Load())
 	}
 }
+
+// A priority set at run time moves the agent's waiting requests that did
+// not name a priority of their own; PriorityUnset returns to the config.
+func TestUpdateAgentPriorityMovesWaiters(t *testing.T) {
+	high, unset := limiter.High, limiter.PriorityUnset
+	tests := []struct {
+		name    string
+		updates []*limiter.Priority
+		want    string // agents in grant order: a's requests are a, its explicit low one L
+	}{
+		{"raised to high", []*limiter.Priority{&high}, "aaabbbL"},
+		// Back in one class, a's requests keep the order it asked them in.
+		{"raised, then back to the configured low", []*limiter.Priority{&high, &unset}, "bbbLaaa"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{
+				Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Second))},
+				Agents:   []limiter.AgentConfig{{Name: "a", Priority: limiter.Low}},
+			})
+			submit(t, l, limiter.Request{Agent: "x", Service: "s"}) // fills the window
+			type ask struct {
+				p   *limiter.Pending
+				tag string
+			}
+			var asks []ask
+			for range 3 {
+				asks = append(asks, ask{submit(t, l, limiter.Request{Agent: "b", Service: "s", MaxWait: time.Hour}), "b"})
+			}
+			asks = append(asks, ask{submit(t, l, limiter.Request{Agent: "a", Service: "s", Priority: limiter.Low, MaxWait: time.Hour}), "L"})
+			for range 3 {
+				asks = append(asks, ask{submit(t, l, limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour}), "a"})
+			}
+			for _, p := range tc.updates {
+				if _, err := l.UpdateAgent("a", limiter.AgentUpdate{Priority: p}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got string
+			for range len(asks) {
+				clk.Advance(span(time.Second))
+				for i, a := range asks {
+					if a.p == nil {
+						continue
+					}
+					if _, ok := granted(t, a.p); ok {
+						got += a.tag
+						asks[i].p = nil
+					}
+				}
+			}
+			if got != tc.want {
+				t.Errorf("grant order %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
