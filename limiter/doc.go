@@ -37,7 +37,9 @@
 // call against 200000 tokens/1m), and less for calls that take a large
 // share of it. A token bucket at the policy's own rate (quota per window;
 // burst a tenth of the quota, at least 10 or the whole quota when smaller)
-// paces grants as well. It cannot lower the long-run rate, which is also the log's, but it
+// paces grants as well. A cost above that burst passes once the bucket is
+// full and leaves it in debt, so the bucket never refuses what the quota
+// allows: in effect its burst is at least the largest single request. It cannot lower the long-run rate, which is also the log's, but it
 // spreads the grants across the window instead of letting a backlog take
 // the quota in one burst that would then repeat every window; it also makes
 // the backlog after a cooldown or a spent budget trickle out instead of
