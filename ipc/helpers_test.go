@@ -232,7 +232,3 @@ func jsonBody(t testing.TB, v any) io.Reader {
 	}
 	return bytes.NewReader(data)
 }
-
-var osLstat = os.Lstat
-
-func marshalStatus(s StatusResponse) ([]byte, error) { return json.Marshal(s) }

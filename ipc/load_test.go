@@ -2,6 +2,7 @@ package ipc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"runtime"
 	"slices"
@@ -246,7 +247,7 @@ func TestEventsRate(t *testing.T) {
 }
 
 func sameStatus(a, b StatusResponse) bool {
-	ja, _ := marshalStatus(a)
-	jb, _ := marshalStatus(b)
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
 }

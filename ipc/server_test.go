@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -350,7 +351,7 @@ func TestShutdownAnswersWaiters(t *testing.T) {
 		t.Errorf("Serve: %v", err)
 	}
 	d.served <- http.ErrServerClosed // for the cleanup's check
-	if _, err := osLstat(d.path); err == nil {
+	if _, err := os.Lstat(d.path); err == nil {
 		t.Error("the socket file is still there after shutdown")
 	}
 	if err := d.client.Health(ctx); err == nil {
