@@ -118,7 +118,9 @@ func TestClientEndToEnd(t *testing.T) {
 	}
 
 	// Events: the first is the state at connect.
-	ectx, cancel := context.WithCancel(ctx)
+	// The deadline ends the stream, so a missing event fails the test
+	// instead of hanging it.
+	ectx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	events, err := c.Events(ectx)
 	if err != nil {
 		t.Fatal(err)
@@ -130,10 +132,15 @@ func TestClientEndToEnd(t *testing.T) {
 	if _, err := c.SetServicePaused(ctx, "cool", true); err != nil {
 		t.Fatal(err)
 	}
+	sawPause := false
 	for ev := range events {
 		if serviceOf(t, ev, "cool").Paused {
+			sawPause = true
 			break
 		}
+	}
+	if !sawPause {
+		t.Error("no event showed the pause of cool")
 	}
 	cancel()
 	for range events { // drains, then closes: the stream ended
@@ -290,7 +297,7 @@ func TestRawHTTP(t *testing.T) {
 
 	// Events over raw HTTP: the stream's framing.
 	req, _ := http.NewRequest("GET", "http://x/v1/events", nil)
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	resp, err := hc.Do(req.WithContext(ctx))
 	if err != nil {
@@ -327,7 +334,9 @@ func TestShutdownAnswersWaiters(t *testing.T) {
 			errs <- err
 		}()
 	}
-	events, err := d.client.Events(ctx)
+	ectx, ecancel := context.WithTimeout(ctx, 15*time.Second)
+	defer ecancel()
+	events, err := d.client.Events(ectx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,6 +355,9 @@ func TestShutdownAnswersWaiters(t *testing.T) {
 		}
 	}
 	for range events { // the stream ends
+	}
+	if ectx.Err() != nil {
+		t.Error("the event stream did not end at shutdown")
 	}
 	if err := <-d.served; !errors.Is(err, http.ErrServerClosed) {
 		t.Errorf("Serve: %v", err)
