@@ -1,16 +1,22 @@
 package app
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,5 +387,131 @@ func TestFallbackWebBudget(t *testing.T) {
 	}
 	if web, _ := serviceStatus(t, c, "svc.web"); web.Counters.Granted != 2 || web.Counters.Refused != 1 {
 		t.Fatalf("svc.web counters = %+v, want 2 granted and 1 refused", web.Counters)
+	}
+}
+
+// startXvfb runs an X server on a display it picks itself and points
+// DISPLAY at it for the test.
+func startXvfb(t *testing.T) {
+	t.Helper()
+	xvfb := testenv.LookPath(t, "Xvfb")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", "1280x1024x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting Xvfb: %v", err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(r).ReadString('\n')
+	r.Close()
+	if err != nil {
+		t.Fatalf("Xvfb did not say its display: %v", err)
+	}
+	t.Setenv("DISPLAY", ":"+strings.TrimSpace(line))
+	t.Setenv("WAYLAND_DISPLAY", "")
+}
+
+// webDriver sends one W3C WebDriver command with plain net/http, as an
+// agent in another language would, and returns the answer's "value".
+func webDriver(t *testing.T, method, u string, body any) json.RawMessage {
+	t.Helper()
+	var in io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = bytes.NewReader(b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Value json.RawMessage }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s %s: %s, %s (%v)", method, u, resp.Status, out.Value, err)
+	}
+	return out.Value
+}
+
+// TestFallbackWebKitOverSocket: a WebKit fallback opened through the socket
+// is a WebDriver session that another client drives with plain HTTP; the
+// one session per driver is refused clearly; the site's cookie is carried
+// into the next session.
+func TestFallbackWebKitOverSocket(t *testing.T) {
+	testenv.LookPath(t, "WebKitWebDriver")
+	startXvfb(t)
+	// The site shows the cookie it got as the title, and sets it only
+	// while setting is on: the second session must have it from quotabar.
+	var setting atomic.Bool
+	setting.Store(true)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := "none"
+		if c, err := r.Cookie("qb"); err == nil {
+			v = c.Value
+		}
+		if setting.Load() {
+			http.SetCookie(w, &http.Cookie{Name: "qb", Value: "kept", Path: "/", MaxAge: 3600})
+		}
+		fmt.Fprintf(w, "<!doctype html><title>%s</title><body>%s</body>", v, v)
+	}))
+	t.Cleanup(site.Close)
+	td := newTestDaemon(t, fallbackConfig("", fmt.Sprintf(`{ browser = "webkit", url = %q, enabled = true }`, site.URL+"/")))
+	td.start(t)
+	c := td.client()
+	ctx := context.Background()
+
+	res, err := c.OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if res.Browser != "webkit" || res.SessionID == "" || !strings.HasPrefix(res.WebDriverURL, "http://127.0.0.1:") {
+		t.Fatalf("open = %+v, want a webkit session on 127.0.0.1", res)
+	}
+	session := res.WebDriverURL + "/session/" + res.SessionID
+	var title string
+	if err := json.Unmarshal(webDriver(t, http.MethodGet, session+"/title", nil), &title); err != nil || title != "none" {
+		t.Fatalf("title = %q (%v), want none (no cookie yet)", title, err)
+	}
+	webDriver(t, http.MethodPost, session+"/url", map[string]string{"url": site.URL + "/again"})
+	if err := json.Unmarshal(webDriver(t, http.MethodGet, session+"/title", nil), &title); err != nil || title != "kept" {
+		t.Fatalf("title after navigating = %q (%v), want kept (the cookie just set)", title, err)
+	}
+	if st, _ := serviceStatus(t, c, "svc"); st.Fallback == nil || st.Fallback.OpenSessions != 1 {
+		t.Fatalf("status fallback = %+v, want 1 open session", st.Fallback)
+	}
+	if _, err := c.OpenFallback(ctx, "svc", "a2"); apiCode(err) != "409 fallback_busy" {
+		t.Fatalf("second open = %v, want 409 fallback_busy", err)
+	}
+	if err := c.CloseFallback(ctx, "svc", ipc.CloseRequest{SessionID: res.SessionID}); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+
+	// The next session starts with an empty profile; quotabar restores the
+	// site's cookie into it.
+	setting.Store(false)
+	res, err = c.OpenFallback(ctx, "svc", "a1")
+	if err != nil {
+		t.Fatalf("open of the next session: %v", err)
+	}
+	session = res.WebDriverURL + "/session/" + res.SessionID
+	webDriver(t, http.MethodPost, session+"/url", map[string]string{"url": site.URL + "/later"})
+	if err := json.Unmarshal(webDriver(t, http.MethodGet, session+"/title", nil), &title); err != nil || title != "kept" {
+		t.Fatalf("the next session's page saw cookie %q (%v), want kept", title, err)
 	}
 }
