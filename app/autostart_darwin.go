@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bytes"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -50,33 +48,4 @@ func setAutostart(on bool, exe string) error {
 		return fmt.Errorf("writing the LaunchAgent: %w", err)
 	}
 	return nil
-}
-
-// launchAgent is the plist: run once at load (login), not kept alive, so that
-// Quit from the menu stays quit.
-func launchAgent(exe string) []byte {
-	esc := func(s string) string {
-		var b bytes.Buffer
-		xml.EscapeText(&b, []byte(s)) // writes to a bytes.Buffer: cannot fail
-		return b.String()
-	}
-	return []byte(`<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<plist version="1.0">
-<dict>
-	<key>Label</key>
-	<string>` + BundleID + `</string>
-	<key>ProgramArguments</key>
-	<array>
-		<string>` + esc(exe) + `</string>
-	</array>
-	<key>RunAtLoad</key>
-	<true/>
-	<key>KeepAlive</key>
-	<false/>
-	<key>ProcessType</key>
-	<string>Interactive</string>
-</dict>
-</plist>
-`)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"testing"
 
@@ -82,5 +83,33 @@ func TestInfoPlist(t *testing.T) {
 		if got, ok := p[key]; !ok || got != want {
 			t.Errorf("Info.plist %s = <%s>%s, want <%s>%s", key, got[0], got[1], want[0], want[1])
 		}
+	}
+}
+
+func TestLaunchAgent(t *testing.T) {
+	exe := `/Applications/Q & A <test>/quotabar.app/Contents/MacOS/quotabar`
+	path := filepath.Join(t.TempDir(), "agent.plist")
+	if err := os.WriteFile(path, launchAgent(exe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := readPlist(t, path)
+	for key, want := range map[string][2]string{
+		"Label":       {"string", BundleID},
+		"RunAtLoad":   {"true", ""},
+		"KeepAlive":   {"false", ""}, // Quit from the menu stays quit
+		"ProcessType": {"string", "Interactive"},
+	} {
+		if got := p[key]; got != want {
+			t.Errorf("%s = <%s>%s, want <%s>%s", key, got[0], got[1], want[0], want[1])
+		}
+	}
+	var doc struct {
+		Args []string `xml:"dict>array>string"`
+	}
+	if err := xml.Unmarshal(launchAgent(exe), &doc); err != nil {
+		t.Fatalf("the LaunchAgent is not XML: %v", err)
+	}
+	if len(doc.Args) != 1 || doc.Args[0] != exe {
+		t.Errorf("ProgramArguments = %q, want just %q", doc.Args, exe)
 	}
 }
