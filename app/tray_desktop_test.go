@@ -219,6 +219,9 @@ fallback = { browser = "chrome", url = %q, headless = true }
 	})
 
 	t.Run("open in browser", func(t *testing.T) {
+		if n, err := m.find("svc", "Open in browser"); err != nil || n.Enabled {
+			t.Fatalf("with the fallback off, Open in browser is %+v (%v), want greyed out", n, err)
+		}
 		m.click(t, "svc", "Web fallback")
 		trayWait(t, "Open in browser to be enabled", func() error {
 			n, err := m.find("svc", "Open in browser")
