@@ -218,7 +218,7 @@ type ietfPolicy struct {
 func parseIETF(h map[string]string, now time.Time, out []ObservedLimit) []ObservedLimit {
 	var policies []*ietfPolicy
 	if list, ok := parseSFList(h["ratelimit-policy"]); ok {
-		for _, m := range list {
+		for _, m := range firstMembers(list) {
 			if p, ok := ietfPolicyOf(m); ok {
 				policies = append(policies, p)
 			}
@@ -241,7 +241,7 @@ func parseIETF(h map[string]string, now time.Time, out []ObservedLimit) []Observ
 	}
 	field := h["ratelimit"]
 	if list, ok := parseSFList(field); ok {
-		for _, m := range list {
+		for _, m := range firstMembers(list) {
 			name, ok := m.name()
 			if !ok {
 				continue
@@ -283,7 +283,7 @@ func parseIETF(h map[string]string, now time.Time, out []ObservedLimit) []Observ
 		hasLimit := false
 		if list, ok := parseSFList(h["ratelimit-limit"]); ok && len(list) > 0 {
 			limit, hasLimit = list[0].intValue()
-			for _, m := range list[1:] {
+			for _, m := range firstMembers(list[1:]) {
 				if p, ok := ietfPolicyOf(m); ok {
 					policies = append(policies, p)
 				}
@@ -299,6 +299,16 @@ func parseIETF(h map[string]string, now time.Time, out []ObservedLimit) []Observ
 		}
 	}
 	return out
+}
+
+// maxIETFMembers bounds the members read from one IETF field. Each limit
+// is matched against the policies by name, so a field of thousands of
+// members (from a broken or hostile upstream) would cost quadratic time
+// while the limiter's lock is held; providers send a handful.
+const maxIETFMembers = 64
+
+func firstMembers(list []sfMember) []sfMember {
+	return list[:min(len(list), maxIETFMembers)]
 }
 
 // ietfPolicyOf reads one quota policy item: "name";q=100;w=60;qu="requests"

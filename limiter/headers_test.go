@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"fmt"
 	"reflect"
 	"slices"
 	"strconv"
@@ -679,4 +680,42 @@ func FuzzStructuredField(f *testing.F) {
 			}
 		}
 	})
+}
+
+// An IETF field is read up to maxIETFMembers members: limits are matched to
+// policies by name, and thousands of members would cost quadratic time
+// under the limiter's lock. The members read are the first ones.
+func TestParseIETFReadsFirstMembers(t *testing.T) {
+	now := time.Date(2025, 10, 25, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		members int
+		want    int
+	}{
+		{"a few", 3, 3},
+		{"exactly the bound", maxIETFMembers, maxIETFMembers},
+		{"far more", 5000, maxIETFMembers},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var pol, lim []string
+			for i := range tt.members {
+				pol = append(pol, fmt.Sprintf(`"p%d";q=10;w=60`, i))
+				lim = append(lim, fmt.Sprintf(`"p%d";r=5;t=30`, i))
+			}
+			o := ParseHeaders("ietf", map[string]string{
+				"RateLimit-Policy": strings.Join(pol, ", "), "RateLimit": strings.Join(lim, ", "),
+			}, now)
+			if len(o.Limits) != tt.want {
+				t.Fatalf("%d limits, want %d", len(o.Limits), tt.want)
+			}
+			for i, l := range o.Limits {
+				want := ObservedLimit{Unit: Requests, Limit: 10, Remaining: 5, HasRemaining: true, Reset: now.Add(30 * time.Second),
+					Window: time.Minute, Name: fmt.Sprintf("p%d", i), Dialect: "ietf"}
+				if l != want {
+					t.Fatalf("limit %d: %s, want %s", i, fmtLimit(l), fmtLimit(want))
+				}
+			}
+		})
+	}
 }
