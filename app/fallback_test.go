@@ -385,6 +385,12 @@ func TestFallbackWebBudget(t *testing.T) {
 	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)}); err != nil {
 		t.Fatalf("API call after the web budget ran out: %v", err)
 	}
+	// A refusal of the API tells the agent of the fallback, switched off.
+	_, err = c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)})
+	refused, ok := errors.AsType[*ipc.Refused](err)
+	if want := (ipc.FallbackRef{Enabled: false, Open: "/v1/services/svc/fallback/open"}); !ok || refused.Fallback == nil || *refused.Fallback != want {
+		t.Fatalf("second API call = %v, want a refusal naming the fallback %+v", err, want)
+	}
 	if web, _ := serviceStatus(t, c, "svc.web"); web.Counters.Granted != 2 || web.Counters.Refused != 1 {
 		t.Fatalf("svc.web counters = %+v, want 2 granted and 1 refused", web.Counters)
 	}
