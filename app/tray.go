@@ -375,7 +375,8 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 			}
 		}()
 	case actOpenConfig:
-		err = startDetached(openCommand(), t.d.ConfigPath())
+		name, args := openConfigCommand(t.d.ConfigPath())
+		err = startDetached(name, args...)
 	case actCopySocket:
 		err = copyText(t.d.SocketPath())
 	case actAutostart:
@@ -391,12 +392,14 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 	return false
 }
 
-// openCommand opens a file with the desktop's default application.
-func openCommand() string {
+// openConfigCommand opens the config file in the desktop's editor. On
+// macOS, open -t picks the default text editor: a .toml file has no
+// application of its own there, and plain open would only show an error.
+func openConfigCommand(path string) (string, []string) {
 	if runtime.GOOS == "darwin" {
-		return "open"
+		return "open", []string{"-t", path}
 	}
-	return "xdg-open"
+	return "xdg-open", []string{path}
 }
 
 // startDetached runs a desktop helper without waiting for it (a reaper
