@@ -143,8 +143,22 @@ func (l *Limiter) applyObservation(s *service, obs Observation, since uint64, no
 			return o.unit == b.unit && o.name == b.name && (o.limit == b.limit || o.limit == 0 || b.limit == 0)
 		})
 		s.budgets = append(s.budgets, b)
+		if len(s.budgets) > maxBudgets {
+			// The oldest observation is the stalest: it gives way.
+			s.budgets = slices.Delete(s.budgets, 0, len(s.budgets)-maxBudgets)
+		}
 	}
 }
+
+// maxBudgets and maxLearned bound what headers can make a service keep.
+// Providers have a few limits each; a broken or hostile upstream naming a
+// new limit or window in every answer must not grow the books without end
+// (every learned policy logs every grant of its window, and every grant is
+// checked against every budget).
+const (
+	maxBudgets = 32
+	maxLearned = 8
+)
 
 // learn records or updates the learned policy that ol describes and returns
 // its ledger, or nil when the window cannot be told.
@@ -161,7 +175,7 @@ func (l *Limiter) learn(s *service, ol ObservedLimit, now time.Time) *ledger {
 			return d
 		}
 	}
-	if w == 0 {
+	if w == 0 || len(s.learned) >= maxLearned {
 		return nil
 	}
 	d := newLedger(Policy{Quota: ol.Limit, Unit: ol.Unit, Window: w}, s.cfg.Headroom, "headers")

@@ -1,7 +1,9 @@
 package limiter_test
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -333,6 +335,50 @@ func TestRemainingZeroBlocks(t *testing.T) {
 				if n := len(r.leases); n != 2 {
 					t.Fatalf("%d granted when the second unit was back, want 2", n)
 				}
+			}
+		})
+	}
+}
+
+// Headers cannot grow a service's books without end: an upstream naming a
+// new limit, or a new window, in every answer leaves at most a bounded
+// number of budgets and learned policies, and the service keeps working.
+func TestHeadersBookkeepingIsBounded(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit func(i int) limiter.ObservedLimit
+	}{
+		{"a new limit name each time", func(i int) limiter.ObservedLimit {
+			return limiter.ObservedLimit{Unit: limiter.Requests, Limit: 1000, Remaining: 900, HasRemaining: true,
+				Reset: t0.Add(time.Hour), Name: fmt.Sprintf("p%d", i), Dialect: "ietf"}
+		}},
+		{"a new window each time", func(i int) limiter.ObservedLimit {
+			return limiter.ObservedLimit{Unit: limiter.Requests, Limit: 1000, Window: time.Duration(i+1) * time.Minute, Dialect: "ietf"}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{{Name: "s", Dialect: "ietf"}}})
+			obs := inject(l)
+			for i := range 500 {
+				*obs = limiter.Observation{Limits: []limiter.ObservedLimit{tc.limit(i)}}
+				if _, err := l.Report(limiter.Report{Agent: "a", Service: "s", Status: 200, Header: someHeader}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			books := l.Books()
+			if n := strings.Count(books, "  budget "); n > 32 {
+				t.Errorf("%d budgets kept after 500 distinct limits, want at most 32", n)
+			}
+			if n := strings.Count(books, "  ledger "); n == 0 || n > 8 {
+				t.Errorf("%d policies learned from 500 distinct ones, want 1 to 8", n)
+			}
+			// The 500 reported calls are charged; once they have paced out
+			// of the learned windows, calls are granted again.
+			p := submit(t, l, limiter.Request{Agent: "a", Service: "s", MaxWait: time.Hour})
+			clk.Advance(10 * time.Minute)
+			if _, ok := granted(t, p); !ok {
+				t.Error("the service no longer grants")
 			}
 		})
 	}
