@@ -93,7 +93,8 @@
 // # Providers' headers
 //
 // Report applies what the provider answered (ParseHeaders reads the
-// dialects). Headers are ground truth: each reported remaining count, less
+// dialects: what is malformed is ignored, nothing panics, and how many
+// limits headers can make a service keep is bounded). Headers are ground truth: each reported remaining count, less
 // the headroom, becomes a budget until its reset, charged with every grant
 // made after the reporting call (the provider had not seen those). For
 // OpenAI and Anthropic, whose reset means "full again at" (and IETF fields
