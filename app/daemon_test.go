@@ -318,6 +318,11 @@ func TestDaemonReloadsConfig(t *testing.T) {
 	if _, ok := serviceStatus(t, c, "broken"); ok {
 		t.Error("a broken edit reached the limiter")
 	}
+	// Undoing the broken edit is acknowledged: the file is good again.
+	td.writeConfig(t, strings.Replace(testConfig, `"1000 requests/1m"`, `"900 requests/1m"`, 1)+"\n[services.added]\n")
+	waitFor(t, "the undone edit to be acknowledged", func() bool {
+		return strings.Contains(td.logs.String(), "back to the configuration in force")
+	})
 
 	// The queued request survived both edits and is granted when the slot frees.
 	if _, err := c.Report(ctx, ipc.ReportRequest{Lease: lease.ID, Status: 200}); err != nil {

@@ -59,6 +59,9 @@ func (w *watcher) run(d *Daemon, names map[string]bool) {
 	defer close(w.ended)
 	timer := time.NewTimer(reloadDelay)
 	timer.Stop()
+	// broken is set while the file on disk is not the configuration in
+	// force, so that undoing a broken edit is acknowledged, not silent.
+	broken := false
 	for {
 		select {
 		case <-w.quit:
@@ -77,14 +80,18 @@ func (w *watcher) run(d *Daemon, names map[string]bool) {
 			}
 			d.Logger.Warn("watching the configuration", "err", err)
 		case <-timer.C:
-			switch changed, err := d.Reload(); {
+			changed, err := d.Reload()
+			switch {
 			case errors.Is(err, os.ErrNotExist):
 				d.Logger.Warn("the configuration file is gone; keeping the one in force until it is back", "path", d.configPath)
 			case err != nil:
 				d.Logger.Error("configuration edit not applied; keeping the previous configuration", "err", err)
 			case changed:
 				d.Logger.Info("configuration reloaded", "path", d.configPath)
+			case broken:
+				d.Logger.Info("the configuration file is back to the configuration in force", "path", d.configPath)
 			}
+			broken = err != nil
 		}
 	}
 }
