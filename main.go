@@ -254,10 +254,14 @@ const maxWait = 10 * time.Minute
 // Validate checks the flags before the daemon is asked, so that a mistake is
 // named as the flag the person typed, not as a wire field.
 func (c *acquireCmd) Validate() error {
-	switch c.Priority {
-	case "", "high", "normal", "low":
-	default:
-		return fmt.Errorf("--priority %q: use high, normal or low", c.Priority)
+	if c.Priority != "" {
+		// Any case, as in `quotabar run` and the config file; the wire
+		// takes lower case.
+		p, err := limiter.ParsePriority(c.Priority)
+		if err != nil || p == limiter.PriorityUnset {
+			return fmt.Errorf("--priority %q: use high, normal or low", c.Priority)
+		}
+		c.Priority = p.String()
 	}
 	if c.Wait < 0 || c.Wait > maxWait {
 		return fmt.Errorf("--wait %v: use 0 (answer at once) up to %v", c.Wait, shortDuration(maxWait))

@@ -385,6 +385,10 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		t.Errorf("after report: in flight %d, granted %d; want 0, 1", s.InFlight, s.Counters.Granted)
 	}
 
+	if out := e.must(t, "acquire", "--agent", "ag", "--service", "svc", "--priority", "High"); !leaseLine.MatchString(out) {
+		t.Errorf("acquire --priority High printed %q, want a lease", out)
+	}
+
 	var granted ipc.AcquireResponse
 	if err := json.Unmarshal([]byte(e.must(t, "acquire", "--agent", "ag", "--service", "svc", "--json")), &granted); err != nil || !granted.Granted || granted.Lease == "" {
 		t.Errorf("acquire --json: %+v, %v", granted, err)
