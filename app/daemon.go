@@ -336,8 +336,10 @@ func (d *Daemon) SetFallbackEnabled(service string, on bool) error {
 	return nil
 }
 
-// restoreState loads the saved state into the limiter. A state that cannot
-// be used is moved aside with a warning: starting clean beats not starting.
+// restoreState loads the saved state into the limiter. A file that does not
+// decode is moved aside with a warning: starting clean beats not starting.
+// Entries the limiter cannot use are named in a warning and dropped at the
+// next save; everything else in the file is restored.
 func (d *Daemon) restoreState() {
 	path := d.statePath()
 	st, err := LoadState(path)
@@ -346,8 +348,7 @@ func (d *Daemon) restoreState() {
 		return
 	}
 	if err := d.Limiter.Restore(st.Limiter); err != nil {
-		d.Logger.Warn("saved state not restored", "err", moveAside(path, fmt.Errorf("the limiter refused saved state %s: %w", path, err)))
-		return
+		d.Logger.Warn("saved state partly restored: these entries are dropped", "path", path, "err", err)
 	}
 	d.mu.Lock()
 	for svc, on := range st.Fallback {

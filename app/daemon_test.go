@@ -265,6 +265,40 @@ func TestDaemonCorruptStateMovedAside(t *testing.T) {
 	}
 }
 
+// TestDaemonRestoresWhatItCan starts on a state file with one entry the
+// limiter cannot use: the rest, fallback switches included, is restored.
+func TestDaemonRestoresWhatItCan(t *testing.T) {
+	td := newTestDaemon(t, testConfig)
+	if err := os.MkdirAll(td.opts.StateDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	state := `{"limiter": {"services": {"svc": {"paused": true}},
+	            "agents": {"bad name!": {"paused": true}, "a1": {"priority": "high"}}},
+	 "fallback": {"svc": true}}`
+	if err := os.WriteFile(filepath.Join(td.opts.StateDir, StateFile), []byte(state), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := td.start(t)
+	if s, _ := serviceStatus(t, td.client(), "svc"); !s.Paused {
+		t.Error("service pause not restored")
+	}
+	if !d.FallbackEnabled("svc") {
+		t.Error("fallback switch not restored")
+	}
+	st, err := td.client().Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range st.Agents {
+		if a.Name == "a1" && a.Priority != "high" {
+			t.Errorf("agent a1 restored as %+v, want priority high", a)
+		}
+	}
+	if logs := td.logs.String(); !strings.Contains(logs, "saved state partly restored") || !strings.Contains(logs, "bad name!") {
+		t.Errorf("the log does not name the entry that was dropped:\n%s", logs)
+	}
+}
+
 func TestDaemonReloadsConfig(t *testing.T) {
 	ctx := context.Background()
 	td := newTestDaemon(t, testConfig)
