@@ -91,6 +91,47 @@ func (f *fallback) SetEnabled(service string, enabled bool) (ipc.FallbackInfo, e
 	return info, nil
 }
 
+// switchFromMenu is SetEnabled for the menu, which must not wait seconds for
+// a browser to close: the switch flips at once, and a browser of a fallback
+// switched off closes in the background, unless the person switched it on
+// again meanwhile.
+func (f *fallback) switchFromMenu(service string, on bool) error {
+	if _, ok := f.config(service); !ok {
+		return f.noFallback(service)
+	}
+	if err := f.d.SetFallbackEnabled(service, on); err != nil {
+		return err
+	}
+	f.log.Info("web fallback switched from the menu", "service", service, "enabled", on)
+	if on {
+		return nil
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), closeWait)
+		defer cancel()
+		if f.d.FallbackEnabled(service) {
+			return
+		}
+		if err := f.m.CloseService(ctx, service); err != nil {
+			f.log.Error("closing the browser of a switched-off fallback", "service", service, "err", err)
+		}
+		f.d.Server.Notify() // open_sessions changed
+	}()
+	return nil
+}
+
+// webFallback returns the daemon's web fallback, nil when it has none.
+func (d *Daemon) webFallback() *fallback {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, p := range d.parts {
+		if f, ok := p.(*fallback); ok {
+			return f
+		}
+	}
+	return nil
+}
+
 func disabledError(service string) error {
 	return &ipc.APIError{Status: http.StatusConflict, Code: "fallback_disabled",
 		Message: fmt.Sprintf("the web fallback of %q is switched off; the person can turn it on in the menu, or PUT /v1/services/%s/fallback {\"enabled\": true}", service, service)}

@@ -362,7 +362,14 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 			_, err = t.d.Limiter.UpdateAgent(a.Name, limiter.AgentUpdate{Priority: &p})
 		}
 	case actFallback:
-		if err = t.d.SetFallbackEnabled(a.Name, a.On); err == nil {
+		// Through the fallback, which also closes the browser of a
+		// fallback switched off.
+		if fb := t.d.webFallback(); fb != nil {
+			err = fb.switchFromMenu(a.Name, a.On)
+		} else {
+			err = t.d.SetFallbackEnabled(a.Name, a.On)
+		}
+		if err == nil {
 			t.d.Server.Notify()
 		}
 	case actOpenBrowser:

@@ -280,6 +280,39 @@ fallback = { browser = "chrome", url = %q, headless = true }
 		})
 	})
 
+	t.Run("switching off closes the browser", func(t *testing.T) {
+		m.click(t, "svc", "Web fallback")
+		trayWait(t, "the fallback off with no tab open", func() error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if fb := st.Services[0].Fallback; fb == nil || fb.Enabled || fb.OpenSessions != 0 {
+				return fmt.Errorf("fallback %+v", fb)
+			}
+			if ps := browserProcesses(profiles); len(ps) > 0 {
+				return fmt.Errorf("browser processes: %q", ps)
+			}
+			return nil
+		})
+		// On again, so that quitting has a browser to close.
+		m.click(t, "svc", "Web fallback")
+		trayWait(t, "Open in browser to be enabled", func() error {
+			n, err := m.find("svc", "Open in browser")
+			if err == nil && !n.Enabled {
+				err = fmt.Errorf("still disabled: %+v", n)
+			}
+			return err
+		})
+		m.click(t, "svc", "Open in browser")
+		trayWait(t, "a browser again", func() error {
+			if st, err := c.Status(ctx); err != nil || st.Services[0].Fallback.OpenSessions != 1 {
+				return fmt.Errorf("status %+v, %v", st.Services, err)
+			}
+			return nil
+		})
+	})
+
 	t.Run("quit closes the browser", func(t *testing.T) {
 		m.click(t, "Quit")
 		a.waitExit(t)
