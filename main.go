@@ -338,21 +338,24 @@ var refusalHints = map[string]string{
 }
 
 type reportCmd struct {
-	Lease             string            `help:"The lease to end (from acquire)."`
-	Agent             string            `help:"Agent name (needed without --lease)."`
-	Service           string            `help:"Service name (needed without --lease)."`
-	Status            int               `help:"The provider's HTTP status, e.g. 200 or 429."`
-	Header            map[string]string `short:"H" mapsep:"none" placeholder:"NAME=VALUE" help:"A provider response header; repeat for more."`
-	UsageTokens       *int64            `name:"usage-tokens" placeholder:"N" help:"Tokens the call really used."`
-	UsageInputTokens  *int64            `name:"usage-input-tokens" placeholder:"N" help:"Input tokens the call really used."`
-	UsageOutputTokens *int64            `name:"usage-output-tokens" placeholder:"N" help:"Output tokens the call really used."`
-	UsageRequests     *int64            `name:"usage-requests" placeholder:"N" help:"Requests the call really counted as."`
-	JSON              bool              `name:"json" help:"Print the answer as JSON."`
+	Lease             string   `help:"The lease to end (from acquire)."`
+	Agent             string   `help:"Agent name (needed without --lease)."`
+	Service           string   `help:"Service name (needed without --lease)."`
+	Status            int      `help:"The provider's HTTP status, e.g. 200 or 429."`
+	Header            []string `short:"H" sep:"none" placeholder:"NAME=VALUE" help:"A provider response header, as NAME=VALUE or 'NAME: VALUE' (as curl -i shows it); repeat for more."`
+	UsageTokens       *int64   `name:"usage-tokens" placeholder:"N" help:"Tokens the call really used."`
+	UsageInputTokens  *int64   `name:"usage-input-tokens" placeholder:"N" help:"Input tokens the call really used."`
+	UsageOutputTokens *int64   `name:"usage-output-tokens" placeholder:"N" help:"Output tokens the call really used."`
+	UsageRequests     *int64   `name:"usage-requests" placeholder:"N" help:"Requests the call really counted as."`
+	JSON              bool     `name:"json" help:"Print the answer as JSON."`
 }
 
 func (c *reportCmd) Validate() error {
 	if c.Lease == "" && (c.Agent == "" || c.Service == "") {
 		return errors.New("give --lease, or --agent and --service to report a call made without a lease")
+	}
+	if _, err := c.headers(); err != nil {
+		return err
 	}
 	if c.Status != 0 && (c.Status < 100 || c.Status > 599) {
 		return fmt.Errorf("--status %d: give the provider's HTTP status, 100 to 599", c.Status)
@@ -366,7 +369,11 @@ func (c *reportCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	req := ipc.ReportRequest{Lease: c.Lease, Agent: c.Agent, Service: c.Service, Status: c.Status, Headers: c.Header}
+	headers, err := c.headers()
+	if err != nil {
+		return err
+	}
+	req := ipc.ReportRequest{Lease: c.Lease, Agent: c.Agent, Service: c.Service, Status: c.Status, Headers: headers}
 	for unit, n := range map[string]*int64{"tokens": c.UsageTokens, "input_tokens": c.UsageInputTokens, "output_tokens": c.UsageOutputTokens, "requests": c.UsageRequests} {
 		if n != nil {
 			if req.Usage == nil {
@@ -389,6 +396,25 @@ func (c *reportCmd) Run(g *globals) error {
 		fmt.Println("ok")
 	}
 	return nil
+}
+
+// headers reads the --header flags. A header name holds neither '=' nor
+// ':', so the first of them ends it; the value may hold both (RateLimit
+// parameters, HTTP dates).
+func (c *reportCmd) headers() (map[string]string, error) {
+	if len(c.Header) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(c.Header))
+	for _, h := range c.Header {
+		i := strings.IndexAny(h, "=:")
+		name := strings.TrimSpace(h[:max(i, 0)])
+		if i < 0 || name == "" || strings.ContainsAny(name, " \t") {
+			return nil, fmt.Errorf("--header %q: want NAME=VALUE or 'NAME: VALUE', e.g. --header retry-after=20", h)
+		}
+		out[name] = strings.TrimSpace(h[i+1:])
+	}
+	return out, nil
 }
 
 func (c *reportCmd) serviceName() string {

@@ -410,6 +410,8 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		{"negative tokens", []string{"acquire", "--agent", "ag", "--service", "svc", "--tokens=-5"}, 80, "--tokens -5: a count cannot be negative"},
 		{"negative usage", []string{"report", "--lease", "l_x", "--usage-tokens=-5"}, 80, "--usage-tokens -5"},
 		{"report status out of range", []string{"report", "--lease", "l_x", "--status", "999"}, 80, "--status 999"},
+		{"header without a value", []string{"report", "--lease", "l_x", "-H", "retry-after"}, 80, `--header "retry-after": want NAME=VALUE or 'NAME: VALUE'`},
+		{"header without a name", []string{"report", "--lease", "l_x", "-H", "=20"}, 80, "--header"},
 		{"bad agent name", []string{"pause", "agent", "a b"}, 1, "agent"},
 		// Without service or agent, pause must not send a request.
 		{"pause without a target", []string{"pause"}, 80, `expected one of "service", "agent"`},
@@ -446,7 +448,7 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 	}
 
 	// A 429 with Retry-After, reported without a lease, cools the service down.
-	out = e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "Retry-After=120", "-H", "x-note=a;b=c")
+	out = e.must(t, "report", "--agent", "ag", "--service", "cool", "--status", "429", "-H", "Retry-After: 120", "-H", "x-note=a;b=c, d")
 	if !strings.Contains(out, "cool is cooling down until") {
 		t.Errorf("report of a 429 printed %q", out)
 	}
