@@ -32,7 +32,7 @@ import (
 // is what the caller sees.
 type runCmd struct {
 	Agent    string   `placeholder:"NAME" help:"Agent name for COMMAND's calls (default: the command's name and 4 random hex digits)."`
-	Priority string   `placeholder:"P" help:"Priority of COMMAND's calls: high, normal or low (default: the agent's configured priority)."`
+	Priority string   `placeholder:"high|normal|low" help:"Priority of COMMAND's calls: high, normal or low (default: the agent's configured priority)."`
 	Command  []string `arg:"" passthrough:"partial" placeholder:"COMMAND" help:"The command to run, and its arguments (put them after --)."`
 }
 
