@@ -314,7 +314,7 @@ fallback = { browser = "chrome", url = %q, headless = true }
 	})
 
 	t.Run("quit closes the browser", func(t *testing.T) {
-		m.click(t, "Quit")
+		m.quit(t)
 		a.waitExit(t)
 		if ps := browserProcesses(profiles); len(ps) > 0 {
 			t.Fatalf("browser processes left after quit: %q", ps)

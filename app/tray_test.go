@@ -357,6 +357,21 @@ func (m dbusMenu) click(t *testing.T, prefixes ...string) {
 	}
 }
 
+// quit clicks Quit. The app may be gone before its answer to the click
+// leaves: a NoReply error means it quit, which waitExit checks.
+func (m dbusMenu) quit(t *testing.T) {
+	t.Helper()
+	var n menuNode
+	trayWait(t, "menu item Quit", func() (err error) {
+		n, err = m.find("Quit")
+		return err
+	})
+	err := m.obj.Call("com.canonical.dbusmenu.Event", 0, n.ID, "clicked", dbus.MakeVariant(""), uint32(0)).Err
+	if de, ok := errors.AsType[dbus.Error](err); err != nil && (!ok || de.Name != "org.freedesktop.DBus.Error.NoReply") {
+		t.Fatalf("clicking Quit: %v", err)
+	}
+}
+
 // registeredMenu waits for the app to register with the watcher and returns
 // its menu, found through the item's Menu property as a panel finds it.
 func registeredMenu(t *testing.T, conn *dbus.Conn, w *snHost) dbusMenu {
@@ -565,7 +580,7 @@ func TestTray(t *testing.T) {
 	})
 
 	t.Run("quit", func(t *testing.T) {
-		m.click(t, "Quit")
+		m.quit(t)
 		a.waitExit(t)
 	})
 }
