@@ -521,6 +521,29 @@ func TestTray(t *testing.T) {
 		})
 	})
 
+	t.Run("pause an agent", func(t *testing.T) {
+		m.click(t, "Agents", "research", "Pause")
+		trayWait(t, "/v1/status to say research is paused", func() error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			for _, a := range st.Agents {
+				if a.Name == "research" && a.Paused {
+					return nil
+				}
+			}
+			return fmt.Errorf("agents %+v", st.Agents)
+		})
+		trayWait(t, "the agent's Pause checkbox to be ticked", func() error {
+			n, err := m.find("Agents", "research", "Pause")
+			if err == nil && !n.Checked {
+				err = fmt.Errorf("not ticked: %+v", n)
+			}
+			return err
+		})
+	})
+
 	t.Run("start at login", func(t *testing.T) {
 		entry := filepath.Join(a.dir, "xdg", "autostart", "quotabar.desktop")
 		m.click(t, "Start at login")
