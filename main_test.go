@@ -13,12 +13,12 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/quotabar/quotabar/app"
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
 )
 
@@ -156,26 +156,9 @@ func (e *env) must(t *testing.T, args ...string) string {
 // daemon is a `quotabar serve` process.
 type daemon struct {
 	cmd  *exec.Cmd
-	logs *syncBuffer
+	logs *testenv.Buffer
 	done chan struct{}
 	err  error // the process's exit, once done is closed
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // serve starts a daemon and waits until it answers on its socket.
@@ -188,7 +171,7 @@ func (e *env) serve(t *testing.T) *daemon {
 // answers on its socket.
 func (e *env) start(t *testing.T, extraEnv []string, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binary, args...), logs: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{cmd: exec.Command(binary, args...), logs: &testenv.Buffer{}, done: make(chan struct{})}
 	d.cmd.Env = append(e.environ(), extraEnv...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {

@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
 )
 
@@ -31,29 +31,9 @@ fallback = { browser = "system", url = "http://127.0.0.1:1/" }
 priority = "low"
 `
 
-// logBuffer is the writer behind a test daemon's slog handler: it keeps the
-// log's text, safe for the daemon's goroutines, so tests can wait for the
-// daemon to say something.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type testDaemon struct {
 	opts Options
-	logs *logBuffer
+	logs *testenv.Buffer
 }
 
 // newTestDaemon prepares the files of a daemon in temporary directories and
@@ -67,7 +47,7 @@ func newTestDaemon(t *testing.T, config string) *testDaemon {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	dir := t.TempDir()
-	td := &testDaemon{logs: &logBuffer{}}
+	td := &testDaemon{logs: &testenv.Buffer{}}
 	td.opts = Options{
 		ConfigPath: filepath.Join(dir, "conf", "config.toml"),
 		StateDir:   filepath.Join(dir, "state"),

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,33 +13,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/limiter"
 )
 
 const testToken = "0123456789abcdef0123456789abcdef"
 
-// syncBuffer collects log output written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type harness struct {
 	lim  *limiter.Limiter
 	url  string // the proxy's root, http://127.0.0.1:PORT
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
 
 // base is the base URL an SDK would be given for agent and service.
@@ -57,7 +39,7 @@ func newHarness(t *testing.T, services []limiter.ServiceConfig, upstreams map[st
 		t.Fatal(err)
 	}
 	t.Cleanup(lim.Close)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	var svcs []Service
 	for _, s := range services {
 		svcs = append(svcs, Service{Name: s.Name, BaseURL: upstreams[s.Name]})

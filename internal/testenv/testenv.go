@@ -7,6 +7,8 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -35,4 +37,26 @@ func Missing(t testing.TB, format string, args ...any) {
 		t.Fatalf("required tool missing: "+format, args...)
 	}
 	t.Skipf(format, args...)
+}
+
+// Buffer is an io.Writer safe for concurrent use, for collecting the logs of
+// a daemon or proxy under test (written from many goroutines, read by the
+// test). The zero value is ready to use.
+type Buffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
