@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -396,34 +394,6 @@ func TestFallbackWebBudget(t *testing.T) {
 	}
 }
 
-// startXvfb runs an X server on a display it picks itself and points
-// DISPLAY at it for the test.
-func startXvfb(t *testing.T) {
-	t.Helper()
-	xvfb := testenv.LookPath(t, "Xvfb")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", "1280x1024x24", "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting Xvfb: %v", err)
-	}
-	w.Close()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(r).ReadString('\n')
-	r.Close()
-	if err != nil {
-		t.Fatalf("Xvfb did not say its display: %v", err)
-	}
-	t.Setenv("DISPLAY", ":"+strings.TrimSpace(line))
-	t.Setenv("WAYLAND_DISPLAY", "")
-}
-
 // webDriver sends one W3C WebDriver command with plain net/http, as an
 // agent in another language would, and returns the answer's "value".
 func webDriver(t *testing.T, method, u string, body any) json.RawMessage {
@@ -461,7 +431,7 @@ func webDriver(t *testing.T, method, u string, body any) json.RawMessage {
 // into the next session.
 func TestFallbackWebKitOverSocket(t *testing.T) {
 	testenv.LookPath(t, "WebKitWebDriver")
-	startXvfb(t)
+	testenv.StartXvfb(t)
 	// The site shows the cookie it got as the title, and sets it only
 	// while setting is on: the second session must have it from quotabar.
 	var setting atomic.Bool

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quotabar/quotabar/internal/testenv"
 )
 
 // browserOf returns the running Chrome of a service, failing the test when
@@ -359,7 +361,7 @@ func TestChromeRestartsAfterBrowserDied(t *testing.T) {
 // TestChromeVisibleWindow starts Chrome with a window, as on a desktop, on a
 // private X server.
 func TestChromeVisibleWindow(t *testing.T) {
-	startXvfb(t)
+	testenv.StartXvfb(t)
 	m, _ := chromeManager(t)
 	site := testSite(t)
 	ctx := openCtx(t)

@@ -1,13 +1,11 @@
 package webfallback
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,38 +14,10 @@ import (
 	"github.com/quotabar/quotabar/internal/testenv"
 )
 
-// startXvfb runs an X server on a display it picks itself (-displayfd) and
-// points DISPLAY at it for the test.
-func startXvfb(t *testing.T) {
-	t.Helper()
-	xvfb := testenv.LookPath(t, "Xvfb")
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", "1280x1024x24", "-nolisten", "tcp")
-	cmd.ExtraFiles = []*os.File{w}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting Xvfb: %v", err)
-	}
-	w.Close()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(r).ReadString('\n')
-	r.Close()
-	if err != nil {
-		t.Fatalf("Xvfb did not say its display: %v", err)
-	}
-	t.Setenv("DISPLAY", ":"+strings.TrimSpace(line))
-	t.Setenv("WAYLAND_DISPLAY", "")
-}
-
 func webkitManager(t *testing.T) *Manager {
 	t.Helper()
 	testenv.LookPath(t, "WebKitWebDriver")
-	startXvfb(t)
+	testenv.StartXvfb(t)
 	if _, err := findWebKitDriver(""); err != nil {
 		testenv.Missing(t, "%v", err) // no MiniBrowser
 	}

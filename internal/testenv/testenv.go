@@ -5,6 +5,7 @@
 package testenv
 
 import (
+	"bufio"
 	"os"
 	"os/exec"
 	"strings"
@@ -59,4 +60,33 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// StartXvfb runs an X server on a display it picks itself (-displayfd) and
+// points DISPLAY at it for the rest of the test; the server is killed at
+// cleanup. Without Xvfb the test skips, or fails when tools are required.
+func StartXvfb(t *testing.T) {
+	t.Helper()
+	xvfb := LookPath(t, "Xvfb")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(xvfb, "-displayfd", "3", "-screen", "0", "1280x1024x24", "-nolisten", "tcp")
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting Xvfb: %v", err)
+	}
+	w.Close()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(r).ReadString('\n')
+	r.Close()
+	if err != nil {
+		t.Fatalf("Xvfb did not say its display: %v", err)
+	}
+	t.Setenv("DISPLAY", ":"+strings.TrimSpace(line))
+	t.Setenv("WAYLAND_DISPLAY", "")
 }
