@@ -1,9 +1,7 @@
 package app
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,37 +21,9 @@ func autostartPath() (string, error) {
 	return filepath.Join(dir, "autostart", "quotabar.desktop"), nil
 }
 
-// autostartEnabled reports whether the autostart entry exists.
-func autostartEnabled() bool {
-	p, err := autostartPath()
-	if err != nil {
-		return false
-	}
-	_, err = os.Stat(p)
-	return err == nil
-}
+const autostartKind = "autostart entry"
 
-// setAutostart writes (on) or removes (off) the autostart entry that runs
-// exe with no arguments: the tray app with the daemon inside.
-func setAutostart(on bool, exe string) error {
-	p, err := autostartPath()
-	if err != nil {
-		return err
-	}
-	if !on {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("removing the autostart entry: %w", err)
-		}
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("creating the autostart directory: %w", err)
-	}
-	if err := writeFileAtomic(p, []byte(desktopEntry(exe)), 0o644); err != nil {
-		return fmt.Errorf("writing the autostart entry: %w", err)
-	}
-	return nil
-}
+func autostartFile(exe string) []byte { return []byte(desktopEntry(exe)) }
 
 func desktopEntry(exe string) string {
 	return "[Desktop Entry]\n" +
