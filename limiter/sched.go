@@ -18,6 +18,8 @@ type service struct {
 	recent     []*grant // grants since the oldest one still in flight
 	learnedAny bool
 
+	clusterShare float64 // fraction of every capacity this daemon may use (share.go); 1 alone
+
 	classes [3]class // Low, Normal, High
 	queued  int
 
@@ -36,7 +38,7 @@ type service struct {
 }
 
 func newService(sc ServiceConfig) *service {
-	s := &service{name: sc.Name, cfg: sc}
+	s := &service{name: sc.Name, cfg: sc, clusterShare: 1}
 	for _, p := range sc.Limits {
 		s.policies = append(s.policies, newLedger(p, sc.Headroom, "config"))
 	}
@@ -669,7 +671,7 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 	}
 	ok = true
 	for _, d := range s.ledgers() {
-		if okd, at := d.check(now, w.cost[d.policy.Unit], s.queued > 1); !okd {
+		if okd, at := d.checkShare(now, w.cost[d.policy.Unit], s.queued > 1, s.clusterShare); !okd {
 			if at.IsZero() {
 				return false, time.Time{}, d
 			}
