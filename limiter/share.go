@@ -175,7 +175,11 @@ func (d *ledger) checkShare(now time.Time, c int64, backlog bool, share float64)
 	if share >= 1 || c <= 0 || c > d.cap {
 		return d.check(now, c, backlog)
 	}
-	limit := int64(math.Floor(share * float64(d.cap)))
+	// The cluster rounds shares down to a millionth; the thousandth of a
+	// unit added back keeps three thirds of 60 at 20 each (not 19), and
+	// cannot lift the sum of fewer than 1000 daemons' floors over the
+	// capacity.
+	limit := int64(math.Floor(share*float64(d.cap) + 1e-3))
 	d.prune(now)
 	if need := d.used + c - limit; need > 0 {
 		var freed int64
