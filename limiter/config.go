@@ -6,6 +6,8 @@ import (
 	"time"
 )
 
+// This file holds the Config defaults and its validation.
+
 // Defaults for the zero values of Config.
 const (
 	DefaultLeaseTTL         = 10 * time.Minute
@@ -68,10 +70,8 @@ func validateConfig(c Config) error {
 		if s.Headroom < 0 || s.Headroom >= 1 {
 			return fmt.Errorf("service %q: headroom %v must be at least 0 and below 1", s.Name, s.Headroom)
 		}
-		switch s.Dialect {
-		case "", "openai", "anthropic", "github", "ietf":
-		default:
-			return fmt.Errorf("service %q: dialect %q is not one of openai, anthropic, github, ietf (or empty for all)", s.Name, s.Dialect)
+		if !s.Dialect.Known() {
+			return fmt.Errorf("service %q: dialect %q is not one of %s (or empty for all)", s.Name, s.Dialect, DialectNames())
 		}
 	}
 	seen = map[string]bool{}

@@ -47,7 +47,7 @@ func (l *Limiter) Seed(seed uint64) {
 }
 
 // SetParser replaces ParseHeaders, so observations can be injected.
-func (l *Limiter) SetParser(f func(dialect string, h map[string]string, now time.Time) Observation) {
+func (l *Limiter) SetParser(f func(dialect Dialect, h map[string]string, now time.Time) Observation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.parse = f

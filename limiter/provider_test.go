@@ -14,7 +14,7 @@ import (
 // so these tests do not depend on the header dialects.
 func inject(l *limiter.Limiter) *limiter.Observation {
 	obs := new(limiter.Observation)
-	l.SetParser(func(string, map[string]string, time.Time) limiter.Observation { return *obs })
+	l.SetParser(func(limiter.Dialect, map[string]string, time.Time) limiter.Observation { return *obs })
 	return obs
 }
 
@@ -224,7 +224,7 @@ func TestBudgetRefill(t *testing.T) {
 			obs := inject(l)
 			*obs = limiter.Observation{Limits: []limiter.ObservedLimit{{
 				Unit: limiter.Requests, Limit: 100, Remaining: 0, HasRemaining: true,
-				Reset: clk.Now().Add(10 * time.Second), Window: tc.window, Dialect: tc.dialect,
+				Reset: clk.Now().Add(10 * time.Second), Window: tc.window, Dialect: limiter.Dialect(tc.dialect),
 			}}}
 			if _, err := l.Report(limiter.Report{Agent: "x", Service: "s", Status: 200, Header: someHeader}); err != nil {
 				t.Fatal(err)
@@ -295,7 +295,7 @@ func TestRemainingZeroBlocks(t *testing.T) {
 			// The configured 2h ledger has room and paces nothing: the
 			// headers alone hold the service back.
 			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{
-				{Name: "s", Limits: []limiter.Policy{pol(1000, limiter.Requests, 2*time.Hour)}, Dialect: tc.dialect},
+				{Name: "s", Limits: []limiter.Policy{pol(1000, limiter.Requests, 2*time.Hour)}, Dialect: limiter.Dialect(tc.dialect)},
 			}})
 			if _, err := l.Report(limiter.Report{Agent: "x", Service: "s", Status: tc.status, Header: tc.header}); err != nil {
 				t.Fatal(err)
