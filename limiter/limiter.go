@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type Limiter struct {
 	closed   bool
 	subs     map[int]chan struct{}
 	nextSub  int
+	// dialects maps each configured service to its dialect, for parsing
+	// a report's headers before the lock is taken; apply replaces it.
+	dialects atomic.Pointer[map[string]Dialect]
 	// parse reads provider headers; tests replace it to inject observations.
 	parse func(dialect Dialect, h map[string]string, now time.Time) Observation
 }
@@ -101,6 +105,11 @@ func (l *Limiter) Reconfigure(cfg Config) error {
 func (l *Limiter) apply(cfg Config) {
 	now := l.clock.Now()
 	l.cfg = cfg.withDefaults()
+	dialects := make(map[string]Dialect, len(cfg.Services))
+	for _, sc := range cfg.Services {
+		dialects[sc.Name] = sc.Dialect
+	}
+	l.dialects.Store(&dialects)
 	keep := map[string]bool{}
 	for _, sc := range cfg.Services {
 		keep[sc.Name] = true
