@@ -86,6 +86,12 @@ type Config struct {
 	// LearnConcurrency is the in-flight cap of a service that has no limits
 	// configured and none learned yet, when it has no MaxConcurrent.
 	LearnConcurrency int
+	// AgentIdleTTL is how long an agent that is not configured and has no
+	// run-time override (pause or priority) stays listed after it was
+	// last seen (its last acquire or report), once nothing of it is queued
+	// or in flight; then it is forgotten, counters and all. Zero means
+	// DefaultAgentIdleTTL (an hour).
+	AgentIdleTTL time.Duration
 }
 
 // Request asks permission for one call (or one batch).

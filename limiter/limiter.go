@@ -28,6 +28,8 @@ type Limiter struct {
 	agents   map[string]*agent
 	leases   map[string]*lease
 	seq      uint64 // grants so far
+	// nextSweep is when sweepAgents next looks for agents to forget.
+	nextSweep time.Time
 	closed   bool
 	subs     map[int]chan struct{}
 	nextSub  int
@@ -142,6 +144,7 @@ func (l *Limiter) apply(cfg Config) {
 	}
 	for name, a := range l.agents {
 		if _, ok := conf[name]; !ok {
+			a.configured = false
 			before := a.priority()
 			a.cfg = AgentConfig{Name: name}
 			a.caps = rebuildLedgers(now, a.caps, nil, 0)
@@ -158,6 +161,7 @@ func (l *Limiter) apply(cfg Config) {
 		}
 		before := a.priority()
 		a.cfg = ac
+		a.configured = true
 		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0)
 		if a.priority() != before {
 			l.requeueAgent(a)
