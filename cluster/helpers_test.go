@@ -226,3 +226,7 @@ func sumShares(ns ...*node) float64 {
 }
 
 func approx(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
+
+func limiterReport429() limiter.Report {
+	return limiter.Report{Agent: "a", Service: svcName, Status: 429, Header: map[string]string{"Retry-After": "1"}}
+}

@@ -292,7 +292,7 @@ func (m *Member) refresh(ctx context.Context, service string) {
 func (m *Member) offline(service string, share float64, err error) {
 	m.mu.Lock()
 	st := m.svc[service]
-	was := st.st.State
+	was, wasErr := st.st.State, st.st.Error
 	if st.st.State != Joining {
 		st.st.State = Offline
 	}
@@ -300,9 +300,13 @@ func (m *Member) offline(service string, share float64, err error) {
 	st.st.Recovering = false
 	st.st.Error = redisError(err)
 	st.st.Text = statusText(st.st)
+	now, msg := st.st.State, st.st.Error
 	m.mu.Unlock()
-	if was == Online {
-		m.log.Warn("cluster: offline, keeping the last share", "service", service, "share", share, "err", st.st.Error)
+	switch {
+	case was == Online:
+		m.log.Warn("cluster: offline, keeping the last share", "service", service, "share", share, "err", msg)
+	case now == Joining && msg != wasErr:
+		m.log.Warn("cluster: cannot join yet; the shared service grants nothing until redis answers", "service", service, "err", msg)
 	}
 }
 
