@@ -3,6 +3,7 @@ package cluster_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"sort"
@@ -141,6 +142,8 @@ func startNode(t *testing.T, i int, o nodeOpts) *node {
 		n.mem.Run(ctx)
 	}()
 	t.Cleanup(n.close)
+	allNodes = append(allNodes, n)
+	t.Cleanup(func() { allNodes = nil })
 	return n
 }
 
@@ -209,7 +212,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
+			t.Fatalf("%s: not within %v%s", what, d, dumpOnFail())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -229,4 +232,16 @@ func approx(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 
 func limiterReport429() limiter.Report {
 	return limiter.Report{Agent: "a", Service: svcName, Status: 429, Header: map[string]string{"Retry-After": "1"}}
+}
+
+// nodes is every node of the running test, for dumpOnFail.
+var allNodes []*node
+
+func dumpOnFail() string {
+	out := ""
+	for _, n := range allNodes {
+		d, _ := n.lim.Demand(svcName)
+		out += fmt.Sprintf("\n  node %d: %+v share %.3f used %.3f queued %d", n.i, n.status(), d.Share, d.Used, d.Queued)
+	}
+	return out
 }

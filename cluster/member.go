@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -95,6 +96,10 @@ type svcState struct {
 	// stated in every refresh so that a daemon that missed the message
 	// polls it.
 	coolLocal time.Time
+	// lastTop and lastWeight are the demand's at its last backlog.
+	lastTop    limiter.Priority
+	lastWeight float64
+	sawBacklog bool // since the last refresh
 }
 
 // New checks cfg, sets every shared service's share to nothing until Redis
@@ -225,10 +230,23 @@ func (m *Member) refresh(ctx context.Context, service string) {
 		coolMS = max(1, left.Milliseconds())
 	}
 	m.mu.Unlock()
-	backlog := 0
-	if d.Backlog {
+	// Hungry: requests waited at some moment since the last refresh (the
+	// watch notes every backlog). Agents between calls leave the queue
+	// empty for a moment; judged by that moment alone a busy daemon would
+	// look idle at every other refresh and the shares would swing (and a
+	// swing costs the drain of a window).
+	backlog, top, weight := 0, d.Top, d.Weight
+	m.mu.Lock()
+	switch {
+	case d.Backlog:
 		backlog = 1
+		st.lastTop, st.lastWeight = d.Top, d.Weight
+	case st.sawBacklog:
+		backlog = 1
+		top, weight = cmp.Or(st.lastTop, limiter.Normal), cmp.Or(st.lastWeight, 1)
 	}
+	st.sawBacklog = false
+	m.mu.Unlock()
 	var learned []string
 	for _, p := range d.Learned {
 		learned = append(learned, fmt.Sprintf("%s %d %d", p.Unit, p.Window.Milliseconds(), p.Quota))
@@ -237,7 +255,7 @@ func (m *Member) refresh(ctx context.Context, service string) {
 	k := m.keys[service]
 	rctx, cancel := context.WithTimeout(ctx, m.cfg.Refresh)
 	res, err := refreshScript.Run(rctx, m.rdb, []string{k.members, k.meta, k.cooldown, k.limits},
-		m.id, epoch, backlog, int(d.Top), fmtFloat(d.Weight), fmtFloat(d.Used), fmtFloat(d.Share),
+		m.id, epoch, backlog, int(top), fmtFloat(weight), fmtFloat(d.Used), fmtFloat(d.Share),
 		span.Milliseconds(), m.cfg.Lease.Milliseconds(), coolMS, strings.Join(learned, ";"), m.label,
 	).Slice()
 	cancel()
@@ -425,11 +443,19 @@ func (m *Member) watch(ctx context.Context) {
 		}
 		for _, s := range m.services {
 			d, err := m.lim.Demand(s)
-			if err != nil || d.CooldownUntil.IsZero() {
+			if err != nil {
 				continue
 			}
 			m.mu.Lock()
 			st := m.svc[s]
+			if d.Backlog {
+				st.sawBacklog = true
+				st.lastTop, st.lastWeight = d.Top, d.Weight
+			}
+			if d.CooldownUntil.IsZero() {
+				m.mu.Unlock()
+				continue
+			}
 			news := d.CooldownUntil.After(st.coolKnown.Add(5 * time.Millisecond))
 			if news {
 				st.coolKnown, st.coolLocal = d.CooldownUntil, d.CooldownUntil
