@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -53,20 +54,20 @@ func (c *acquireCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	cost := ipc.Cost{"requests": c.Requests}
+	cost := wire.Cost{"requests": c.Requests}
 	for unit, n := range map[string]int64{"tokens": c.Tokens, "input_tokens": c.InputTokens, "output_tokens": c.OutputTokens} {
 		if n != 0 {
 			cost[unit] = n
 		}
 	}
-	lease, err := cl.Acquire(context.Background(), ipc.AcquireRequest{
+	lease, err := cl.Acquire(context.Background(), wire.AcquireRequest{
 		Agent:     c.Agent,
 		Service:   c.Service,
 		Cost:      cost,
 		Priority:  c.Priority,
-		MaxWaitMS: ipc.Wait(c.Wait),
+		MaxWaitMS: wire.Wait(c.Wait),
 	})
-	var refused *ipc.Refused
+	var refused *ipc.RefusedError
 	if errors.As(err, &refused) {
 		msg := fmt.Sprintf("refused: %s; retry in %s", refused.Reason, shortDuration(refused.RetryAfter))
 		if why := refusalHints[refused.Reason]; why != "" {
@@ -85,7 +86,7 @@ func (c *acquireCmd) Run(g *globals) error {
 		return clientError(err, socket)
 	}
 	if c.JSON {
-		return printJSON(os.Stdout, ipc.AcquireResponse{
+		return printJSON(os.Stdout, wire.AcquireResponse{
 			Granted:        true,
 			Lease:          lease.ID,
 			WaitedMS:       lease.Waited.Milliseconds(),
@@ -98,9 +99,9 @@ func (c *acquireCmd) Run(g *globals) error {
 
 // refusalHints say what a refusal's reason means for the person at the
 // terminal, and where to look.
-var refusalHints = map[string]string{
-	"cooldown": "the provider said the service's limit is spent; every agent waits until the cooldown ends",
-	"timeout":  "no grant within --wait: the service's quota is taken ('quotabar status' shows what is left)",
-	"paused":   "the service or this agent is paused ('quotabar status' shows which; 'quotabar resume' lifts it)",
-	"shed":     "the service's queue is full (queue_limit in the configuration)",
+var refusalHints = map[wire.Reason]string{
+	wire.ReasonCooldown: "the provider said the service's limit is spent; every agent waits until the cooldown ends",
+	wire.ReasonTimeout:  "no grant within --wait: the service's quota is taken ('quotabar status' shows what is left)",
+	wire.ReasonPaused:   "the service or this agent is paused ('quotabar status' shows which; 'quotabar resume' lifts it)",
+	wire.ReasonShed:     "the service's queue is full (queue_limit in the configuration)",
 }

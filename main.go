@@ -23,6 +23,8 @@ import (
 	"github.com/quotabar/quotabar/app/config"
 	"github.com/quotabar/quotabar/app/daemon"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // exitRefused is the exit status of a refused acquire: EX_TEMPFAIL, "try
@@ -68,7 +70,7 @@ func (g *globals) socketPath() (string, error) {
 	if g.SocketFile != "" {
 		return g.SocketFile, nil
 	}
-	return ipc.SocketPath()
+	return socket.Path()
 }
 
 func (g *globals) configPath() (string, error) {
@@ -100,7 +102,7 @@ func (e *exitError) Error() string { return e.msg }
 // clientError explains an error of a client call to a person: a daemon that
 // is not running is the usual one.
 func clientError(err error, socket string) error {
-	var apiErr *ipc.APIError
+	var apiErr *wire.APIError
 	switch {
 	case errors.As(err, &apiErr):
 		return errors.New(apiErr.Message)

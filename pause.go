@@ -6,7 +6,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // pauseCmd and resumeCmd have one subcommand per kind of target, each with
@@ -67,7 +67,7 @@ func setAgentPaused(g *globals, name string, paused bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cl.UpdateAgent(context.Background(), name, ipc.AgentUpdate{Paused: &paused}); err != nil {
+	if _, err := cl.UpdateAgent(context.Background(), name, wire.AgentUpdate{Paused: &paused}); err != nil {
 		return clientError(err, socket)
 	}
 	fmt.Printf("agent %s %s\n", name, pausedWord(paused))

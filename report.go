@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 type reportCmd struct {
@@ -49,11 +49,11 @@ func (c *reportCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	req := ipc.ReportRequest{Lease: c.Lease, Agent: c.Agent, Service: c.Service, Status: c.Status, Headers: headers}
+	req := wire.ReportRequest{Lease: c.Lease, Agent: c.Agent, Service: c.Service, Status: c.Status, Headers: headers}
 	for unit, n := range map[string]*int64{"tokens": c.UsageTokens, "input_tokens": c.UsageInputTokens, "output_tokens": c.UsageOutputTokens, "requests": c.UsageRequests} {
 		if n != nil {
 			if req.Usage == nil {
-				req.Usage = ipc.Cost{}
+				req.Usage = wire.Cost{}
 			}
 			req.Usage[unit] = *n
 		}

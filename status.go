@@ -10,7 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 type statusCmd struct {
@@ -35,7 +35,7 @@ func (c *statusCmd) Run(g *globals) error {
 
 // printStatus writes the human status: a table of services, one line per
 // limit, then a table of agents.
-func printStatus(w io.Writer, st ipc.StatusResponse, now time.Time) {
+func printStatus(w io.Writer, st wire.StatusResponse, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTATE\tLIMIT\tREMAINING\tRESETS IN\tIN FLIGHT\tQUEUED\tFALLBACK")
 	for _, s := range st.Services {

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 type versionCmd struct{}
 
 func (c *versionCmd) Run() error {
-	fmt.Printf("quotabar %s (API v1, %s %s/%s)\n", ipc.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("quotabar %s (API v1, %s %s/%s)\n", wire.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }

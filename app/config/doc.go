@@ -4,7 +4,7 @@
 // file, line and key (Error, Errors), the built-in provider presets, the
 // commented default file written on first start (default_config.toml), and
 // where the files live (XDG directories on Linux, Application Support on
-// macOS, named by BundleID).
+// macOS, named by the bundle id (socket.BundleID)).
 //
 // It depends only on the limiter, whose rules (policy syntax, names,
 // priorities) it applies rather than repeats, so `quotabar config check`

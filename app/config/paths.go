@@ -5,11 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-)
 
-// BundleID is the macOS bundle identifier; it names the app's directory under
-// ~/Library/Application Support.
-const BundleID = "dev.quotabar.quotabar"
+	"github.com/quotabar/quotabar/ipc/socket"
+)
 
 // DefaultConfigPath is the configuration file used when no --config is
 // given: $QUOTABAR_CONFIG, else the platform's configuration directory.
@@ -43,7 +41,9 @@ func platformConfigDir() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("finding the config directory: %w", err)
 		}
-		return filepath.Join(home, "Library", "Application Support", BundleID), nil
+		// The same directory as the socket's: one bundle id, defined where
+		// the socket path (which clients need without this package) is.
+		return filepath.Join(home, "Library", "Application Support", socket.BundleID), nil
 	}
 	return xdgDir("XDG_CONFIG_HOME", ".config")
 }

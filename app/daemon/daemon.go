@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/app/config"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/server"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -47,7 +49,7 @@ type part interface {
 // parts and saved state. Its methods are safe for concurrent use.
 type Daemon struct {
 	Limiter *limiter.Limiter
-	Server  *ipc.Server
+	Server  *server.Server
 	Logger  *slog.Logger
 
 	configPath string
@@ -92,7 +94,7 @@ const saveDelay = 250 * time.Millisecond
 // start), restores the saved state, builds the limiter, the socket server
 // and the parts, and starts serving on the socket and watching the
 // configuration. If another quotabar is serving the socket it fails with an
-// error wrapping *ipc.AlreadyRunningError. ctx only bounds start-up: the
+// error wrapping *socket.AlreadyRunningError. ctx only bounds start-up: the
 // daemon runs until Shutdown.
 func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d := &Daemon{
@@ -125,7 +127,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		}
 	}
 	if d.socketPath == "" {
-		if d.socketPath, err = ipc.SocketPath(); err != nil {
+		if d.socketPath, err = socket.Path(); err != nil {
 			return nil, err
 		}
 	}
@@ -152,7 +154,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	// Claim the socket before touching the state: a second instance must
 	// not overwrite the running one's saved state.
-	d.ln, err = ipc.Listen(d.socketPath)
+	d.ln, err = socket.Listen(d.socketPath)
 	if err != nil {
 		return nil, err
 	}
@@ -176,10 +178,10 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d.restoreState()
 
 	d.newParts()
-	d.Server = ipc.NewServer(ipc.ServerConfig{
+	d.Server = server.New(server.Config{
 		Limiter:  d.Limiter,
 		Fallback: d.fallback,
-		Version:  ipc.Version,
+		Version:  wire.Version,
 		Logger:   d.Logger,
 	})
 	// Every route is registered before the server serves: a client that

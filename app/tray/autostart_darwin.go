@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/quotabar/quotabar/app/config"
+	"github.com/quotabar/quotabar/ipc/socket"
 )
 
 // autostartPath is the per-user LaunchAgent that starts quotabar at login;
@@ -15,7 +15,7 @@ func autostartPath() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("finding ~/Library/LaunchAgents: %w", err)
 	}
-	return filepath.Join(home, "Library", "LaunchAgents", config.BundleID+".plist"), nil
+	return filepath.Join(home, "Library", "LaunchAgents", socket.BundleID+".plist"), nil
 }
 
 const autostartKind = "LaunchAgent"

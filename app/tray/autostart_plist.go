@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/xml"
 
-	"github.com/quotabar/quotabar/app/config"
+	"github.com/quotabar/quotabar/ipc/socket"
 )
 
 // launchAgent is the macOS LaunchAgent plist (autostart_darwin.go) that
@@ -21,7 +21,7 @@ func launchAgent(exe string) []byte {
 <plist version="1.0">
 <dict>
 	<key>Label</key>
-	<string>` + config.BundleID + `</string>
+	<string>` + socket.BundleID + `</string>
 	<key>ProgramArguments</key>
 	<array>
 		<string>` + esc(exe) + `</string>

@@ -9,8 +9,8 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/quotabar/quotabar/app/config"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // readPlist reads the top-level dict of an XML property list: each key with
@@ -71,11 +71,11 @@ func TestInfoPlist(t *testing.T) {
 		t.Fatal("build.sh sets no minimum macOS version (local min=...)")
 	}
 	for key, want := range map[string][2]string{
-		"CFBundleIdentifier":         {"string", config.BundleID}, // the socket and config directory use it
+		"CFBundleIdentifier":         {"string", socket.BundleID}, // the socket and config directory use it
 		"CFBundleName":               {"string", "quotabar"},
 		"CFBundleExecutable":         {"string", "quotabar"}, // what build.sh puts in Contents/MacOS
 		"CFBundlePackageType":        {"string", "APPL"},
-		"CFBundleShortVersionString": {"string", ipc.Version},
+		"CFBundleShortVersionString": {"string", wire.Version},
 		"CFBundleIconFile":           {"string", "quotabar"}, // build.sh writes Resources/quotabar.icns
 		"LSMinimumSystemVersion":     {"string", string(minOS[1])},
 		"LSUIElement":                {"true", ""}, // menu bar only, no Dock icon
@@ -95,7 +95,7 @@ func TestLaunchAgent(t *testing.T) {
 	}
 	p := readPlist(t, path)
 	for key, want := range map[string][2]string{
-		"Label":       {"string", config.BundleID},
+		"Label":       {"string", socket.BundleID},
 		"RunAtLoad":   {"true", ""},
 		"KeepAlive":   {"false", ""}, // Quit from the menu stays quit
 		"ProcessType": {"string", "Interactive"},
