@@ -87,7 +87,9 @@ func TestWorkConserving(t *testing.T) {
 	if m := rec.maxInWindow(window); m > quota {
 		t.Errorf("a window held %d calls, quota %d", m, quota)
 	}
-	if want := 0.95 * quota * to.Sub(from).Seconds(); float64(got[0]+got[1]) < want {
+	// 90%: the idle daemon keeps 2% to start with at once, and each busy
+	// share rounds down to whole calls.
+	if want := 0.90 * quota * to.Sub(from).Seconds(); float64(got[0]+got[1]) < want {
 		t.Errorf("two busy daemons made %v calls in %v, want at least %.0f together", got, to.Sub(from), want)
 	}
 	if j := jain(got[:2]); j < 0.95 {

@@ -61,8 +61,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate checks the config without connecting. Its errors never contain
-// the password.
+// timeout is how long one call to Redis may take before the daemon counts
+// Redis as away: half a lease, and at least a refresh, so that one slow
+// answer on a busy machine is not an outage and the daemon still refreshes
+// well within its lease.
+func (c Config) timeout() time.Duration { return max(c.Refresh, c.Lease/2) }
+
+// Validate checks the config without connecting and without reading the
+// environment (PasswordEnv is read when the daemon starts). Its errors
+// never contain the password.
 func (c Config) Validate() error {
 	if err := ValidClusterName(c.Name); err != nil {
 		return err
@@ -77,12 +84,13 @@ func (c Config) Validate() error {
 	if d.Lease < 2*d.Refresh {
 		return fmt.Errorf("cluster lease %v must be at least twice the refresh %v, so that one slow refresh does not drop a daemon", d.Lease, d.Refresh)
 	}
-	_, err := c.options()
+	_, err := c.options(false)
 	return err
 }
 
-// options builds the client options from the URL and the environment.
-func (c Config) options() (*redis.Options, error) {
+// options builds the client options from the URL and, when withEnv, the
+// environment.
+func (c Config) options(withEnv bool) (*redis.Options, error) {
 	if c.Redis == "" {
 		return nil, errors.New(`cluster redis is empty; set redis = "redis://host:6379/0" (or rediss:// for TLS, unix:///path for a socket)`)
 	}
@@ -100,7 +108,7 @@ func (c Config) options() (*redis.Options, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster redis URL %s: %w", Redacted(c.Redis), redactErr(err, u))
 	}
-	if c.PasswordEnv != "" {
+	if c.PasswordEnv != "" && withEnv {
 		pw, ok := os.LookupEnv(c.PasswordEnv)
 		if !ok {
 			return nil, fmt.Errorf("cluster password_env names %s, which is not set in the daemon's environment", c.PasswordEnv)

@@ -28,9 +28,15 @@ import (
 // processes (built here; own sockets, state dirs and configs), five agents
 // each over the daemons' sockets, one fake provider on 127.0.0.1 counting a
 // sliding window exactly (a call over the quota is a 429), one
-// redis-server.
+// redis-server. The service keeps a headroom of 5% (3 calls of 60) for the
+// way from a grant to the provider, which on a loaded machine can take
+// longer than the 1% margin of a window the limiter allows for it; goodput
+// is measured against what the headroom leaves (57 a second).
 
-const procQuota = 60
+const (
+	procQuota = 60
+	procCap   = 57 // procQuota less the 5% headroom
+)
 
 type daemon struct {
 	i      int
@@ -67,10 +73,11 @@ enabled = false
 redis = %q
 password_env = "QB_ACCEPT_PW"
 name = "accept"
-refresh = "50ms"
-lease = "250ms"
+refresh = "100ms"
+lease = "500ms"
 [services.api]
 limits = ["%d requests/1s"]
+headroom = 0.05
 shared = true
 [services.local]
 limits = ["5 requests/1s"]
@@ -234,10 +241,10 @@ func TestDaemonsShareThroughRedis(t *testing.T) {
 		t.Logf("%s: %v calls accepted in %v", name, got, time.Since(t0).Round(time.Millisecond))
 		return got
 	}
-	want := func(d time.Duration) float64 { return 0.95 * procQuota * d.Seconds() }
+	want := func(d time.Duration) float64 { return 0.95 * procCap * d.Seconds() }
 
 	t.Run("all busy: no 429, >= 95% goodput, fair", func(t *testing.T) {
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(2 * time.Second)
 		got := measure("all busy", 3*time.Second)
 		if float64(sum(got)) < want(3*time.Second) {
 			t.Errorf("goodput %d, want at least %.0f", sum(got), want(3*time.Second))
@@ -250,8 +257,14 @@ func TestDaemonsShareThroughRedis(t *testing.T) {
 		ds[2].idle.Store(true)
 		time.Sleep(1500 * time.Millisecond)
 		got := measure("daemon 2 idle", 3*time.Second)
-		if float64(got[0]+got[1]) < want(3*time.Second) {
-			t.Errorf("two busy daemons %v, want at least %.0f together", got, want(3*time.Second))
+		// The idle daemon keeps 2% to start with at once (rather than after
+		// a window's drain), and each busy share of 57 rounds down to whole
+		// calls: 90%, not 95%.
+		if min := 0.90 * procCap * 3; float64(got[0]+got[1]) < min {
+			t.Errorf("two busy daemons %v, want at least %.0f together", got, min)
+		}
+		if got[2] > 5 {
+			t.Errorf("the idle daemon made %d calls", got[2])
 		}
 		ds[2].idle.Store(false)
 	})
@@ -278,7 +291,7 @@ func TestDaemonsShareThroughRedis(t *testing.T) {
 		took := waitFor(t, 3*time.Second, "share back", func() bool {
 			return ds[0].cluster(t).Share+ds[1].cluster(t).Share >= 0.95
 		})
-		if bound := 250*time.Millisecond + time.Second + 200*time.Millisecond; took > bound {
+		if bound := lease + window + 2*refresh; took > bound {
 			t.Errorf("share back after %v, want within lease+window+refresh %v", took, bound)
 		}
 		t.Logf("share back after %v", took)

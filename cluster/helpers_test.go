@@ -17,11 +17,11 @@ import (
 	"github.com/quotabar/quotabar/limiter"
 )
 
-// Test timing: windows of a second, refresh every 50 ms, leases of 250 ms.
+// Test timing: windows of a second, refresh every 100 ms, leases of 500 ms.
 const (
 	window  = time.Second
-	refresh = 50 * time.Millisecond
-	lease   = 250 * time.Millisecond
+	refresh = 100 * time.Millisecond
+	lease   = 500 * time.Millisecond
 	quota   = 60
 	svcName = "api"
 )

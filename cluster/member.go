@@ -109,16 +109,16 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger) (*Member, e
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	opts, err := cfg.options()
+	opts, err := cfg.options(true)
 	if err != nil {
 		return nil, err
 	}
 	// One try per refresh: the next refresh is the retry, and a Redis
 	// that is slow must not hold a refresh past its interval.
 	opts.MaxRetries = -1
-	opts.DialTimeout = cfg.Refresh
-	opts.ReadTimeout = cfg.Refresh
-	opts.WriteTimeout = cfg.Refresh
+	opts.DialTimeout = cfg.timeout()
+	opts.ReadTimeout = cfg.timeout()
+	opts.WriteTimeout = cfg.timeout()
 	opts.PoolSize = 4
 	opts.ContextTimeoutEnabled = true
 	if log == nil {
@@ -253,7 +253,7 @@ func (m *Member) refresh(ctx context.Context, service string) {
 	}
 	span := max(d.Span, time.Millisecond)
 	k := m.keys[service]
-	rctx, cancel := context.WithTimeout(ctx, m.cfg.Refresh)
+	rctx, cancel := context.WithTimeout(ctx, m.cfg.timeout())
 	res, err := refreshScript.Run(rctx, m.rdb, []string{k.members, k.meta, k.cooldown, k.limits},
 		m.id, epoch, backlog, int(top), fmtFloat(weight), fmtFloat(d.Used), fmtFloat(d.Share),
 		span.Milliseconds(), m.cfg.Lease.Milliseconds(), coolMS, strings.Join(learned, ";"), m.label,
@@ -466,7 +466,7 @@ func (m *Member) watch(ctx context.Context) {
 			}
 			left := d.CooldownUntil.Sub(m.lim.Now())
 			msg, _ := json.Marshal(coolMsg{Service: s, MS: max(1, left.Milliseconds()), From: m.id})
-			pctx, pcancel := context.WithTimeout(ctx, m.cfg.Refresh)
+			pctx, pcancel := context.WithTimeout(ctx, m.cfg.timeout())
 			err = m.rdb.Publish(pctx, channel(m.cfg.Name), msg).Err()
 			pcancel()
 			if err != nil {

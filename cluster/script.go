@@ -44,7 +44,8 @@ if not epoch then
 end
 -- A gap: nobody refreshed for more than a lease. If someone was live when
 -- the silence began, Redis (not they) was away: they may still hold their
--- shares, so the silence says nothing about who is gone.
+-- shares, so the silence says nothing about who is gone, and the leases of
+-- those live then are moved on by its length.
 local gap = last > 0 and now - last > lease
 local lost = known ~= '' and known ~= epoch
 redis.call('HSET', KEYS[2], 'last', now)
@@ -59,8 +60,10 @@ for i = 1, #raw, 2 do
       redis.call('HDEL', KEYS[1], raw[i])
     else
       if gap and m.seen + m.lease >= last then
+        -- Its lease stops running for the silence: a daemon that died
+        -- before it still expires, that much later.
         held_at_gap = true
-        m.seen = now
+        m.seen = m.seen + (now - last)
         redis.call('HSET', KEYS[1], raw[i], cjson.encode(m))
       end
       if now > m.seen + m.lease + m.span then
@@ -98,7 +101,8 @@ for _, m in ipairs(live) do
     m.hungry = true
     wsum = wsum + m.w
   else
-    if m.b == 1 then m.want = 0.05 else m.want = math.min(1, m.u * 1.25 + 0.02) end
+    -- Never more than it holds now: without a backlog its share is enough.
+    if m.b == 1 then m.want = 0.05 else m.want = math.min(1, m.u * 1.25 + 0.02, math.max(m.a, 0.02)) end
     base = base + m.want
   end
 end

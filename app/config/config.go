@@ -16,6 +16,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/quotabar/quotabar/cluster"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -33,6 +34,9 @@ type Config struct {
 	Proxy    ProxyConfig
 	Services []ServiceConfig // in file order
 	Agents   []AgentConfig   // in file order
+	// Cluster is the [cluster] table (cluster.go); nil when there is none,
+	// and then nothing is shared and nothing connects.
+	Cluster *cluster.Config
 }
 
 // ServiceConfig is one [services.NAME] table, with its preset applied.
@@ -45,6 +49,7 @@ type ServiceConfig struct {
 	MaxConcurrent int
 	Headroom      float64
 	Fallback      FallbackConfig
+	Shared        bool // shared with other daemons through [cluster]
 }
 
 // FallbackConfig is a service's web fallback. Browser is "" when the service
@@ -178,6 +183,7 @@ type rawConfig struct {
 	Proxy      rawProxy              `toml:"proxy"`
 	Services   map[string]rawService `toml:"services"`
 	Agents     map[string]rawAgent   `toml:"agents"`
+	Cluster    *rawCluster           `toml:"cluster"`
 }
 
 type rawProxy struct {
@@ -194,6 +200,7 @@ type rawService struct {
 	Headroom      float64      `toml:"headroom"`
 	Dialect       *string      `toml:"dialect"`
 	Fallback      *rawFallback `toml:"fallback"`
+	Shared        bool         `toml:"shared"`
 }
 
 type rawFallback struct {
@@ -212,9 +219,10 @@ type rawAgent struct {
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents", "cluster"},
 	"proxy":    {"enabled", "listen", "max_wait"},
-	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback"},
+	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback", "shared"},
+	"cluster":  clusterKeys,
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
 }
@@ -271,6 +279,7 @@ func Parse(path string, data []byte) (*Config, error) {
 	for _, name := range p.tableNames(md, "agents") {
 		cfg.Agents = append(cfg.Agents, p.agent(name, raw.Agents[name]))
 	}
+	cfg.Cluster = p.cluster(raw.Cluster, cfg.Services)
 	for _, s := range cfg.Services {
 		if strings.HasSuffix(s.Name, ".web") {
 			if base, ok := cfg.Service(strings.TrimSuffix(s.Name, ".web")); ok && len(base.Fallback.WebLimits) > 0 {
@@ -372,6 +381,8 @@ func (p *configParser) unknownKey(k toml.Key) {
 		kind = "fallback"
 	case len(k) == 3 && k[0] == "agents":
 		kind = "agent"
+	case len(k) == 2 && k[0] == "cluster":
+		kind = "cluster"
 	case len(k) != 1:
 		p.errorf(keyPath(k...), "unknown key")
 		return
@@ -430,6 +441,7 @@ func (p *configParser) service(name string, raw rawService) ServiceConfig {
 		Limits:        p.policies(key+".limits", raw.Limits),
 		MaxConcurrent: raw.MaxConcurrent,
 		Headroom:      raw.Headroom,
+		Shared:        raw.Shared,
 	}
 	var preset Preset
 	if raw.Preset != "" {

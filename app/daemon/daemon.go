@@ -61,6 +61,7 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
+	cluster  *clusterPart // nil without a [cluster] table
 	parts    []part // in building order
 
 	reloadMu sync.Mutex // one Reload at a time
@@ -177,13 +178,25 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}()
 	d.restoreState()
 
+	if d.cluster, err = newClusterPart(d, cfg); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && d.cluster != nil {
+			d.cluster.Shutdown(context.Background())
+		}
+	}()
 	d.newParts()
-	d.Server = server.New(server.Config{
+	scfg := server.Config{
 		Limiter:  d.Limiter,
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
-	})
+	}
+	if d.cluster != nil {
+		scfg.Cluster = d.cluster
+	}
+	d.Server = server.New(scfg)
 	// Every route is registered before the server serves: a client that
 	// asks at once must not be told the route does not exist.
 	d.Server.Handle("GET /v1/proxy", http.HandlerFunc(d.proxy.serveInfo))
@@ -225,6 +238,9 @@ func (d *Daemon) newParts() {
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
 	d.parts = []part{d.fallback, d.proxy}
+	if d.cluster != nil {
+		d.parts = append(d.parts, d.cluster)
+	}
 }
 
 // RunDaemon runs the daemon until ctx is done, SIGINT or SIGTERM arrives, or
