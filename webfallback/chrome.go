@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/cdproto"
@@ -50,6 +51,9 @@ type chromeBrowser struct {
 	b      *chromedp.Browser
 	cancel context.CancelFunc // ends our connection and the relay
 	gone   chan struct{}      // closed when the browser's pipe closed
+	// closing is set once the Manager closes the browser itself, so that
+	// its exit is not reported as the browser's own.
+	closing atomic.Bool
 
 	mu    sync.Mutex
 	tabs  map[string]struct{} // open page targets
@@ -419,6 +423,7 @@ func (cb *chromeBrowser) closeTarget(ctx context.Context, id target.ID) error {
 // cookies and profile, and waits for its processes to exit. Only a browser
 // that ignores Browser.close for closeGrace is killed.
 func (cb *chromeBrowser) close(ctx context.Context) error {
+	cb.closing.Store(true)
 	defer cb.cancel()
 	if !cb.running() {
 		return nil

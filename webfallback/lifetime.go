@@ -45,7 +45,7 @@ func (m *Manager) watchChrome(s *service, cb *chromeBrowser) {
 	for {
 		select {
 		case <-cb.gone:
-			if m.forgetChrome(s, cb) {
+			if !cb.closing.Load() && m.forgetChrome(s, cb) {
 				cb.log.Info("browser exited")
 				m.notifyClosed(s.name, ClosedExited)
 			}
@@ -101,4 +101,53 @@ func (m *Manager) closeIdleChrome(s *service, cb *chromeBrowser, idle time.Durat
 	m.forgetChrome(s, cb)
 	m.notifyClosed(s.name, ClosedIdle)
 	return true
+}
+
+// watchWebKit enforces the idle timeout of a WebKit session: a session that
+// no WebDriver command reached for the timeout is closed (its cookies
+// saved), and so is its driver.
+func (m *Manager) watchWebKit(s *service, w *webkitSession) {
+	idle := m.idleTimeout()
+	tick := time.NewTicker(checkEvery(idle))
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.exited:
+			s.mu.Lock()
+			mine := s.webkit == w && !w.closing.Load()
+			if mine {
+				s.webkit = nil
+			}
+			s.mu.Unlock()
+			if mine {
+				w.relay.close()
+				w.log.Info("webkit driver exited")
+				m.notifyClosed(s.name, ClosedExited)
+			}
+			return
+		case now := <-tick.C:
+			if !w.relay.idleFor(now, idle) {
+				continue
+			}
+			s.op.Lock()
+			s.mu.Lock()
+			mine := s.webkit == w
+			s.mu.Unlock()
+			if mine && w.relay.idleFor(time.Now(), idle) {
+				w.log.Info("closing the webkit session: no agent used it for the idle timeout", "idle_timeout", idle)
+				ctx, cancel := context.WithTimeout(context.Background(), closeGrace)
+				if err := m.closeWebKit(ctx, s, w); err != nil {
+					w.log.Error("closing an idle webkit session", "err", err)
+				}
+				cancel()
+				s.op.Unlock()
+				m.notifyClosed(s.name, ClosedIdle)
+				return
+			}
+			s.op.Unlock()
+			if !mine {
+				return
+			}
+		}
+	}
 }

@@ -237,7 +237,7 @@ func (m *Manager) Close(ctx context.Context, service, id string) error {
 	s.mu.Lock()
 	cb, ws := s.chrome, s.webkit
 	s.mu.Unlock()
-	if ws != nil && ws.id == id {
+	if ws != nil && ws.publicID() == id {
 		err := m.closeWebKit(ctx, s, ws)
 		return err
 	}
