@@ -2,11 +2,11 @@ package webfallback
 
 import (
 	"errors"
-	"syscall"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // findWebKitDriver finds safaridriver, which drives Safari.

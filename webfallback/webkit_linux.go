@@ -2,13 +2,13 @@ package webfallback
 
 import (
 	"fmt"
-	"syscall"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // miniBrowserGlobs are where distributions put WebKitGTK's MiniBrowser.
@@ -48,8 +48,8 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 	slices.Sort(found)
 	mb := found[len(found)-1]
 	return webkitDriver{
-		path:        path,
-		args:        func(port int) []string { return []string{"--port=" + strconv.Itoa(port), "--host=127.0.0.1"} },
+		path: path,
+		args: func(port int) []string { return []string{"--port=" + strconv.Itoa(port), "--host=127.0.0.1"} },
 		caps: func(dir string) (map[string]any, error) {
 			bin, err := deathBoundBrowser(dir, mb)
 			if err != nil {
