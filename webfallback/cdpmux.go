@@ -286,10 +286,8 @@ func (c *muxClient) close() {
 		m := c.m
 		m.mu.Lock()
 		delete(m.clients, c)
-		var mine []target.SessionID
 		for sid, owner := range m.sessions {
 			if owner == c {
-				mine = append(mine, sid)
 				delete(m.sessions, sid)
 			}
 		}

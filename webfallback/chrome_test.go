@@ -21,11 +21,13 @@ func browserOf(t testing.TB, m *Manager, svc string) *chromeBrowser {
 	s := m.lookup(svc)
 	if s == nil {
 		t.Fatalf("service %s was never opened", svc)
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.chrome == nil {
 		t.Fatalf("service %s has no browser", svc)
+		return nil
 	}
 	return s.chrome
 }

@@ -157,7 +157,7 @@ func TestWebKitIdleTimeoutClosesSession(t *testing.T) {
 	if got := wdDrive(t, s, ""); got != "set" {
 		t.Fatalf("title = %q, want set", got)
 	}
-	pid := m.lookup("svc").webkit.cmd.Process.Pid
+	pid := webkitOf(t, m, "svc").cmd.Process.Pid
 	port, secret := secretOf(t, s.WebDriverURL)
 	waitClosed(t, events, ClosedIdle)
 	if len(browserProcesses(pid)) > 0 || alive(pid) {

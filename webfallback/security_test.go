@@ -295,7 +295,7 @@ func TestWebKitRefusesOtherUser(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	w := m.lookup("svc").webkit
+	w := webkitOf(t, m, "svc")
 	if w.id == s.SessionID {
 		t.Fatal("the answer carries the driver's own session id")
 	}
@@ -340,6 +340,7 @@ func ownerMain(dir, browser, u string) int {
 	}
 	out := map[string]any{"cdp_url": s.CDPURL, "webdriver_url": s.WebDriverURL}
 	sv := m.lookup("svc")
+	sv.mu.Lock()
 	if sv.chrome != nil {
 		out["pid"] = sv.chrome.pid
 	}
@@ -347,6 +348,7 @@ func ownerMain(dir, browser, u string) int {
 		out["pid"] = sv.webkit.cmd.Process.Pid
 		out["driver_url"] = sv.webkit.driverURL
 	}
+	sv.mu.Unlock()
 	b, _ := json.Marshal(out)
 	fmt.Println(string(b))
 	select {}
