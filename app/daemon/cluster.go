@@ -52,6 +52,13 @@ func (c *clusterPart) Reconfigure(cfg *config.Config) {
 	if cfg.Cluster == nil || *cfg.Cluster != c.cfg {
 		c.d.Logger.Warn("cluster: the [cluster] table changed; restart quotabar to apply it (the running membership goes on as before)")
 	}
+	for _, s := range c.shared {
+		// A service removed and added again by the edit is new to the
+		// limiter, with the whole quota: give it back its share at once.
+		if st, ok := c.mem.Status(s); ok {
+			c.d.Limiter.SetShare(s, st.Share)
+		}
+	}
 	for _, s := range cfg.SharedServices() {
 		if !slices.Contains(c.shared, s) {
 			c.d.Logger.Warn("cluster: a newly shared service grants nothing until quotabar restarts and joins with it", "service", s)
