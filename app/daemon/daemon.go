@@ -61,8 +61,9 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
-	cluster  *clusterPart // nil without a [cluster] table
 	parts    []part // in building order
+
+	cluster *clusterPart // nil without a [cluster] table; also in parts
 
 	reloadMu sync.Mutex // one Reload at a time
 	cfgData  []byte     // the file cfg was parsed from; guarded by reloadMu
