@@ -441,41 +441,57 @@ func (m *Member) watch(ctx context.Context) {
 				return
 			}
 		}
-		for _, s := range m.services {
-			d, err := m.lim.Demand(s)
-			if err != nil {
-				continue
-			}
-			m.mu.Lock()
-			st := m.svc[s]
-			if d.Backlog {
-				st.sawBacklog = true
-				st.lastTop, st.lastWeight = d.Top, d.Weight
-			}
-			if d.CooldownUntil.IsZero() {
-				m.mu.Unlock()
-				continue
-			}
-			news := d.CooldownUntil.After(st.coolKnown.Add(5 * time.Millisecond))
-			if news {
-				st.coolKnown, st.coolLocal = d.CooldownUntil, d.CooldownUntil
-			}
-			m.mu.Unlock()
-			if !news {
-				continue
-			}
-			left := d.CooldownUntil.Sub(m.lim.Now())
-			msg, _ := json.Marshal(coolMsg{Service: s, MS: max(1, left.Milliseconds()), From: m.id})
-			pctx, pcancel := context.WithTimeout(ctx, m.cfg.timeout())
-			err = m.rdb.Publish(pctx, channel(m.cfg.Name), msg).Err()
-			pcancel()
-			if err != nil {
-				m.log.Warn("cluster: publishing a cooldown (the next refresh carries it)", "service", s, "err", redisError(err))
-				continue
-			}
-			m.published.Add(1)
-			m.log.Info("cluster: cooldown published", "service", s, "for", left.Round(time.Millisecond))
+		m.watchOnce(ctx)
+		// At most one look per watchEvery: changes meanwhile coalesce in
+		// ch, and a busy limiter's every grant is not worth a look.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(watchEvery):
 		}
+	}
+}
+
+// watchEvery bounds how often watch reads the demand; it adds at most this
+// much to a cooldown's way to the other daemons.
+const watchEvery = 2 * time.Millisecond
+
+// watchOnce publishes a new local cooldown and notes a backlog.
+func (m *Member) watchOnce(ctx context.Context) {
+	for _, s := range m.services {
+		d, err := m.lim.Demand(s)
+		if err != nil {
+			continue
+		}
+		m.mu.Lock()
+		st := m.svc[s]
+		if d.Backlog {
+			st.sawBacklog = true
+			st.lastTop, st.lastWeight = d.Top, d.Weight
+		}
+		if d.CooldownUntil.IsZero() {
+			m.mu.Unlock()
+			continue
+		}
+		news := d.CooldownUntil.After(st.coolKnown.Add(5 * time.Millisecond))
+		if news {
+			st.coolKnown, st.coolLocal = d.CooldownUntil, d.CooldownUntil
+		}
+		m.mu.Unlock()
+		if !news {
+			continue
+		}
+		left := d.CooldownUntil.Sub(m.lim.Now())
+		msg, _ := json.Marshal(coolMsg{Service: s, MS: max(1, left.Milliseconds()), From: m.id})
+		pctx, pcancel := context.WithTimeout(ctx, m.cfg.timeout())
+		err = m.rdb.Publish(pctx, channel(m.cfg.Name), msg).Err()
+		pcancel()
+		if err != nil {
+			m.log.Warn("cluster: publishing a cooldown (the next refresh carries it)", "service", s, "err", redisError(err))
+			continue
+		}
+		m.published.Add(1)
+		m.log.Info("cluster: cooldown published", "service", s, "for", left.Round(time.Millisecond))
 	}
 }
 
