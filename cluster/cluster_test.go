@@ -165,6 +165,8 @@ func TestCooldownReachesAll(t *testing.T) {
 	if s := ns[1].mem.Stats(); s.Received != 1 {
 		t.Errorf("node 1 received %d cooldowns, want 1 (no echo)", s.Received)
 	}
+	// Counted once PUBLISH has answered, which may be after the others heard it.
+	waitFor(t, time.Second, "node 0 counts its publish", func() bool { return ns[0].mem.Stats().Published >= 1 })
 	if s := ns[0].mem.Stats(); s.Published != 1 {
 		t.Errorf("node 0 published %d cooldowns, want 1", s.Published)
 	}

@@ -153,6 +153,8 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger) (*Member, e
 		}
 		m.svc[s].st.Text = statusText(m.svc[s].st)
 	}
+	// go-redis has one logger per process; the daemon has one member.
+	redis.SetLogger(redisLog{log})
 	m.rdb = redis.NewClient(opts)
 	return m, nil
 }
@@ -534,4 +536,14 @@ func (m *Member) subscribe(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// redisLog sends go-redis's own messages (pool dial failures and the like,
+// which name the address, never the password) to the daemon's log at debug
+// level instead of the process's stderr: the member already logs each
+// change of state once.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.Debug("cluster: redis client: " + fmt.Sprintf(format, v...))
 }
