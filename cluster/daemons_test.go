@@ -28,17 +28,17 @@ import (
 // processes (built here; own sockets, state dirs and configs), five agents
 // each over the daemons' sockets, one fake provider on 127.0.0.1 counting a
 // sliding window exactly (a call over the quota is a 429), one
-// redis-server. The service keeps a headroom of 10% (6 calls of 60) for the
+// redis-server. The service keeps a headroom of 10% (12 calls of 120) for the
 // way from a grant to the provider: on this shared 2-core machine (and under
 // -race) a call can reach the provider tens of milliseconds after its grant,
 // far more than the 1% of a window the limiter allows for it, and a 1-second
 // window magnifies that. The exact no-overshoot check is the in-process
 // tests', which record grant times. Goodput is measured against what the
-// headroom leaves (54 a second).
+// headroom leaves (108 a second).
 
 const (
-	procQuota = 60
-	procCap   = 54 // procQuota less the 10% headroom
+	procQuota = 120
+	procCap   = 108 // procQuota less the 10% headroom
 )
 
 type daemon struct {
@@ -261,7 +261,7 @@ func TestDaemonsShareThroughRedis(t *testing.T) {
 		time.Sleep(1500 * time.Millisecond)
 		got := measure("daemon 2 idle", 3*time.Second)
 		// The idle daemon keeps 2% to start with at once (rather than after
-		// a window's drain), and each busy share of 54 rounds down to whole
+		// a window's drain), and each busy share of 108 rounds down to whole
 		// calls: 90%, not 95%.
 		if min := 0.90 * procCap * 3; float64(got[0]+got[1]) < min {
 			t.Errorf("two busy daemons %v, want at least %.0f together", got, min)
