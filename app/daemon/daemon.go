@@ -181,6 +181,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
+		Persist:  d.Persist,
 	})
 	// Every route is registered before the server serves: a client that
 	// asks at once must not be told the route does not exist.

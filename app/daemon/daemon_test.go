@@ -193,12 +193,37 @@ func TestDaemonSavesChangesWhileRunning(t *testing.T) {
 	if _, err := td.client().SetServicePaused(context.Background(), "svc", true); err != nil {
 		t.Fatal(err)
 	}
-	// No shutdown: the change must reach the disk on its own (a crash keeps it).
-	path := filepath.Join(td.opts.StateDir, StateFile)
-	testenv.WaitFor(t, 10*time.Second, "the pause to be saved", func() bool {
-		data, err := os.ReadFile(path)
-		return err == nil && strings.Contains(string(data), "svc")
-	})
+	// No shutdown: a person's change is on disk by the time it is answered
+	// (a crash keeps it; TestAnsweredChangeSurvivesKill9 kills a daemon).
+	st, err := LoadState(filepath.Join(td.opts.StateDir, StateFile))
+	if err != nil || !st.Limiter.Services["svc"].Paused {
+		t.Errorf("state right after the answer: %+v, %v; want svc paused", st.Limiter.Services, err)
+	}
+}
+
+// TestDaemonAnswersUnsavedChange: a change that cannot be saved is answered
+// 500 saying a restart would undo it, not 200.
+func TestDaemonAnswersUnsavedChange(t *testing.T) {
+	td := newTestDaemon(t, testConfig)
+	d := td.start(t)
+	// A non-empty directory where the state file goes: the rename fails.
+	if err := os.MkdirAll(filepath.Join(td.opts.StateDir, StateFile, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err := td.client().SetServicePaused(ctx, "svc", true)
+	apiErr, ok := errors.AsType[*wire.APIError](err)
+	if !ok || apiErr.Status != 500 || !strings.Contains(apiErr.Message, "not saved") {
+		t.Errorf("pause with an unwritable state = %v; want 500 saying the change is not saved", err)
+	}
+	yes := true
+	if _, err := td.client().UpdateAgent(ctx, "a1", wire.AgentUpdate{Paused: &yes}); err == nil {
+		t.Error("agent pause with an unwritable state answered 200")
+	}
+	if err := d.SetFallbackEnabled("svc", true); err == nil || !strings.Contains(err.Error(), "not saved") {
+		t.Errorf("fallback switch with an unwritable state = %v; want an error saying it is not saved", err)
+	}
+	os.RemoveAll(filepath.Join(td.opts.StateDir, StateFile))
 }
 
 func TestDaemonAlreadyRunning(t *testing.T) {
