@@ -45,6 +45,9 @@ type ledger struct {
 	// burstUsed their sum: the pacer leaves room for them (paceRate).
 	bursts    []burstEntry
 	burstUsed int64
+	// estimates are the recent window estimates of a learned policy
+	// (bounds.go).
+	estimates []time.Duration
 	// maxCost is the largest single cost charged: the pacer's burst.
 	maxCost int64
 	// burstAfter is when the idle burst is allowed again after a
