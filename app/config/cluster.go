@@ -4,22 +4,14 @@ import (
 	"github.com/quotabar/quotabar/cluster"
 )
 
-// rawCluster is the [cluster] table: daemons on several machines sharing
-// services through Redis (docs/CLUSTER.md).
-type rawCluster struct {
-	Redis       string `toml:"redis"`
-	PasswordEnv string `toml:"password_env"`
-	Name        string `toml:"name"`
-	Refresh     string `toml:"refresh"`
-	Lease       string `toml:"lease"`
-}
-
 var clusterKeys = []string{"redis", "password_env", "name", "refresh", "lease"}
 
-// cluster checks the [cluster] table and the services' shared flags. Its
-// errors never quote the redis URL, which may hold a password.
-func (p *configParser) cluster(raw *rawCluster, services []ServiceConfig) *cluster.Config {
-	if raw == nil {
+// cluster checks the [cluster] table (t, when present: daemons on several
+// machines sharing services through Redis, docs/CLUSTER.md) and the
+// services' shared flags. Its errors never quote the redis URL, which may
+// hold a password.
+func (p *parser) cluster(t table, present bool, services []ServiceConfig) *cluster.Config {
+	if !present {
 		for _, s := range services {
 			if s.Shared {
 				p.errorf(keyPath("services", s.Name, "shared"), "shared = true needs a [cluster] table with redis and name (see docs/CLUSTER.md)")
@@ -27,12 +19,13 @@ func (p *configParser) cluster(raw *rawCluster, services []ServiceConfig) *clust
 		}
 		return nil
 	}
+	t.unknown(clusterKeys)
 	c := &cluster.Config{
-		Redis:       raw.Redis,
-		PasswordEnv: raw.PasswordEnv,
-		Name:        raw.Name,
-		Refresh:     p.duration("cluster.refresh", raw.Refresh),
-		Lease:       p.duration("cluster.lease", raw.Lease),
+		Redis:       t.str("redis"),
+		PasswordEnv: t.str("password_env"),
+		Name:        t.str("name"),
+		Refresh:     t.duration("refresh"),
+		Lease:       t.duration("lease"),
 	}
 	n := len(p.errs)
 	if err := cluster.ValidClusterName(c.Name); err != nil {

@@ -40,6 +40,13 @@ type Config struct {
 	Cluster  Cluster          // nil: no service is shared
 	Version  string           // "" means wire.Version
 	Logger   *slog.Logger     // nil means slog.Default()
+	// Persist, when set, runs after a person's change made through the API
+	// (a service's pause, an agent's pause or priority) is applied and
+	// before it is answered: the daemon saves its state there, so that a
+	// change answered 200 survives a crash (API.md). An error is answered
+	// 500 with its message; the change stays applied until a restart. The
+	// fallback switch is saved by the Fallback itself.
+	Persist func() error
 }
 
 const (
@@ -58,6 +65,7 @@ type Server struct {
 	lim     *limiter.Limiter
 	fb      Fallback
 	cl      Cluster
+	persist func() error
 	version string
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -84,6 +92,7 @@ func New(cfg Config) *Server {
 		lim:     cfg.Limiter,
 		fb:      cfg.Fallback,
 		cl:      cfg.Cluster,
+		persist: cfg.Persist,
 		version: cfg.Version,
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
