@@ -1,6 +1,8 @@
 package cluster_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -335,5 +337,35 @@ func TestNamespaces(t *testing.T) {
 	lim, _ := limiter.New(limiter.Config{})
 	if _, err := cluster.New(cluster.Config{Redis: r.URL(false), Name: "ok"}, lim, []string{"a:b"}, nil); err == nil {
 		t.Error("service name a:b accepted")
+	}
+}
+
+// A daemon that starts while Redis does not answer uses its last known
+// share from the state file, says so, and rejoins when Redis answers.
+func TestLastKnownShareAtStart(t *testing.T) {
+	r := testenv.StartRedis(t, "")
+	state := filepath.Join(t.TempDir(), "cluster.json")
+	a := startNode(t, 0, nodeOpts{url: r.URL(false), stateFile: state})
+	b := startNode(t, 1, nodeOpts{url: r.URL(false), stateFile: filepath.Join(t.TempDir(), "other.json")})
+	waitFor(t, 3*time.Second, "two members", func() bool { return a.status().Members == 2 && approx(a.status().Share, 0.5, 0.01) })
+	waitFor(t, 3*time.Second, "the share saved", func() bool {
+		data, err := os.ReadFile(state)
+		return err == nil && strings.Contains(string(data), `"share":0.5`)
+	})
+	a.kill()
+	b.kill()
+	r.Kill()
+	c := startNode(t, 2, nodeOpts{url: r.URL(false), stateFile: state})
+	waitFor(t, 3*time.Second, "offline with the last known share", func() bool { return c.status().State == cluster.Offline })
+	if st := c.status(); st.Text != "cluster: offline, using 1/2 (last known)" || st.Share != 0.5 {
+		t.Fatalf("status %+v", st)
+	}
+	if _, err := c.lim.Acquire(t.Context(), limiter.Request{Agent: "x", Service: svcName, MaxWait: time.Second}); err != nil {
+		t.Fatalf("no grant with the last known share: %v", err)
+	}
+	r.Start()
+	waitFor(t, 3*time.Second, "online", func() bool { return c.status().State == cluster.Online })
+	if st := c.status(); !st.Recovering {
+		t.Errorf("a Redis that lost its data should freeze the shares on rejoining: %+v", st)
 	}
 }

@@ -107,11 +107,12 @@ type node struct {
 }
 
 type nodeOpts struct {
-	url      string
-	name     string
-	clockOff time.Duration
-	limits   []limiter.Policy
-	pwEnv    string
+	url       string
+	name      string
+	clockOff  time.Duration
+	limits    []limiter.Policy
+	pwEnv     string
+	stateFile string
 }
 
 func startNode(t *testing.T, i int, o nodeOpts) *node {
@@ -131,7 +132,11 @@ func startNode(t *testing.T, i int, o nodeOpts) *node {
 		name = "test"
 	}
 	log := slog.New(slog.NewTextHandler(n.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	n.mem, err = cluster.New(cluster.Config{Redis: o.url, Name: name, Refresh: refresh, Lease: lease, PasswordEnv: o.pwEnv}, lim, []string{svcName}, log)
+	var opts []cluster.Option
+	if o.stateFile != "" {
+		opts = append(opts, cluster.WithStateFile(o.stateFile))
+	}
+	n.mem, err = cluster.New(cluster.Config{Redis: o.url, Name: name, Refresh: refresh, Lease: lease, PasswordEnv: o.pwEnv}, lim, []string{svcName}, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

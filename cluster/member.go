@@ -84,6 +84,10 @@ type Member struct {
 	epoch string
 	svc   map[string]*svcState
 
+	statePath string    // WithStateFile; "" keeps nothing
+	savedAt   time.Time // guarded by mu
+	savedJSON []byte    // guarded by mu
+
 	refreshes, errs, published, received atomic.Int64
 }
 
@@ -100,11 +104,16 @@ type svcState struct {
 	lastTop    limiter.Priority
 	lastWeight float64
 	sawBacklog bool // since the last refresh
+	// saved is the share of the state file (0: none), used while Redis
+	// has not answered since the start.
+	saved float64
 }
 
 // New checks cfg, sets every shared service's share to nothing until Redis
-// answers, and returns the member; Run connects. It does no I/O.
-func New(cfg Config, lim Limiter, shared []string, log *slog.Logger) (*Member, error) {
+// answers (or, with WithStateFile, until Redis fails to answer: then the
+// last known share), and returns the member; Run connects. It reads the
+// state file, if any, and does no other I/O.
+func New(cfg Config, lim Limiter, shared []string, log *slog.Logger, options ...Option) (*Member, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,6 +156,10 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger) (*Member, e
 		m.svc[s] = &svcState{st: ServiceStatus{State: Joining}}
 	}
 	slices.Sort(m.services)
+	for _, o := range options {
+		o(m)
+	}
+	m.loadState()
 	for _, s := range m.services {
 		if err := lim.SetShare(s, 0); err != nil {
 			return nil, fmt.Errorf("shared service %q: %w", s, err)
@@ -285,7 +298,9 @@ func (m *Member) refresh(ctx context.Context, service string) {
 		coolUntil = now.Add(time.Duration(r.coolMS) * time.Millisecond)
 	}
 	m.mu.Lock()
+	newEpoch := m.epoch != r.epoch
 	m.epoch = r.epoch
+	st.saved = 0
 	was := st.st.State
 	st.st = ServiceStatus{State: Online, Share: r.share, Members: r.members, Recovering: r.recovering}
 	st.st.Text = statusText(st.st)
@@ -300,6 +315,7 @@ func (m *Member) refresh(ctx context.Context, service string) {
 	if apply {
 		_ = m.lim.ApplyCooldown(service, coolUntil)
 	}
+	m.saveState(newEpoch)
 	if len(r.limits) > 0 {
 		if err := m.lim.LearnLimits(service, r.limits); err != nil {
 			m.log.Warn("cluster: limits learned by another daemon", "service", service, "err", err)
@@ -313,6 +329,13 @@ func (m *Member) offline(service string, share float64, err error) {
 	m.mu.Lock()
 	st := m.svc[service]
 	was, wasErr := st.st.State, st.st.Error
+	if st.st.State == Joining && st.saved > 0 {
+		// Never answered since the start, but a share is known from the
+		// last run: as safe as any last share while Redis is away.
+		share = st.saved
+		st.st.State, st.st.Members = Offline, 0
+		m.lim.SetShare(service, share)
+	}
 	if st.st.State != Joining {
 		st.st.State = Offline
 	}
@@ -348,6 +371,9 @@ func statusText(st ServiceStatus) string {
 	case Joining:
 		return "cluster: joining, nothing granted until redis answers"
 	case Offline:
+		if st.Members == 0 {
+			return "cluster: offline, using " + ShareString(st.Share) + " (last known)"
+		}
 		return "cluster: offline, using " + ShareString(st.Share)
 	}
 	s := fmt.Sprintf("cluster: online, using %s of %d member", ShareString(st.Share), st.Members)

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/quotabar/quotabar/app/config"
@@ -23,6 +24,10 @@ type clusterPart struct {
 	done   chan struct{}
 }
 
+// ClusterStateFile is the file in the state dir where the cluster member
+// keeps its last known shares (see cluster.WithStateFile).
+const ClusterStateFile = "cluster.json"
+
 // newClusterPart joins the cluster of cfg, or returns nil when cfg has
 // none. It fails when the member cannot be set up (a password_env that is
 // not set): a shared service must not run alone on a full quota.
@@ -31,7 +36,8 @@ func newClusterPart(d *Daemon, cfg *config.Config) (*clusterPart, error) {
 		return nil, nil
 	}
 	shared := cfg.SharedServices()
-	mem, err := cluster.New(*cfg.Cluster, d.Limiter, shared, d.Logger)
+	mem, err := cluster.New(*cfg.Cluster, d.Limiter, shared, d.Logger,
+		cluster.WithStateFile(filepath.Join(d.stateDir, ClusterStateFile)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: [cluster]: %w", d.configPath, err)
 	}
