@@ -29,6 +29,9 @@ func (c Config) withDefaults() Config {
 	if c.LearnConcurrency <= 0 {
 		c.LearnConcurrency = DefaultLearnConcurrency
 	}
+	if c.ResumeSpacing <= 0 {
+		c.ResumeSpacing = DefaultResumeSpacing
+	}
 	return c
 }
 
@@ -49,8 +52,8 @@ func validatePolicies(ps []Policy) error {
 }
 
 func validateConfig(c Config) error {
-	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 {
-		return fmt.Errorf("lease TTL, max aging, queue limit and learn concurrency must not be negative")
+	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.ResumeSpacing < 0 {
+		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency and resume spacing must not be negative")
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {
@@ -69,6 +72,9 @@ func validateConfig(c Config) error {
 		}
 		if s.Headroom < 0 || s.Headroom >= 1 {
 			return fmt.Errorf("service %q: headroom %v must be at least 0 and below 1", s.Name, s.Headroom)
+		}
+		if !(s.ReserveHigh >= 0 && s.ReserveHigh < 1) {
+			return fmt.Errorf("service %q: reserve_high %v must be at least 0 and below 1 (0.10 keeps the last 10%% of every subscription window for high priority)", s.Name, s.ReserveHigh)
 		}
 		if !s.Dialect.Known() {
 			return fmt.Errorf("service %q: dialect %q is not one of %s (or empty for all)", s.Name, s.Dialect, DialectNames())

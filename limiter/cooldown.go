@@ -28,6 +28,9 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 	if len(r.Header) > 0 {
 		obs = l.parse(s.cfg.Dialect, r.Header, now)
 	}
+	if r.Status >= 400 && len(r.Body) > 0 {
+		ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
+	}
 	l.settle(s, now)
 	// The provider's answer counts the reporting call and, as far as can be
 	// known, every call granted before it (they were sent first). A report
@@ -37,6 +40,14 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 		since = ls.g.seq
 	}
 	l.applyObservation(s, obs, since, now)
+	l.applyWindows(s, obs, now)
+	// A refusal that names a subscription window lasts until that
+	// window's reset: a 5-hour rejection does not wait for the weekly
+	// reset, and a weekly one does not end after 5 hours.
+	rej := windowRejection(s, obs, r.Status, now)
+	if rej != nil {
+		s.markRejected(rej, now)
+	}
 
 	if r.Status >= 200 && r.Status < 300 {
 		s.backoff = 0
@@ -45,7 +56,7 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 	for _, ol := range obs.Limits {
 		spent = spent || (ol.HasRemaining && ol.Remaining <= 0)
 	}
-	refused := r.Status == 429 ||
+	refused := rej != nil || r.Status == 429 ||
 		(r.Status == 503 && obs.HasRetryAfter) ||
 		(r.Status == 403 && (obs.HasRetryAfter || spent))
 	if r.Status == 429 {
@@ -55,6 +66,8 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Ti
 	if refused {
 		var d time.Duration
 		switch {
+		case rej != nil:
+			d = rej.Until.Sub(now)
 		case obs.HasRetryAfter:
 			d = obs.RetryAfter
 		case spent:

@@ -72,6 +72,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 		}
 	}
 
+	var spent Cost // what the call cost, for the windows' counts
 	if ls == nil {
 		// Charged first: the provider's headers already count this call.
 		c := usage
@@ -82,6 +83,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 			c[Requests] = 1
 		}
 		l.charge(s, a, c, now)
+		spent = c
 	}
 	res := l.observe(s, a, ls, r, now)
 	if ls != nil {
@@ -89,6 +91,12 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 			l.correct(s, ls.g, usage, now)
 		}
 		l.endLease(ls)
+		spent = ls.g.cost
+	}
+	if r.Status != 429 {
+		// Counted after the answer is applied, so that the call that
+		// first reveals a window counts in it.
+		s.countWindows(a, spent)
 	}
 	l.dispatchAll()
 	l.notify()
