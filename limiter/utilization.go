@@ -40,7 +40,8 @@ type uwindow struct {
 	warning  bool
 	observed time.Time
 	// since is when the period the agent counts cover began: the window's
-	// start, or when quotabar first saw it.
+	// start, or when quotabar first saw it, whichever is later (calls
+	// before quotabar saw them are not known).
 	since time.Time
 	use   map[string]*windowUse
 	// held says the window held requests back (reserve or rejection):
@@ -50,18 +51,29 @@ type uwindow struct {
 
 type windowUse struct{ requests, tokens int64 }
 
-// windowFor returns the service's window of that name, adding it.
+// windowFor returns the service's window of that name, adding it. When
+// the service has maxWindows already, the one heard of longest ago gives
+// way, so that names an upstream sent once cannot crowd out the real
+// windows; nil when every one was heard of just now.
 func (s *service) windowFor(name string, now time.Time) *uwindow {
-	for _, w := range s.windows {
+	oldest := -1
+	for i, w := range s.windows {
 		if w.name == name {
 			return w
 		}
+		if w.observed.Before(now) && (oldest < 0 || w.observed.Before(s.windows[oldest].observed)) {
+			oldest = i
+		}
 	}
-	if len(s.windows) >= maxWindows {
+	w := &uwindow{name: name, since: now, observed: now, use: map[string]*windowUse{}}
+	if len(s.windows) < maxWindows {
+		s.windows = append(s.windows, w)
+		return w
+	}
+	if oldest < 0 {
 		return nil
 	}
-	w := &uwindow{name: name, since: now, use: map[string]*windowUse{}}
-	s.windows = append(s.windows, w)
+	s.windows[oldest] = w
 	return w
 }
 
@@ -72,7 +84,10 @@ func (l *Limiter) applyWindows(s *service, obs Observation, now time.Time) {
 	for _, ow := range obs.Windows {
 		w := s.windowFor(ow.Name, now)
 		if w == nil {
-			l.log.Warn("limiter: too many utilization windows; ignoring one", "service", s.name, "window", ow.Name, "max", maxWindows)
+			if !s.windowsFull {
+				s.windowsFull = true // once: an upstream that does this does it in every answer
+				l.log.Warn("limiter: too many utilization windows; ignoring the new ones", "service", s.name, "window", ow.Name, "max", maxWindows)
+			}
 			continue
 		}
 		s.learnedAny = true
