@@ -109,6 +109,12 @@ type ServiceStatus struct {
 	// Fallback is present when the service has a web fallback configured.
 	Fallback *FallbackInfo `json:"fallback,omitempty"`
 	Counters Counters      `json:"counters"`
+	// ReserveHigh is the part of every utilization window kept for high
+	// priority (reserve_high); absent when 0.
+	ReserveHigh float64 `json:"reserve_high,omitempty"`
+	// Windows are the service's utilization windows (subscriptions), when
+	// its answers carry any; shortest first.
+	Windows []WindowStatus `json:"windows,omitempty"`
 }
 
 // LimitStatus is one limit of a service with what is left of it.
