@@ -166,7 +166,8 @@ type attempt struct {
 	body    *watchedBody
 	retry   bool // upstream said 429 and there is time to try again
 	result  *limiter.ReportResult
-	err     error // upstream could not be reached
+	err     error  // upstream could not be reached
+	errBody []byte // the start of a refusal's body (windows.go)
 }
 
 type attemptKey struct{}
@@ -190,6 +191,7 @@ var errRetry = errors.New("proxy: upstream 429, retrying")
 func (p *Proxy) modifyResponse(res *http.Response) error {
 	a := res.Request.Context().Value(attemptKey{}).(*attempt)
 	a.status, a.header = res.StatusCode, res.Header
+	a.errBody = peekErrorBody(res)
 	if res.StatusCode == http.StatusTooManyRequests {
 		// Report at once: the cooldown this starts decides whether the
 		// caller's request can wait for another try.
@@ -348,8 +350,9 @@ func (p *Proxy) report(a *attempt, usage limiter.Cost) limiter.ReportResult {
 		Agent:   a.lease.Agent,
 		Service: a.lease.Service,
 		Status:  a.status,
-		Header:  limitHeaders(a.header),
+		Header:  withStreamWindows(limitHeaders(a.header), a.watcher.windows()),
 		Usage:   usage,
+		Body:    a.errBody,
 	})
 	if err != nil {
 		// The lease may have expired during a very long call; the limiter
@@ -369,7 +372,7 @@ func limitHeaders(h http.Header) map[string]string {
 	for k, v := range h {
 		lk := strings.ToLower(k)
 		if strings.Contains(lk, "ratelimit") || strings.Contains(lk, "rate-limit") ||
-			strings.HasPrefix(lk, "retry-after") || lk == "date" {
+			strings.HasPrefix(lk, "retry-after") || lk == "date" || windowHeader(lk) {
 			m[lk] = strings.Join(v, ", ")
 		}
 	}
