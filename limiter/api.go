@@ -96,6 +96,12 @@ type Config struct {
 	// utilization window's hold (reserve or rejection) ends, so that the
 	// waiting agents do not all start again at its reset.
 	ResumeSpacing time.Duration
+	// AgentIdleTTL is how long an agent that is not configured and has no
+	// run-time override (pause or priority) stays listed after it was
+	// last seen (its last acquire or report), once nothing of it is queued
+	// or in flight; then it is forgotten, counters and all. Zero means
+	// DefaultAgentIdleTTL (an hour).
+	AgentIdleTTL time.Duration
 }
 
 // Request asks permission for one call (or one batch).

@@ -14,6 +14,7 @@ const (
 	DefaultMaxAging         = 30 * time.Second
 	DefaultQueueLimit       = 10000
 	DefaultLearnConcurrency = 4
+	DefaultAgentIdleTTL     = time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -31,6 +32,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ResumeSpacing <= 0 {
 		c.ResumeSpacing = DefaultResumeSpacing
+	}
+	if c.AgentIdleTTL <= 0 {
+		c.AgentIdleTTL = DefaultAgentIdleTTL
 	}
 	return c
 }
@@ -52,8 +56,8 @@ func validatePolicies(ps []Policy) error {
 }
 
 func validateConfig(c Config) error {
-	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.ResumeSpacing < 0 {
-		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency and resume spacing must not be negative")
+	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.AgentIdleTTL < 0 || c.ResumeSpacing < 0 {
+		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency, agent idle TTL and resume spacing must not be negative")
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {

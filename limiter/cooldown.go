@@ -23,9 +23,11 @@ const (
 
 // observe applies what one provider response says to s: the header
 // observation, and a cooldown when the status says the provider refused.
-func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, now time.Time) ReportResult {
-	var obs Observation
-	if len(r.Header) > 0 {
+func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, now time.Time) ReportResult {
+	obs := p.obs
+	if len(r.Header) > 0 && (!p.done || p.dialect != s.cfg.Dialect) {
+		// Parsed for another dialect: the configuration changed meanwhile,
+		// or the report named another service than its lease's. Rare.
 		obs = l.parse(s.cfg.Dialect, r.Header, now)
 	}
 	if r.Status >= 400 && len(r.Body) > 0 {

@@ -89,6 +89,11 @@
 // consumes nothing; a grant that reaches a requester already gone is taken
 // back whole.
 //
+// Agents need no configuration: one is registered on first use, and one
+// that is not configured and has no run-time override is forgotten once it
+// has been idle (nothing queued or in flight) for Config.AgentIdleTTL, so
+// the agent table, and every Status, stays the size of the agents in use.
+//
 // # Providers' headers
 //
 // Report applies what the provider answered (ParseHeaders reads the

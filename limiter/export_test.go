@@ -103,3 +103,12 @@ func (l *Limiter) Books() string {
 	fmt.Fprintf(&b, "leases=%d\n", len(l.leases))
 	return b.String()
 }
+
+// LockHeld reports whether the limiter's lock is held (by anyone).
+func (l *Limiter) LockHeld() bool {
+	if l.mu.TryLock() {
+		l.mu.Unlock()
+		return false
+	}
+	return true
+}

@@ -671,13 +671,18 @@ func FuzzStructuredField(f *testing.F) {
 			t.Fatalf("parseSFList(%q) succeeded with no members", v)
 		}
 		dict, ok := parseSFDict(v)
-		if ok && len(dict) == 0 {
+		if ok && dict.len() == 0 {
 			t.Fatalf("parseSFDict(%q) succeeded with no members", v)
 		}
-		for _, m := range dict {
-			if m.key == "" {
-				t.Fatalf("parseSFDict(%q) gave a member without a key", v)
+		if ok {
+			for _, k := range dict.d.Names() {
+				if k == "" {
+					t.Fatalf("parseSFDict(%q) gave a member without a key", v)
+				}
 			}
+		}
+		if len(v) > maxSFField && (list != nil || dict.d != nil) {
+			t.Fatalf("a field of %d bytes, over maxSFField, was parsed", len(v))
 		}
 	})
 }

@@ -174,8 +174,6 @@ func parseRetryAfter(ra, ms string, now time.Time) (time.Duration, bool) {
 	return 0, false
 }
 
-func isLCAlpha(c byte) bool { return 'a' <= c && c <= 'z' }
-
 func isAlpha(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
 
 func isTChar(c byte) bool {

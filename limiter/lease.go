@@ -27,6 +27,7 @@ type lease struct {
 // has its headers applied when r.Service names a configured service, then
 // the report fails with CodeUnknownLease.
 func (l *Limiter) Report(r Report) (ReportResult, error) {
+	p := l.parseReport(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -51,7 +52,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 			msg := fmt.Sprintf("lease %q is not held: it was reported already, expired, or never granted", r.Lease)
 			if sv := l.services[r.Service]; sv != nil && ValidName(r.Agent) == nil {
 				a, _ := l.agentFor(r.Agent, now)
-				l.observe(sv, a, nil, r, now)
+				l.observe(sv, a, nil, r, p, now)
 				l.dispatchAll()
 				l.notify()
 			}
@@ -85,7 +86,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 		l.charge(s, a, c, now)
 		spent = c
 	}
-	res := l.observe(s, a, ls, r, now)
+	res := l.observe(s, a, ls, r, p, now)
 	if ls != nil {
 		if usage != nil {
 			l.correct(s, ls.g, usage, now)
@@ -187,4 +188,41 @@ func (l *Limiter) newLeaseID() string {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], l.rng.Uint64())
 	return fmt.Sprintf("l_%x", b)
+}
+
+// parsed is a report's headers read before the lock was taken, and the
+// dialect they were read for.
+type parsed struct {
+	obs     Observation
+	dialect Dialect
+	done    bool
+}
+
+// parseReport reads r's headers without holding the limiter's lock: header
+// parsing is most of a report's cost (microseconds and a dozen
+// allocations), and everyone else's decisions would wait for it. The
+// dialect comes from a copy of the configuration's dialects that apply
+// publishes; a report that names no service but a lease looks up the
+// lease's service under the lock, briefly.
+func (l *Limiter) parseReport(r Report) parsed {
+	if len(r.Header) == 0 {
+		return parsed{}
+	}
+	name := r.Service
+	if name == "" && r.Lease != "" {
+		l.mu.Lock()
+		if ls := l.leases[r.Lease]; ls != nil {
+			name = ls.svc.name
+		}
+		l.mu.Unlock()
+	}
+	dialects := l.dialects.Load()
+	if dialects == nil {
+		return parsed{}
+	}
+	d, ok := (*dialects)[name]
+	if !ok {
+		return parsed{}
+	}
+	return parsed{obs: l.parse(d, r.Header, l.clock.Now()), dialect: d, done: true}
 }

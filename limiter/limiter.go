@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,9 +29,14 @@ type Limiter struct {
 	agents   map[string]*agent
 	leases   map[string]*lease
 	seq      uint64 // grants so far
+	// nextSweep is when sweepAgents next looks for agents to forget.
+	nextSweep time.Time
 	closed   bool
 	subs     map[int]chan struct{}
 	nextSub  int
+	// dialects maps each configured service to its dialect, for parsing
+	// a report's headers before the lock is taken; apply replaces it.
+	dialects atomic.Pointer[map[string]Dialect]
 	// parse reads provider headers; tests replace it to inject observations.
 	parse func(dialect Dialect, h map[string]string, now time.Time) Observation
 	// log hears what the limiter ignored in providers' answers, and why.
@@ -117,6 +123,11 @@ func (l *Limiter) Reconfigure(cfg Config) error {
 func (l *Limiter) apply(cfg Config) {
 	now := l.clock.Now()
 	l.cfg = cfg.withDefaults()
+	dialects := make(map[string]Dialect, len(cfg.Services))
+	for _, sc := range cfg.Services {
+		dialects[sc.Name] = sc.Dialect
+	}
+	l.dialects.Store(&dialects)
 	keep := map[string]bool{}
 	for _, sc := range cfg.Services {
 		keep[sc.Name] = true
@@ -149,6 +160,7 @@ func (l *Limiter) apply(cfg Config) {
 	}
 	for name, a := range l.agents {
 		if _, ok := conf[name]; !ok {
+			a.configured = false
 			before := a.priority()
 			a.cfg = AgentConfig{Name: name}
 			a.caps = rebuildLedgers(now, a.caps, nil, 0)
@@ -165,6 +177,7 @@ func (l *Limiter) apply(cfg Config) {
 		}
 		before := a.priority()
 		a.cfg = ac
+		a.configured = true
 		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0)
 		if a.priority() != before {
 			l.requeueAgent(a)

@@ -383,3 +383,45 @@ func TestHeadersBookkeepingIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// Headers are parsed before the limiter's lock is taken: a report's parse,
+// most of its cost, does not hold up everyone else's decisions. Checked for
+// a report naming its service and for one naming only its lease; the
+// observation still applies (the budget it sets binds).
+func TestReportParsesHeadersOutsideLock(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		service string
+	}{{"report names the service", "api"}, {"report names only the lease", ""}} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{{
+				Name: "api", Dialect: limiter.DialectOpenAI, Limits: []limiter.Policy{pol(100, limiter.Requests, time.Minute)},
+			}}})
+			calls, heldDuring := 0, 0
+			l.SetParser(func(d limiter.Dialect, h map[string]string, now time.Time) limiter.Observation {
+				calls++
+				if l.LockHeld() {
+					heldDuring++
+				}
+				if d != limiter.DialectOpenAI {
+					t.Errorf("parsed for dialect %q, want openai", d)
+				}
+				return limiter.ParseHeaders(d, h, now)
+			})
+			ls, ok := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "api"}))
+			if !ok {
+				t.Fatal("not granted")
+			}
+			if _, err := l.Report(limiter.Report{Lease: ls.ID, Service: tt.service, Status: 200, Header: map[string]string{
+				"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "30s",
+			}}); err != nil {
+				t.Fatalf("Report: %v", err)
+			}
+			if calls != 1 || heldDuring != 0 {
+				t.Fatalf("parsed %d times, %d of them under the lock; want once, outside it", calls, heldDuring)
+			}
+			_, err := l.Acquire(t.Context(), limiter.Request{Agent: "a", Service: "api"})
+			refused(t, err, limiter.ReasonCooldown)
+		})
+	}
+}

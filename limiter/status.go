@@ -14,6 +14,7 @@ func (l *Limiter) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.clock.Now()
+	l.sweepAgents(now)
 	var st Status
 	for _, s := range l.sortedServices() {
 		st.Services = append(st.Services, l.serviceStatus(s, now))

@@ -198,7 +198,7 @@ func isWindowName(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(isLCAlpha(c) || isDigit(c) || c == '_') {
+		if !('a' <= c && c <= 'z' || isDigit(c) || c == '_') {
 			return false
 		}
 	}
