@@ -1,6 +1,10 @@
 package wire
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"time"
+)
 
 // WindowStatus is one utilization window of a service (a subscription's
 // 5-hour or weekly window): how much of it is used, when it resets, and
@@ -47,4 +51,45 @@ type WindowAgent struct {
 	// tokens (of its requests when no tokens were counted); a window's
 	// shares add up to 1.
 	Share float64 `json:"share"`
+}
+
+// Summary is the window as a person reads it in the menu and in
+// `quotabar status`: "5-hour: 62% used, resets in 1 h 42 m", or for a reset
+// a day or more away "week: 31% used, resets Thu 09:00" (in loc).
+func (w WindowStatus) Summary(now time.Time, loc *time.Location) string {
+	label := w.Label
+	if label == "" {
+		label = w.Name
+	}
+	s := label + ": "
+	if w.Utilization != nil {
+		s += fmt.Sprintf("%d%% used", int(math.Round(*w.Utilization*100)))
+	} else {
+		s += "use not known"
+	}
+	if w.Status == "rejected" {
+		s += ", limit reached"
+	}
+	if w.ResetsAt != nil && w.ResetsAt.After(now) {
+		s += ", resets " + ResetText(*w.ResetsAt, now, loc)
+	}
+	return s
+}
+
+// ResetText says when a reset comes: "in 1 h 42 m" (or "in 40 s") when
+// less than a day away, else the weekday and time in loc, "Thu 09:00".
+func ResetText(at, now time.Time, loc *time.Location) string {
+	d := at.Sub(now)
+	switch {
+	case d >= 24*time.Hour:
+		return at.In(loc).Format("Mon 15:04")
+	case d >= time.Minute:
+		// Rounded up: "in 0 m" would be wrong until the very end.
+		m := int((d + time.Minute - 1) / time.Minute)
+		if m >= 60 {
+			return fmt.Sprintf("in %d h %d m", m/60, m%60)
+		}
+		return fmt.Sprintf("in %d m", m)
+	}
+	return fmt.Sprintf("in %d s", int((d+time.Second-1)/time.Second))
 }
