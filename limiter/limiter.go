@@ -31,9 +31,9 @@ type Limiter struct {
 	seq      uint64 // grants so far
 	// nextSweep is when sweepAgents next looks for agents to forget.
 	nextSweep time.Time
-	closed   bool
-	subs     map[int]chan struct{}
-	nextSub  int
+	closed    bool
+	subs      map[int]chan struct{}
+	nextSub   int
 	// dialects maps each configured service to its dialect, for parsing
 	// a report's headers before the lock is taken; apply replaces it.
 	dialects atomic.Pointer[map[string]Dialect]
