@@ -44,7 +44,10 @@ type ServiceConfig struct {
 	Limits        []limiter.Policy
 	MaxConcurrent int
 	Headroom      float64
-	Fallback      FallbackConfig
+	// ReserveHigh is the part of every subscription window kept for high
+	// priority (reserve_high).
+	ReserveHigh float64
+	Fallback    FallbackConfig
 }
 
 // FallbackConfig is a service's web fallback. Browser is "" when the service
@@ -104,6 +107,7 @@ func (c *Config) Limiter() limiter.Config {
 			MaxConcurrent: s.MaxConcurrent,
 			Headroom:      s.Headroom,
 			Dialect:       limiter.Dialect(s.Dialect),
+			ReserveHigh:   s.ReserveHigh,
 		})
 		if len(s.Fallback.WebLimits) > 0 {
 			lc.Services = append(lc.Services, limiter.ServiceConfig{
@@ -192,6 +196,7 @@ type rawService struct {
 	Limits        []string     `toml:"limits"`
 	MaxConcurrent int          `toml:"max_concurrent"`
 	Headroom      float64      `toml:"headroom"`
+	ReserveHigh   float64      `toml:"reserve_high"`
 	Dialect       *string      `toml:"dialect"`
 	Fallback      *rawFallback `toml:"fallback"`
 }
@@ -214,7 +219,7 @@ type rawAgent struct {
 var allowedKeys = map[string][]string{
 	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
 	"proxy":    {"enabled", "listen", "max_wait"},
-	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback"},
+	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback"},
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
 }
@@ -430,6 +435,7 @@ func (p *configParser) service(name string, raw rawService) ServiceConfig {
 		Limits:        p.policies(key+".limits", raw.Limits),
 		MaxConcurrent: raw.MaxConcurrent,
 		Headroom:      raw.Headroom,
+		ReserveHigh:   raw.ReserveHigh,
 	}
 	var preset Preset
 	if raw.Preset != "" {
@@ -455,6 +461,9 @@ func (p *configParser) service(name string, raw rawService) ServiceConfig {
 	}
 	if s.Headroom < 0 || s.Headroom >= 1 {
 		p.errorf(key+".headroom", "must be a fraction from 0 up to (not including) 1, such as 0.05; got %v", s.Headroom)
+	}
+	if !(s.ReserveHigh >= 0 && s.ReserveHigh < 1) {
+		p.errorf(key+".reserve_high", "must be a fraction from 0 up to (not including) 1, such as 0.10 (the last 10%% of every subscription window is for high priority); got %v", s.ReserveHigh)
 	}
 	if fb := raw.Fallback; fb != nil {
 		fkey := key + ".fallback"

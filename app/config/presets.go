@@ -25,6 +25,23 @@ var presets = map[string]Preset{
 		BaseURL: "https://api.anthropic.com",
 		WebURL:  "https://claude.ai/",
 	},
+	// Claude Code signed in to a Claude Pro or Max plan: the same API,
+	// with an OAuth bearer, and answers that carry the plan's 5-hour and
+	// weekly windows (anthropic-ratelimit-unified-*).
+	"claude": {
+		Name:    "claude",
+		Dialect: "anthropic",
+		BaseURL: "https://api.anthropic.com",
+		WebURL:  "https://claude.ai/",
+	},
+	// Codex signed in with ChatGPT: its backend, whose answers carry the
+	// plan's windows (x-codex-*, and codex.rate_limits events).
+	"codex": {
+		Name:    "codex",
+		Dialect: "openai",
+		BaseURL: "https://chatgpt.com/backend-api/codex",
+		WebURL:  "https://chatgpt.com/",
+	},
 	"github": {
 		Name:    "github",
 		Dialect: "github",
