@@ -382,7 +382,7 @@ func (s *service) restoreWindows(saved []WindowState, now time.Time) []error {
 		length := time.Duration(ws.LengthMS) * time.Millisecond
 		switch {
 		case !isWindowName(strings.ReplaceAll(ws.Name, ":", "_")):
-			errs = append(errs, fmt.Errorf("service %q window %d: name %q is not 1 to 32 of a-z, 0-9, _ and :", s.name, i+1, ws.Name))
+			errs = append(errs, fmt.Errorf("service %q window %d: name %q is not 1 to 32 of a-z, 0-9, \"_\" and \":\"", s.name, i+1, ws.Name))
 			continue
 		case ws.LengthMS < 0 || length > maxWindowHorizon:
 			errs = append(errs, fmt.Errorf("service %q window %q: length %v is not between 0 and %v", s.name, ws.Name, length, maxWindowHorizon))

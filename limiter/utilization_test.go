@@ -308,3 +308,31 @@ func TestWindowsBounded(t *testing.T) {
 	window(t, l, "5h")
 	window(t, l, "7d")
 }
+
+// Requests held by the reserve resume at the window's reset one by one.
+func TestReserveResumesPaced(t *testing.T) {
+	l, clk := subLim(t, 0.10)
+	r5 := t0.Add(30 * time.Minute)
+	call(t, l, "a", 200, claudeHeaders("allowed_warning", 0.95, 0.3, r5, t0.Add(72*time.Hour)), 100)
+	r := &runner{t: t, l: l, clk: clk}
+	for _, a := range []string{"a", "b", "c", "d", "e"} {
+		r.add(submit(t, l, limiter.Request{Agent: a, Service: "claude", MaxWait: time.Hour}))
+	}
+	clk.AdvanceTo(r5.Add(-time.Millisecond))
+	r.poll(false)
+	if len(r.leases) != 0 {
+		t.Fatalf("%d normal requests granted past the reserve", len(r.leases))
+	}
+	r.run(10*time.Second, 50*time.Millisecond, true)
+	if len(r.leases) != 5 {
+		t.Fatalf("%d of 5 resumed after the reset (%v)", len(r.leases), r.errs)
+	}
+	for i := 1; i < len(r.leases); i++ {
+		if gap := r.leases[i].GrantedAt.Sub(r.leases[i-1].GrantedAt); gap < limiter.DefaultResumeSpacing {
+			t.Fatalf("grants %d and %d %v apart, want at least %v", i-1, i, gap, limiter.DefaultResumeSpacing)
+		}
+	}
+	if !r.leases[0].GrantedAt.Equal(r5) {
+		t.Fatalf("first grant at %v, want the reset %v", r.leases[0].GrantedAt, r5)
+	}
+}
