@@ -163,7 +163,7 @@ func (l *Limiter) apply(cfg Config) {
 			a.configured = false
 			before := a.priority()
 			a.cfg = AgentConfig{Name: name}
-			a.caps = rebuildLedgers(now, a.caps, nil, 0)
+			a.caps = rebuildLedgers(now, a.caps, nil, 0, false)
 			if a.priority() != before {
 				l.requeueAgent(a)
 			}
@@ -178,7 +178,7 @@ func (l *Limiter) apply(cfg Config) {
 		before := a.priority()
 		a.cfg = ac
 		a.configured = true
-		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0)
+		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0, false)
 		if a.priority() != before {
 			l.requeueAgent(a)
 		}

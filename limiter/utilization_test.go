@@ -184,8 +184,10 @@ func TestRejectedHoldsEveryoneUntilThatWindow(t *testing.T) {
 			if len(r.leases) != 6 || len(r.errs) != 0 {
 				t.Fatalf("%d granted, %v refused after the reset, want all 6", len(r.leases), r.errs)
 			}
-			if r.leases[0].Agent != "boss" {
-				t.Errorf("first after the reset: %s, want the high agent", r.leases[0].Agent)
+			// High goes first but for a floor share owed to the lower
+			// priorities (issue 11), which a long hold makes due at once.
+			if r.leases[0].Agent != "boss" && r.leases[1].Agent != "boss" {
+				t.Errorf("first two after the reset: %s, %s; want the high agent among them", r.leases[0].Agent, r.leases[1].Agent)
 			}
 			for i, ls := range r.leases {
 				if ls.GrantedAt.Before(tt.until) {
