@@ -103,7 +103,7 @@ func (c *runCmd) Run(g *globals) error {
 		return &exitError{code: code, msg: fmt.Sprintf("quotabar run: %v", err)}
 	}
 	env := runEnv(os.Environ(), info, agent, priority, socket)
-	err = syscall.Exec(path, command, env)
+	err = syscall.Exec(path, command, claudeEnv(command[0], env, info, agent, priority))
 	return &exitError{code: exitCannotExec, msg: fmt.Sprintf("quotabar run: cannot start %s: %v", path, err)}
 }
 
