@@ -25,13 +25,14 @@ const (
 // observation, and a cooldown when the status says the provider refused.
 func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, now time.Time) ReportResult {
 	obs := p.obs
-	if len(r.Header) > 0 && (!p.done || p.dialect != s.cfg.Dialect) {
+	if (len(r.Header) > 0 || hasErrorBody(r)) && (!p.done || p.dialect != s.cfg.Dialect) {
 		// Parsed for another dialect: the configuration changed meanwhile,
-		// or the report named another service than its lease's. Rare.
+		// or the report named another service than its lease's. Rare;
+		// its notes go unlogged, the lock being held.
 		obs = l.parse(s.cfg.Dialect, r.Header, now)
-	}
-	if r.Status >= 400 && len(r.Body) > 0 {
-		ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
+		if hasErrorBody(r) {
+			ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
+		}
 	}
 	l.settle(s, now)
 	// The provider's answer counts the reporting call and, as far as can be

@@ -205,7 +205,7 @@ type parsed struct {
 // publishes; a report that names no service but a lease looks up the
 // lease's service under the lock, briefly.
 func (l *Limiter) parseReport(r Report) parsed {
-	if len(r.Header) == 0 {
+	if len(r.Header) == 0 && !hasErrorBody(r) {
 		return parsed{}
 	}
 	name := r.Service
@@ -224,5 +224,18 @@ func (l *Limiter) parseReport(r Report) parsed {
 	if !ok {
 		return parsed{}
 	}
-	return parsed{obs: l.parse(d, r.Header, l.clock.Now()), dialect: d, done: true}
+	now := l.clock.Now()
+	obs := l.parse(d, r.Header, now)
+	if hasErrorBody(r) {
+		ParseErrorBody(d, r.Body, now, &obs)
+	}
+	// Logged here, before the lock: what a provider's answer held that
+	// could not be used (utilization.go).
+	for _, note := range obs.Notes {
+		l.log.Warn("limiter: ignored part of a provider answer", "service", name, "reason", note)
+	}
+	return parsed{obs: obs, dialect: d, done: true}
 }
+
+// hasErrorBody reports whether r carries a refusal's body to read.
+func hasErrorBody(r Report) bool { return r.Status >= 400 && len(r.Body) > 0 }

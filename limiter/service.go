@@ -44,7 +44,6 @@ type service struct {
 	windows     []*uwindow
 	resumeNext  time.Time
 	resumeUntil time.Time
-	windowsFull bool // said once that more windows were ignored
 }
 
 func newService(sc ServiceConfig) *service {

@@ -84,11 +84,7 @@ func (l *Limiter) applyWindows(s *service, obs Observation, now time.Time) {
 	for _, ow := range obs.Windows {
 		w := s.windowFor(ow.Name, now)
 		if w == nil {
-			if !s.windowsFull {
-				s.windowsFull = true // once: an upstream that does this does it in every answer
-				l.log.Warn("limiter: too many utilization windows; ignoring the new ones", "service", s.name, "window", ow.Name, "max", maxWindows)
-			}
-			continue
+			continue // maxWindows heard of in this very instant
 		}
 		s.learnedAny = true
 		if !ow.Reset.IsZero() && !w.reset.IsZero() && ow.Reset.Sub(w.reset) > resetSkew {
@@ -114,9 +110,6 @@ func (l *Limiter) applyWindows(s *service, obs Observation, now time.Time) {
 			w.held = false
 			s.startResume(now)
 		}
-	}
-	for _, note := range obs.Notes {
-		l.log.Warn("limiter: ignored part of a provider answer", "service", s.name, "reason", note)
 	}
 }
 
