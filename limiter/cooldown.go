@@ -64,6 +64,9 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 		(r.Status == 403 && (obs.HasRetryAfter || spent))
 	if r.Status == 429 {
 		s.provider429++
+		if ls != nil {
+			ls.refused = true
+		}
 	}
 	var res ReportResult
 	if refused {

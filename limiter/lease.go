@@ -16,6 +16,10 @@ type lease struct {
 	grantedAt time.Time
 	expiresAt time.Time
 	timer     Timer
+	// refused is set when the provider answered the call 429 (observed
+	// before its report, as a stream's headers are): it does not count in
+	// the subscription windows' use.
+	refused bool
 }
 
 // Report ends a lease (when r.Lease is set), corrects its cost from r.Usage,
@@ -94,7 +98,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 		l.endLease(ls)
 		spent = ls.g.cost
 	}
-	if r.Status != 429 {
+	if r.Status != 429 && (ls == nil || !ls.refused) {
 		// Counted after the answer is applied, so that the call that
 		// first reveals a window counts in it.
 		s.countWindows(a, spent)

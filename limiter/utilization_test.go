@@ -338,3 +338,24 @@ func TestReserveResumesPaced(t *testing.T) {
 		t.Fatalf("first grant at %v, want the reset %v", r.leases[0].GrantedAt, r5)
 	}
 }
+
+// A call the provider refused does not count in a window's use, whether
+// its 429 came in its report or was observed on arrival first.
+func TestRefusedCallsNotCounted(t *testing.T) {
+	l, clk := subLim(t, 0)
+	h := claudeHeaders("allowed", 0.5, 0.2, t0.Add(time.Hour), t0.Add(48*time.Hour))
+	call(t, l, "a", 200, h, 100)
+	clk.Advance(time.Second)
+	ls, _ := granted(t, submit(t, l, limiter.Request{Agent: "b", Service: "claude"}))
+	if _, err := l.Observe(limiter.Report{Lease: ls.ID, Status: 429, Header: map[string]string{"retry-after": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Report(limiter.Report{Lease: ls.ID, Usage: limiter.Cost{limiter.Tokens: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second)
+	call(t, l, "c", 429, map[string]string{"retry-after": "1"}, 0)
+	if w := window(t, l, "5h"); w.Requests != 1 || len(w.Agents) != 1 || w.Agents[0].Agent != "a" {
+		t.Fatalf("window use %+v, want only a's call", w)
+	}
+}
