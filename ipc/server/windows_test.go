@@ -63,3 +63,30 @@ func TestStatusWindows(t *testing.T) {
 		t.Fatalf("a high acquire past the reserve: %v", err)
 	}
 }
+
+// A Codex refusal's body, reported over the socket, closes the service
+// until the window's reset it names.
+func TestReportErrorBody(t *testing.T) {
+	cfg := ipctest.TestConfig()
+	cfg.Services = append(cfg.Services, limiter.ServiceConfig{Name: "codex", Dialect: limiter.DialectOpenAI})
+	d := ipctest.StartDaemon(t, cfg, nil)
+	ctx := context.Background()
+	reset := time.Now().Add(3 * time.Hour).Truncate(time.Second)
+	rep, err := d.Client.Report(ctx, wire.ReportRequest{Agent: "a", Service: "codex", Status: 429,
+		Headers: map[string]string{
+			"x-codex-primary-used-percent":   "100",
+			"x-codex-primary-window-minutes": "300",
+			"x-codex-primary-reset-at":       strconv.FormatInt(reset.Unix(), 10),
+		},
+		ErrorBody: `{"error":{"type":"usage_limit_reached","message":"The usage limit has been reached","resets_at":` + strconv.FormatInt(reset.Unix(), 10) + `}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.CooldownUntil == nil || !rep.CooldownUntil.Equal(reset) {
+		t.Fatalf("cooldown until %v, want the 5-hour window's reset %v", rep.CooldownUntil, reset)
+	}
+	st, _ := d.Client.Status(ctx)
+	if w := ipctest.ServiceOf(t, st, "codex").Windows; len(w) != 1 || w[0].Status != "rejected" || w[0].Name != "5h" {
+		t.Fatalf("windows %+v, want the 5h window rejected", w)
+	}
+}

@@ -71,6 +71,10 @@ type ReportRequest struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// Usage is what the call really cost, nil if unknown.
 	Usage Cost `json:"usage,omitempty"`
+	// ErrorBody is the body of a refusal (status 400 and up), when the
+	// caller has it: Codex and Gemini say there which subscription window
+	// refused and until when.
+	ErrorBody string `json:"error_body,omitempty"`
 }
 
 // ReportResponse is the 200 answer of POST /v1/report.
