@@ -120,7 +120,7 @@ func (c *Config) Limiter() limiter.Config {
 			Limits:        s.Limits,
 			MaxConcurrent: s.MaxConcurrent,
 			Headroom:      s.Headroom,
-			Dialect:       s.Dialect,
+			Dialect:       limiter.Dialect(s.Dialect),
 		})
 		if len(s.Fallback.WebLimits) > 0 {
 			lc.Services = append(lc.Services, limiter.ServiceConfig{

@@ -42,6 +42,7 @@ func (l *Limiter) Renew(id string) (time.Time, error) {
 // the call (an answer to a call that was never granted, such as a refused
 // WebSocket upgrade).
 func (l *Limiter) Observe(r Report) (ReportResult, error) {
+	p := l.parseReport(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -71,7 +72,7 @@ func (l *Limiter) Observe(r Report) (ReportResult, error) {
 		}
 	}
 	a.lastSeen = now
-	res := l.observe(s, a, ls, r, now)
+	res := l.observe(s, a, ls, r, p, now)
 	l.dispatchAll()
 	l.notify()
 	return res, nil
