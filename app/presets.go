@@ -9,21 +9,36 @@ type Preset struct {
 	Dialect string // limiter header dialect; "" parses every known dialect
 	BaseURL string // the API's base URL
 	WebURL  string // the web interface a fallback opens
+	// Reservation is the provider's rule for what a call counts against
+	// its token limits before it runs (proxy.Reservation): "openai",
+	// "anthropic", or "" (prompt plus max output, the safe default).
+	Reservation string
 }
 
 // presets are the built-in providers a service names with `preset = "..."`.
 var presets = map[string]Preset{
 	"openai": {
-		Name:    "openai",
-		Dialect: "openai",
-		BaseURL: "https://api.openai.com",
-		WebURL:  "https://chatgpt.com/",
+		Name:        "openai",
+		Dialect:     "openai",
+		BaseURL:     "https://api.openai.com",
+		WebURL:      "https://chatgpt.com/",
+		Reservation: "openai",
+	},
+	// Codex signed in with ChatGPT sends its model calls to the ChatGPT
+	// backend, under the plan's limits instead of an API key's.
+	"chatgpt": {
+		Name:        "chatgpt",
+		Dialect:     "",
+		BaseURL:     "https://chatgpt.com/backend-api/codex",
+		WebURL:      "https://chatgpt.com/",
+		Reservation: "openai",
 	},
 	"anthropic": {
-		Name:    "anthropic",
-		Dialect: "anthropic",
-		BaseURL: "https://api.anthropic.com",
-		WebURL:  "https://claude.ai/",
+		Name:        "anthropic",
+		Dialect:     "anthropic",
+		BaseURL:     "https://api.anthropic.com",
+		WebURL:      "https://claude.ai/",
+		Reservation: "anthropic",
 	},
 	"github": {
 		Name:    "github",

@@ -3,11 +3,12 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/quotabar/quotabar/proxy"
@@ -27,6 +28,8 @@ type proxyPart struct {
 	p      *proxy.Proxy
 	srv    *http.Server
 	url    string // what the listener really got, e.g. port 0 resolved
+	note   string // why the proxy is not where, or not as, configured
+	err    error  // why the last apply failed; nil when it did not
 }
 
 // proxyShutdownWait bounds how long a stopping proxy lets calls in flight
@@ -38,7 +41,7 @@ func startHTTPProxy(d *Daemon) (part, error) {
 	d.Server.Handle("GET /v1/proxy", http.HandlerFunc(pp.serveInfo))
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	if err := pp.apply(d.Config()); err != nil {
+	if err := pp.applyNoting(d.Config()); err != nil {
 		// Stay a part of the daemon, off, so that an edit of [proxy] can
 		// start it without a restart.
 		d.Logger.Error("the HTTP proxy did not start; agents using it will fail", "err", err)
@@ -84,15 +87,23 @@ func (pp *proxyPart) apply(cfg *Config) error {
 		return err
 	}
 	ln, err := net.Listen("tcp", want)
+	pp.note = ""
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// Another program has the port. Agents started by `quotabar run`
+		// find the proxy wherever it is (GET /v1/proxy), so it still
+		// runs, on a free port of the same host; tools given the fixed
+		// URL by hand need the port freed or [proxy] listen changed.
+		host, _, _ := net.SplitHostPort(want)
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
+			pp.note = fmt.Sprintf("proxy.listen %s is in use by another program; the proxy listens on %s instead, which `quotabar run` finds; to keep a fixed address, stop that program or set another port under [proxy] listen", want, ln.Addr())
+			pp.d.Logger.Warn(pp.note)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("proxy.listen %q: %w; another program may use the port: set another in [proxy] listen, or enabled = false", want, err)
 	}
-	srv := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(pp.d.Logger.Handler(), slog.LevelDebug),
-	}
+	ln = proxy.Listen(ln)
+	srv := proxy.NewServer(p, pp.d.Logger)
 	go func() {
 		if err := srv.Serve(ln); err != http.ErrServerClosed {
 			pp.d.Logger.Error("the HTTP proxy stopped", "err", err)
@@ -102,6 +113,13 @@ func (pp *proxyPart) apply(cfg *Config) error {
 	pp.url = "http://" + ln.Addr().String()
 	pp.d.Logger.Info("HTTP proxy for agents listening", "url", pp.url)
 	return nil
+}
+
+// applyNoting is apply keeping its error for GET /v1/proxy, so that
+// `quotabar run` can say why there is no proxy. pp.mu is held.
+func (pp *proxyPart) applyNoting(cfg *Config) error {
+	pp.err = pp.apply(cfg)
+	return pp.err
 }
 
 // stop closes the listener and gives calls in flight a moment to end.
@@ -119,7 +137,7 @@ func (pp *proxyPart) stop() {
 func (pp *proxyPart) Reconfigure(cfg *Config) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	if err := pp.apply(cfg); err != nil {
+	if err := pp.applyNoting(cfg); err != nil {
 		pp.d.Logger.Error("the HTTP proxy could not apply the new configuration", "err", err)
 	}
 }
@@ -137,9 +155,13 @@ func (pp *proxyPart) info() proxy.Info {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if pp.p == nil {
-		return proxy.Info{}
+		in := proxy.Info{}
+		if pp.err != nil {
+			in.Problem = "the HTTP proxy did not start: " + pp.err.Error()
+		}
+		return in
 	}
-	in := proxy.Info{Enabled: true, URL: pp.url, Token: pp.token}
+	in := proxy.Info{Enabled: true, URL: pp.url, Token: pp.token, Listen: pp.listen, Problem: pp.note}
 	for _, s := range pp.d.Config().Services {
 		if s.BaseURL != "" {
 			in.Services = append(in.Services, proxy.ServiceInfo{Name: s.Name, Preset: s.Preset, BaseURL: s.BaseURL})
@@ -157,7 +179,8 @@ func (pp *proxyPart) serveInfo(w http.ResponseWriter, r *http.Request) {
 func proxyServices(cfg *Config) []proxy.Service {
 	svcs := make([]proxy.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
-		svcs = append(svcs, proxy.Service{Name: s.Name, BaseURL: s.BaseURL})
+		pr, _ := LookupPreset(s.Preset)
+		svcs = append(svcs, proxy.Service{Name: s.Name, BaseURL: s.BaseURL, Reservation: proxy.Reservation(pr.Reservation)})
 	}
 	return svcs
 }
