@@ -301,4 +301,3 @@ func TestPausedServiceHoldsTheCall(t *testing.T) {
 			res.StatusCode, res.Header.Get("Retry-After"), body, pausedRetryAfter)
 	}
 }
-
