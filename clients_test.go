@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -133,4 +134,101 @@ func TestClaudeCodeThroughQuotabar(t *testing.T) {
 		return s.InFlight == 0 && s.Counters.Granted == int64(calls)
 	})
 	t.Logf("Claude Code: %d model calls, paths %v", calls, st.Paths)
+}
+
+// Codex exec through the README's line (CODEX_API_KEY, `quotabar run --
+// codex exec`) reaches the proxy, opens its Responses WebSocket through it,
+// and every model call on the socket is a permit with its usage reported.
+func TestCodexThroughQuotabar(t *testing.T) {
+	npm := npmDir(t, "codex")
+	fp := &fakeprovider.Provider{Answer: fakeAnswer, InputTokens: 11, OutputTokens: 4}
+	e, _ := clientEnv(t, fp, nil)
+	before := serviceOf(t, e, "openai")
+	out := runClient(t, e, npm, []string{"CODEX_API_KEY=sk-fake-codex-key"},
+		"--", "codex", "exec", "--skip-git-repo-check", "say the answer")
+	if !strings.Contains(out, fakeAnswer) {
+		t.Errorf("codex exec printed %q; want the fake answer", out)
+	}
+	st := fp.Stats()
+	if st.Upgrades == 0 || st.WSCreates == 0 {
+		t.Fatalf("Codex did not use the Responses WebSocket through the proxy: %+v", st)
+	}
+	calls := st.Model // every model call, on the socket or not
+	perCall := fp.InputTokens + fp.OutputTokens
+	testenv.WaitFor(t, 10*time.Second, "one permit per model call, each with its usage", func() bool {
+		s := serviceOf(t, e, "openai")
+		if s.InFlight != 0 || s.Counters.Granted-before.Counters.Granted != int64(calls) {
+			return false
+		}
+		for _, l := range s.Limits {
+			if l.Unit == "tokens" {
+				return l.Remaining == l.Quota-int64(calls)*perCall-headroom(l.Quota)
+			}
+		}
+		return false
+	})
+	t.Logf("Codex: %d model calls (%d on %d WebSockets), paths %v", calls, st.WSCreates, st.Upgrades, st.Paths)
+}
+
+// headroom is the default config's 5% of a quota kept in reserve.
+func headroom(quota int64) int64 { return int64(float64(quota) * 0.05) }
+
+// sdkResult is what testdata/sdk_clients.js prints.
+type sdkResult struct {
+	OK     int      `json:"ok"`
+	Failed int      `json:"failed"`
+	Errors []string `json:"errors"`
+}
+
+// Five concurrent SDK clients (OpenAI and Anthropic SDKs, JSON and streams)
+// see zero upstream 429s and zero failed calls through quotabar, against a
+// quota that gives the same clients 429s when they call it directly.
+func TestSDKClientsThroughQuotabar(t *testing.T) {
+	npm := npmDir(t, "anthropic-ai-sdk")
+	script, err := filepath.Abs(filepath.Join("testdata", "sdk_clients.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	limits := func(config, _ string) string {
+		for _, l := range []string{`limits = ["500 requests/1m", "30000 tokens/1m"]`, `limits = ["50 requests/1m", "30000 input_tokens/1m", "8000 output_tokens/1m"]`} {
+			if !strings.Contains(config, l) {
+				t.Fatalf("the default config no longer has %s", l)
+			}
+			config = strings.Replace(config, l, `limits = ["6 requests/1s"]`, 1)
+		}
+		return config
+	}
+	// The provider counts a slightly shorter window than quotabar's, so
+	// that the delay between a grant and its arrival cannot make two of
+	// quotabar's windows look like one of the provider's.
+	newFake := func() *fakeprovider.Provider {
+		return &fakeprovider.Provider{Answer: fakeAnswer, InputTokens: 9, OutputTokens: 3, Quota: 6, Window: 900 * time.Millisecond}
+	}
+	run := func(e *env, args ...string) sdkResult {
+		t.Helper()
+		out := runClient(t, e, npm, []string{"FAKE_ANSWER=" + fakeAnswer}, args...)
+		var r sdkResult
+		if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
+			t.Fatalf("sdk_clients.js printed %q: %v", out, err)
+		}
+		return r
+	}
+
+	direct := newFake()
+	de, upURL := clientEnv(t, direct, limits)
+	dr := run(de, "--", "env", "OPENAI_BASE_URL="+upURL+"/v1", "ANTHROPIC_BASE_URL="+upURL, "node", script)
+	if ds := direct.Stats(); ds.Refused == 0 {
+		t.Fatalf("called directly, the clients got no 429s (%+v, %+v); the quota does not test anything", dr, ds)
+	} else {
+		t.Logf("direct: %d calls ok, %d failed, %d upstream 429s", dr.OK, dr.Failed, ds.Refused)
+	}
+
+	fp := newFake()
+	e, _ := clientEnv(t, fp, limits)
+	r := run(e, "--", "node", script)
+	st := fp.Stats()
+	if r.Failed != 0 || r.OK != 30 || st.Refused != 0 {
+		t.Errorf("through quotabar: %d ok, %d failed %q, %d upstream 429s; want 30 ok, 0 failed, 0 429s", r.OK, r.Failed, r.Errors, st.Refused)
+	}
+	t.Logf("through quotabar: %d calls ok, %d failed, %d upstream 429s, %d model calls", r.OK, r.Failed, st.Refused, st.Model)
 }
