@@ -82,3 +82,15 @@ func peekErrorBody(res *http.Response) []byte {
 	}
 	return b
 }
+
+// observeWindows applies a codex.rate_limits message of a WebSocket as it
+// passes: a socket carries many calls, and the windows are news now.
+func (p *Proxy) observeWindows(agent, service string, msg []byte) {
+	h, ok := limiter.CodexEventHeaders(msg)
+	if !ok {
+		return
+	}
+	if _, err := p.lim.Observe(limiter.Report{Agent: agent, Service: service, Header: h}); err != nil {
+		p.log.Debug("proxy: observe windows", "service", service, "agent", agent, "error", err)
+	}
+}

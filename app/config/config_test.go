@@ -157,7 +157,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"wrong type in list", "[services.a]\nlimits = [5]\n", 2, "services.a.limits", "want a string"},
 		{"bad unit", "[services.openai]\nlimits = [\n  \"1 requests/1s\",\n  \"5 reqs/1m\",\n]\n", 4, "services.openai.limits[1]", `"reqs"`},
 		{"bad unit inline", "[services.a]\nfallback = { web_limits = [\"1 requests/1m\", \"2 x/1m\"] }\n", 2, "services.a.fallback.web_limits[1]", `"x"`},
-		{"unknown preset", "\n[services.a]\npreset = \"opneai\"\n", 3, "services.a.preset", "built in: anthropic, claude, codex, gemini, github, openai"},
+		{"unknown preset", "\n[services.a]\npreset = \"opneai\"\n", 3, "services.a.preset", "built in: anthropic, chatgpt, claude, codex, gemini, github, openai"},
 		{"unknown browser", "[services.a]\npreset = \"openai\"\nfallback = { browser = \"firefox\" }\n", 3, "services.a.fallback.browser", "allowed: chrome, webkit, system"},
 		{"fallback without url", "[services.a]\nfallback = { browser = \"chrome\" }\n", 2, "services.a.fallback", "needs a url"},
 		{"bad priority", "[agents.x]\nweight = 1\npriority = \"urgent\"\n", 3, "agents.x.priority", "allowed: high, normal, low"},
