@@ -419,3 +419,45 @@ func TestSubscriptionRejectedResumesWithoutHerd(t *testing.T) {
 }
 
 func slicesT(s []time.Time) []time.Time { return append([]time.Time(nil), s...) }
+
+// A Gemini per-day quota refusal closes the service until the daily reset
+// (midnight Pacific), not for the minute its retry delay says.
+func TestGeminiPerDayQuota(t *testing.T) {
+	var calls int
+	var mu sync.Mutex
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		io.WriteString(w, `{"error":{"code":429,"message":"You exceeded your current quota.","status":"RESOURCE_EXHAUSTED","details":[
+			{"@type":"type.googleapis.com/google.rpc.QuotaFailure","violations":[{"quotaMetric":"generativelanguage.googleapis.com/generate_content_free_tier_requests","quotaId":"GenerateRequestsPerDayPerProjectPerModel-FreeTier","quotaValue":"250"}]},
+			{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"43s"}]}}`)
+	}))
+	defer up.Close()
+	h := newHarness(t, []limiter.ServiceConfig{{Name: "gemini"}}, map[string]string{"gemini": up.URL}, time.Second)
+	res, body := post(t, h.base("a", "gemini")+"/v1beta/models/gemini-2.5-flash:generateContent", `{"contents":[{"parts":[{"text":"hi"}]}]}`, map[string]string{"x-goog-api-key": "AIzaTestKey"})
+	if res.StatusCode != 429 || !strings.Contains(body, "RESOURCE_EXHAUSTED") {
+		t.Fatalf("%d %s, want the provider's 429 passed on", res.StatusCode, body)
+	}
+	loc, err := time.LoadLocation("America/Los_Angeles")
+	if err != nil {
+		t.Skipf("no time zone database: %v", err)
+	}
+	now := time.Now().In(loc)
+	midnight := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, loc)
+	if cu := serviceStatus(t, h.lim, "gemini").CooldownUntil; !cu.Equal(midnight) {
+		t.Fatalf("cooldown until %v, want midnight Pacific %v", cu, midnight)
+	}
+	if w, ok := findWindow(h.lim, "gemini", "day"); !ok || w.Status != "rejected" {
+		t.Fatalf("day window %+v, %v", w, ok)
+	}
+	// The body reached the caller whole, though the proxy read its start.
+	if !strings.HasSuffix(strings.TrimSpace(body), `"retryDelay":"43s"}]}}`) {
+		t.Fatalf("body cut: %s", body)
+	}
+	if strings.Contains(h.logs.String(), "AIzaTestKey") {
+		t.Fatal("the API key reached the log")
+	}
+}
