@@ -103,12 +103,17 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		Status  *int                       `json:"status"`
 		Headers map[string]string          `json:"headers"`
 		Usage   map[string]json.RawMessage `json:"usage"`
+		// ErrorBody is the body of a refusal (windows.go).
+		ErrorBody string `json:"error_body"`
 	}
 	if !s.decode(w, r, &body, true) {
 		return
 	}
 	needNames := body.Lease == ""
 	rep := limiter.Report{Lease: body.Lease, Agent: body.Agent, Service: body.Service, Header: body.Headers}
+	if body.ErrorBody != "" {
+		rep.Body = []byte(body.ErrorBody)
+	}
 	err := errors.Join(checkName("agent", body.Agent, needNames), checkName("service", body.Service, needNames))
 	if err == nil && body.Status != nil {
 		if st := *body.Status; st != 0 && (st < 100 || st > 599) {

@@ -278,6 +278,8 @@ func (s *Server) serviceStatus(svc limiter.ServiceStatus) wire.ServiceStatus {
 		Queued:        svc.Queued,
 		CooldownUntil: timePtr(svc.CooldownUntil),
 		Counters:      wire.Counters{Granted: svc.Granted, Refused: svc.Refused, Provider429: svc.Provider429},
+		ReserveHigh:   svc.ReserveHigh,
+		Windows:       windowStatus(svc.Windows),
 	}
 	for _, l := range svc.Limits {
 		out.Limits = append(out.Limits, wire.LimitStatus{
