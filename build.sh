@@ -30,8 +30,28 @@ install_test_deps() {
 		-o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 }
 
+# npm tools the tests drive (an MCP client nobody here wrote), at pinned
+# versions, installed once into a cache directory and put on PATH.
+NPM_TOOLS=(@modelcontextprotocol/inspector@1.0.3)
+
+install_npm_tools() {
+	command -v npm >/dev/null || { echo "build.sh: npm is missing (Debian package nodejs/npm)" >&2; exit 1; }
+	local cache="${XDG_CACHE_HOME:-$HOME/.cache}/quotabar-test/npm" t dir
+	for t in "${NPM_TOOLS[@]}"; do
+		dir="$cache/${t//\//+}"
+		if [ ! -f "$dir/.installed" ]; then
+			echo "build.sh: installing $t into $dir" >&2
+			npm install --no-audit --no-fund --silent --prefix "$dir" "$t" >&2
+			touch "$dir/.installed"
+		fi
+		PATH="$dir/node_modules/.bin:$PATH"
+	done
+	export PATH
+}
+
 cmd_test() {
 	install_test_deps
+	install_npm_tools
 	export QUOTABAR_REQUIRE_TOOLS=1
 	echo "== gofmt" >&2
 	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))

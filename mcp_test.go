@@ -305,3 +305,84 @@ func (e *env) writeConfigFile(t *testing.T, config string) {
 		t.Fatal(err)
 	}
 }
+
+// inspector runs the MCP Inspector's CLI (an MCP client nobody here wrote)
+// against `quotabar mcp` and decodes its JSON answer into out.
+func (e *env) inspector(t *testing.T, inspector string, out any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, inspector, append([]string{"--cli", binary, "mcp", "--agent", "inspector"}, args...)...)
+	cmd.Env = e.environ()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("mcp-inspector %v: %v\nstdout: %s\nstderr: %s", args, err, stdout, stderr.String())
+	}
+	// The inspector may print a notice before the JSON.
+	i := strings.IndexByte(string(stdout), '{')
+	if i < 0 {
+		t.Fatalf("mcp-inspector %v printed no JSON: %s", args, stdout)
+	}
+	if err := json.Unmarshal(stdout[i:], out); err != nil {
+		t.Fatalf("mcp-inspector %v: %v\n%s", args, err, stdout)
+	}
+}
+
+// TestMCPInspectorCLI drives `quotabar mcp` with the MCP Inspector's CLI
+// (./build.sh test installs it; see install_npm_tools there).
+func TestMCPInspectorCLI(t *testing.T) {
+	inspector := testenv.LookPath(t, "mcp-inspector")
+	e := newEnv(t)
+	e.serve(t)
+
+	var list struct {
+		Tools []struct {
+			Name        string         `json:"name"`
+			Description string         `json:"description"`
+			InputSchema map[string]any `json:"inputSchema"`
+		} `json:"tools"`
+	}
+	e.inspector(t, inspector, &list, "--method", "tools/list")
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+		if tool.InputSchema["type"] != "object" {
+			t.Errorf("tool %s: input schema %v, want an object schema", tool.Name, tool.InputSchema)
+		}
+	}
+	slices.Sort(names)
+	if want := []string{"close_web_fallback", "open_web_fallback", "quota_status", "wait_for_quota"}; !slices.Equal(names, want) {
+		t.Fatalf("the inspector lists %v, want %v", names, want)
+	}
+
+	type result[T any] struct {
+		IsError           bool `json:"isError"`
+		StructuredContent T    `json:"structuredContent"`
+	}
+	var st result[mcpserver.Status]
+	e.inspector(t, inspector, &st, "--method", "tools/call", "--tool-name", "quota_status")
+	if s, ok := func() (mcpserver.ServiceStatus, bool) {
+		for _, s := range st.StructuredContent.Services {
+			if s.Name == "svc" {
+				return s, true
+			}
+		}
+		return mcpserver.ServiceStatus{}, false
+	}(); st.IsError || !ok || s.State != "ok" || len(s.Limits) != 1 || s.Limits[0].Quota != 1000 || st.StructuredContent.Agent != "inspector" {
+		t.Fatalf("quota_status through the inspector = %+v", st)
+	}
+
+	c := &ipc.Client{SocketPath: e.socket}
+	defer c.CloseIdleConnections()
+	rep, err := c.Report(context.Background(), ipc.ReportRequest{Agent: "other", Service: "cool", Status: 429, Headers: map[string]string{"retry-after": "5"}})
+	if err != nil || rep.CooldownUntil == nil {
+		t.Fatalf("report 429 = %+v, %v; want a cooldown", rep, err)
+	}
+	var w result[mcpserver.Wait]
+	e.inspector(t, inspector, &w, "--method", "tools/call", "--tool-name", "wait_for_quota", "--tool-arg", "service=cool", "--tool-arg", "max_wait_seconds=30")
+	if w.IsError || !w.StructuredContent.Granted || time.Now().Before(*rep.CooldownUntil) {
+		t.Fatalf("wait_for_quota through the inspector = %+v at %v, want granted after the cooldown (until %v)", w, time.Now(), rep.CooldownUntil)
+	}
+}
