@@ -22,7 +22,7 @@ import (
 
 	"github.com/quotabar/quotabar/ipc"
 	"github.com/quotabar/quotabar/limiter"
-	"github.com/quotabar/quotabar/sim"
+	"github.com/quotabar/quotabar/internal/sim"
 	"golang.org/x/time/rate"
 )
 

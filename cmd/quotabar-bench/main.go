@@ -29,7 +29,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quotabar/quotabar/sim"
+	"github.com/quotabar/quotabar/internal/sim"
 )
 
 // options are the command's flags.

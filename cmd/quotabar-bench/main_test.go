@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quotabar/quotabar/sim"
+	"github.com/quotabar/quotabar/internal/sim"
 )
 
 // TestMain lets the test binary stand in for the benchmark binary when it

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
-	"github.com/quotabar/quotabar/sim"
+	"github.com/quotabar/quotabar/internal/sim"
 )
 
 // MemoryResult is the daemon's memory with many acquires waiting.

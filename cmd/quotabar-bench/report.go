@@ -6,7 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/quotabar/quotabar/sim"
+	"github.com/quotabar/quotabar/internal/sim"
 )
 
 // Target is one of the project's goals checked against this run.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Required reports whether missing tools must fail tests instead of skipping
@@ -89,4 +90,55 @@ func StartXvfb(t *testing.T) {
 	}
 	t.Setenv("DISPLAY", ":"+strings.TrimSpace(line))
 	t.Setenv("WAYLAND_DISPLAY", "")
+}
+
+// WaitFor calls cond until it returns true, checking often at first and
+// then every 50 ms, and fails the test naming what it waited for when
+// timeout passes first. Use it for a condition outside the test's control
+// that publishes no event (a process exiting, a file appearing); when the
+// code under test signals its changes, wait on them with WaitEvent.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(wait)
+	}
+}
+
+// WaitEvent checks cond at once and again every time wake delivers, and
+// fails the test naming what it waited for when timeout passes first or
+// wake is closed with cond still false.
+func WaitEvent(t testing.TB, timeout time.Duration, what string, wake <-chan struct{}, cond func() bool) {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for !cond() {
+		select {
+		case _, ok := <-wake:
+			if !ok && !cond() {
+				t.Fatalf("%s: the event source closed first", what)
+			}
+			if !ok {
+				return
+			}
+		case <-timer.C:
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+	}
+}
+
+// ShortTempDir returns a new directory under /tmp with a short name, removed
+// when the test ends. Unix socket paths are limited to about 104 bytes, and
+// t.TempDir's paths (which carry the test's name) often exceed that.
+func ShortTempDir(t testing.TB) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/tmp", "qb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
 }
