@@ -19,7 +19,7 @@ import (
 type lineCmd struct {
 	Format  string        `enum:"text,json" default:"text" help:"text: one line; json: Waybar/i3blocks JSON (text, tooltip, class, percentage, full_text)."`
 	Service string        `placeholder:"NAME" help:"Show this service (default: under Claude Code the Anthropic one, else the one with the least left)."`
-	Timeout time.Duration `default:"40ms" help:"How long to wait for the daemon, 1ms to 1s; past it the line says the daemon is not answering."`
+	Timeout time.Duration `default:"30ms" help:"How long to wait for the daemon, 1ms to 1s; past it the line says the daemon is not answering."`
 }
 
 func (c *lineCmd) Validate() error {
