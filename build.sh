@@ -30,6 +30,7 @@ install_test_deps() {
 		-o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 }
 
+<<<<<<< HEAD
 # npm tools the tests drive (an MCP client nobody here wrote), at pinned
 # versions, installed once into a cache directory and put on PATH.
 NPM_TOOLS=(@modelcontextprotocol/inspector@1.0.3)
@@ -47,17 +48,39 @@ install_npm_tools() {
 		PATH="$dir/node_modules/.bin:$PATH"
 	done
 	export PATH
+=======
+# Go tools the checks run, pinned, built from the Go module proxy into a
+# cache directory outside the module (so they do not enter go.mod).
+STATICCHECK_VERSION=v0.7.0
+TOOLS_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/quotabar-tools"
+
+install_go_tools() {
+	local want="$TOOLS_DIR/staticcheck-$STATICCHECK_VERSION"
+	if [ ! -x "$want" ]; then
+		echo "build.sh: installing staticcheck $STATICCHECK_VERSION" >&2
+		mkdir -p "$TOOLS_DIR"
+		(cd "$TOOLS_DIR" && GOFLAGS=-mod=mod GOBIN="$TOOLS_DIR" go install "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" &&
+			mv "$TOOLS_DIR/staticcheck" "$want")
+	fi
+	STATICCHECK="$want"
+>>>>>>> main
 }
 
 cmd_test() {
 	install_test_deps
+<<<<<<< HEAD
 	install_npm_tools
+=======
+	install_go_tools
+>>>>>>> main
 	export QUOTABAR_REQUIRE_TOOLS=1
 	echo "== gofmt" >&2
 	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 	if [ -n "$bad" ]; then echo "not gofmt-formatted:"; echo "$bad"; exit 1; fi
 	echo "== go vet" >&2
 	go vet ./...
+	echo "== staticcheck" >&2
+	"$STATICCHECK" ./...
 	echo "== darwincheck (type-check the macOS build)" >&2
 	for arch in arm64 amd64; do go run ./internal/darwincheck -goarch "$arch"; done
 	echo "== go test -race" >&2
@@ -93,8 +116,8 @@ cmd_app() {
 		fi
 	done
 	local version app=dist/quotabar.app work=dist/app-build
-	version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' ipc/wire.go)
-	[ -n "$version" ] || { echo "build.sh app: no Version in ipc/wire.go" >&2; exit 1; }
+	version=$(sed -n 's/^const Version = "\(.*\)"$/\1/p' ipc/wire/wire.go)
+	[ -n "$version" ] || { echo "build.sh app: no Version in ipc/wire/wire.go" >&2; exit 1; }
 	rm -rf "$app" "$work"
 	mkdir -p "$app/Contents/MacOS" "$app/Contents/Resources" "$work"
 	local min=12.0 # keep equal to LSMinimumSystemVersion in Info.plist

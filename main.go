@@ -25,6 +25,8 @@ import (
 
 	"github.com/quotabar/quotabar/app"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -73,7 +75,7 @@ func (g *globals) socketPath() (string, error) {
 	if g.SocketFile != "" {
 		return g.SocketFile, nil
 	}
-	return ipc.SocketPath()
+	return socket.Path()
 }
 
 func (g *globals) configPath() (string, error) {
@@ -105,7 +107,7 @@ func (e *exitError) Error() string { return e.msg }
 // clientError explains an error of a client call to a person: a daemon that
 // is not running is the usual one.
 func clientError(err error, socket string) error {
-	var apiErr *ipc.APIError
+	var apiErr *wire.APIError
 	switch {
 	case errors.As(err, &apiErr):
 		return errors.New(apiErr.Message)
@@ -147,7 +149,7 @@ func (c *statusCmd) Run(g *globals) error {
 
 // printStatus writes the human status: a table of services, one line per
 // limit, then a table of agents.
-func printStatus(w io.Writer, st ipc.StatusResponse, now time.Time) {
+func printStatus(w io.Writer, st wire.StatusResponse, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTATE\tLIMIT\tREMAINING\tRESETS IN\tIN FLIGHT\tQUEUED\tFALLBACK")
 	for _, s := range st.Services {
@@ -287,20 +289,20 @@ func (c *acquireCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	cost := ipc.Cost{"requests": c.Requests}
+	cost := wire.Cost{"requests": c.Requests}
 	for unit, n := range map[string]int64{"tokens": c.Tokens, "input_tokens": c.InputTokens, "output_tokens": c.OutputTokens} {
 		if n != 0 {
 			cost[unit] = n
 		}
 	}
-	lease, err := cl.Acquire(context.Background(), ipc.AcquireRequest{
+	lease, err := cl.Acquire(context.Background(), wire.AcquireRequest{
 		Agent:     c.Agent,
 		Service:   c.Service,
 		Cost:      cost,
 		Priority:  c.Priority,
-		MaxWaitMS: ipc.Wait(c.Wait),
+		MaxWaitMS: wire.Wait(c.Wait),
 	})
-	var refused *ipc.Refused
+	var refused *ipc.RefusedError
 	if errors.As(err, &refused) {
 		msg := fmt.Sprintf("refused: %s; retry in %s", refused.Reason, shortDuration(refused.RetryAfter))
 		if why := refusalHints[refused.Reason]; why != "" {
@@ -319,7 +321,7 @@ func (c *acquireCmd) Run(g *globals) error {
 		return clientError(err, socket)
 	}
 	if c.JSON {
-		return printJSON(os.Stdout, ipc.AcquireResponse{
+		return printJSON(os.Stdout, wire.AcquireResponse{
 			Granted:        true,
 			Lease:          lease.ID,
 			WaitedMS:       lease.Waited.Milliseconds(),
@@ -332,11 +334,11 @@ func (c *acquireCmd) Run(g *globals) error {
 
 // refusalHints say what a refusal's reason means for the person at the
 // terminal, and where to look.
-var refusalHints = map[string]string{
-	"cooldown": "the provider said the service's limit is spent; every agent waits until the cooldown ends",
-	"timeout":  "no grant within --wait: the service's quota is taken ('quotabar status' shows what is left)",
-	"paused":   "the service or this agent is paused ('quotabar status' shows which; 'quotabar resume' lifts it)",
-	"shed":     "the service's queue is full (queue_limit in the configuration)",
+var refusalHints = map[wire.Reason]string{
+	wire.ReasonCooldown: "the provider said the service's limit is spent; every agent waits until the cooldown ends",
+	wire.ReasonTimeout:  "no grant within --wait: the service's quota is taken ('quotabar status' shows what is left)",
+	wire.ReasonPaused:   "the service or this agent is paused ('quotabar status' shows which; 'quotabar resume' lifts it)",
+	wire.ReasonShed:     "the service's queue is full (queue_limit in the configuration)",
 }
 
 type reportCmd struct {
@@ -375,11 +377,11 @@ func (c *reportCmd) Run(g *globals) error {
 	if err != nil {
 		return err
 	}
-	req := ipc.ReportRequest{Lease: c.Lease, Agent: c.Agent, Service: c.Service, Status: c.Status, Headers: headers}
+	req := wire.ReportRequest{Lease: c.Lease, Agent: c.Agent, Service: c.Service, Status: c.Status, Headers: headers}
 	for unit, n := range map[string]*int64{"tokens": c.UsageTokens, "input_tokens": c.UsageInputTokens, "output_tokens": c.UsageOutputTokens, "requests": c.UsageRequests} {
 		if n != nil {
 			if req.Usage == nil {
-				req.Usage = ipc.Cost{}
+				req.Usage = wire.Cost{}
 			}
 			req.Usage[unit] = *n
 		}
@@ -484,7 +486,7 @@ func setAgentPaused(g *globals, name string, paused bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cl.UpdateAgent(context.Background(), name, ipc.AgentUpdate{Paused: &paused}); err != nil {
+	if _, err := cl.UpdateAgent(context.Background(), name, wire.AgentUpdate{Paused: &paused}); err != nil {
 		return clientError(err, socket)
 	}
 	fmt.Printf("agent %s %s\n", name, pausedWord(paused))
@@ -578,7 +580,7 @@ func count(n int, noun string) string {
 type versionCmd struct{}
 
 func (c *versionCmd) Run() error {
-	fmt.Printf("quotabar %s (API v1, %s %s/%s)\n", ipc.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Printf("quotabar %s (API v1, %s %s/%s)\n", wire.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 

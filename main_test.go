@@ -20,6 +20,7 @@ import (
 	"github.com/quotabar/quotabar/app"
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // binary is the quotabar command, built once for every test.
@@ -226,9 +227,9 @@ func (d *daemon) wait(t *testing.T) int {
 	return 0
 }
 
-func (e *env) status(t *testing.T) ipc.StatusResponse {
+func (e *env) status(t *testing.T) wire.StatusResponse {
 	t.Helper()
-	var st ipc.StatusResponse
+	var st wire.StatusResponse
 	out := e.must(t, "status", "--json")
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
@@ -236,22 +237,22 @@ func (e *env) status(t *testing.T) ipc.StatusResponse {
 	return st
 }
 
-func findService(st ipc.StatusResponse, name string) (ipc.ServiceStatus, bool) {
+func findService(st wire.StatusResponse, name string) (wire.ServiceStatus, bool) {
 	for _, s := range st.Services {
 		if s.Name == name {
 			return s, true
 		}
 	}
-	return ipc.ServiceStatus{}, false
+	return wire.ServiceStatus{}, false
 }
 
-func findAgent(st ipc.StatusResponse, name string) (ipc.AgentStatus, bool) {
+func findAgent(st wire.StatusResponse, name string) (wire.AgentStatus, bool) {
 	for _, a := range st.Agents {
 		if a.Name == name {
 			return a, true
 		}
 	}
-	return ipc.AgentStatus{}, false
+	return wire.AgentStatus{}, false
 }
 
 func TestHelp(t *testing.T) {
@@ -293,7 +294,7 @@ func TestSocketAndVersion(t *testing.T) {
 	if got := strings.TrimSpace(e.must(t, "socket")); got != e.socket {
 		t.Errorf("socket printed %q, want $QUOTABAR_SOCKET %q", got, e.socket)
 	}
-	if got := e.must(t, "version"); !strings.HasPrefix(got, "quotabar "+ipc.Version+" ") {
+	if got := e.must(t, "version"); !strings.HasPrefix(got, "quotabar "+wire.Version+" ") {
 		t.Errorf("version printed %q", got)
 	}
 }
@@ -372,7 +373,7 @@ func TestCommandsAgainstDaemon(t *testing.T) {
 		t.Errorf("acquire --priority High printed %q, want a lease", out)
 	}
 
-	var granted ipc.AcquireResponse
+	var granted wire.AcquireResponse
 	if err := json.Unmarshal([]byte(e.must(t, "acquire", "--agent", "ag", "--service", "svc", "--json")), &granted); err != nil || !granted.Granted || granted.Lease == "" {
 		t.Errorf("acquire --json: %+v, %v", granted, err)
 	}
@@ -463,7 +464,7 @@ func TestCrashRestoresState(t *testing.T) {
 	if _, err := c.SetFallback(context.Background(), "svc", true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.UpdateAgent(context.Background(), "worker", ipc.AgentUpdate{Priority: "high"}); err != nil {
+	if _, err := c.UpdateAgent(context.Background(), "worker", wire.AgentUpdate{Priority: "high"}); err != nil {
 		t.Fatal(err)
 	}
 

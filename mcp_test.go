@@ -20,6 +20,7 @@ import (
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/mcpserver"
 )
 
@@ -138,7 +139,7 @@ func TestMCPToolsOverStdio(t *testing.T) {
 		// wait starts well inside the cooldown.
 		c := &ipc.Client{SocketPath: e.socket}
 		defer c.CloseIdleConnections()
-		rep, err := c.Report(ctx, ipc.ReportRequest{Agent: "other", Service: "cool", Status: 429, Headers: map[string]string{"retry-after": "3"}})
+		rep, err := c.Report(ctx, wire.ReportRequest{Agent: "other", Service: "cool", Status: 429, Headers: map[string]string{"retry-after": "3"}})
 		if err != nil || rep.CooldownUntil == nil {
 			t.Fatalf("report 429 = %+v, %v; want a cooldown", rep, err)
 		}
@@ -376,7 +377,7 @@ func TestMCPInspectorCLI(t *testing.T) {
 
 	c := &ipc.Client{SocketPath: e.socket}
 	defer c.CloseIdleConnections()
-	rep, err := c.Report(context.Background(), ipc.ReportRequest{Agent: "other", Service: "cool", Status: 429, Headers: map[string]string{"retry-after": "5"}})
+	rep, err := c.Report(context.Background(), wire.ReportRequest{Agent: "other", Service: "cool", Status: 429, Headers: map[string]string{"retry-after": "5"}})
 	if err != nil || rep.CooldownUntil == nil {
 		t.Fatalf("report 429 = %+v, %v; want a cooldown", rep, err)
 	}

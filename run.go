@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,8 +15,8 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
-	"github.com/quotabar/quotabar/proxy"
 )
 
 // runCmd is `quotabar run`: it points a program's SDKs at the daemon's HTTP
@@ -117,7 +115,7 @@ func (c *runCmd) Run(g *globals) error {
 // A priority travels in the URLs, as <agent>~<priority>: every call of
 // COMMAND then has it, without a header the tool cannot send, and without
 // changing the agent's saved priority, which outlives this run.
-func runEnv(environ []string, info proxy.Info, agent, priority, socket string) []string {
+func runEnv(environ []string, info wire.ProxyInfo, agent, priority, socket string) []string {
 	seg := agent
 	if priority != "" {
 		seg += "~" + priority
@@ -177,34 +175,13 @@ func defaultAgent(command string) string {
 }
 
 // fetchProxyInfo asks the daemon where its proxy is (GET /v1/proxy).
-func fetchProxyInfo(ctx context.Context, socket string) (proxy.Info, error) {
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://quotabar/v1/proxy", nil)
-	if err != nil {
-		return proxy.Info{}, err
+func fetchProxyInfo(ctx context.Context, socket string) (wire.ProxyInfo, error) {
+	c := &ipc.Client{SocketPath: socket}
+	defer c.CloseIdleConnections()
+	info, err := c.Proxy(ctx)
+	var ae *wire.APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		ae.Message = "this quotabar daemon has no HTTP proxy (GET /v1/proxy: 404); update and restart it"
 	}
-	res, err := hc.Do(req)
-	if err != nil {
-		return proxy.Info{}, err
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		var e ipc.ErrorResponse
-		json.NewDecoder(res.Body).Decode(&e)
-		if res.StatusCode == http.StatusNotFound {
-			e.Error.Message = "this quotabar daemon has no HTTP proxy (GET /v1/proxy: 404); update and restart it"
-		}
-		return proxy.Info{}, &ipc.APIError{Status: res.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
-	}
-	var info proxy.Info
-	if err := json.NewDecoder(res.Body).Decode(&info); err != nil {
-		return proxy.Info{}, fmt.Errorf("GET /v1/proxy: %w", err)
-	}
-	return info, nil
+	return info, err
 }

@@ -19,12 +19,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quotabar/quotabar/proxy"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // proxyEnv is a daemon process with its proxy on a free 127.0.0.1 port in
 // front of a fake provider, and what GET /v1/proxy says about it.
-func proxyEnv(t *testing.T, enabled bool) (*env, proxy.Info, *atomic.Int32) {
+func proxyEnv(t *testing.T, enabled bool) (*env, wire.ProxyInfo, *atomic.Int32) {
 	t.Helper()
 	var calls atomic.Int32
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -232,7 +232,7 @@ func TestRunWithoutProxy(t *testing.T) {
 }
 
 func TestRunEnv(t *testing.T) {
-	info := proxy.Info{Enabled: true, URL: "http://127.0.0.1:7878", Token: "tok", Services: []proxy.ServiceInfo{
+	info := wire.ProxyInfo{Enabled: true, URL: "http://127.0.0.1:7878", Token: "tok", Services: []wire.ProxyServiceInfo{
 		{Name: "work-openai", Preset: "openai"},
 		{Name: "openai", Preset: "openai"},
 		{Name: "claude", Preset: "anthropic"},

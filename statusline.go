@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/statusline"
 )
 
@@ -47,11 +48,11 @@ func (c *lineCmd) Run(g *globals) error {
 	} else {
 		session <- nil
 	}
-	var st *ipc.StatusResponse
+	var st *wire.StatusResponse
 	path, err := g.socketPath()
 	if err == nil {
 		cl := &ipc.Client{SocketPath: path}
-		var resp ipc.StatusResponse
+		var resp wire.StatusResponse
 		if resp, err = cl.Status(ctx); err == nil {
 			st = &resp
 		}

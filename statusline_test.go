@@ -14,6 +14,7 @@ import (
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/statusline"
 )
 
@@ -78,7 +79,7 @@ func TestStatusline(t *testing.T) {
 	defer c.CloseIdleConnections()
 	ctx := context.Background()
 	for svc, n := range map[string]int64{"anthropic": 10, "openai": 85} {
-		if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a", Service: svc, Cost: ipc.Cost{"requests": n}}); err != nil {
+		if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: svc, Cost: wire.Cost{"requests": n}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -114,7 +115,7 @@ func TestStatusline(t *testing.T) {
 	})
 
 	t.Run("cooldown", func(t *testing.T) {
-		if _, err := c.Report(ctx, ipc.ReportRequest{Agent: "a", Service: "anthropic", Status: 429, Headers: map[string]string{"retry-after": "30"}}); err != nil {
+		if _, err := c.Report(ctx, wire.ReportRequest{Agent: "a", Service: "anthropic", Status: 429, Headers: map[string]string{"retry-after": "30"}}); err != nil {
 			t.Fatal(err)
 		}
 		out, code, _ := e.statusline(t, claudeCodeStdin)

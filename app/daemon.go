@@ -14,7 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/server"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -41,7 +43,7 @@ type part interface {
 // fallbackPart is the web fallback as the daemon needs it: served by the
 // socket API and stopped at shutdown.
 type fallbackPart interface {
-	ipc.Fallback
+	server.Fallback
 	part
 }
 
@@ -60,7 +62,7 @@ var (
 // saved state. Its methods are safe for concurrent use.
 type Daemon struct {
 	Limiter *limiter.Limiter
-	Server  *ipc.Server
+	Server  *server.Server
 	Logger  *slog.Logger
 
 	configPath string
@@ -97,7 +99,7 @@ const saveDelay = 250 * time.Millisecond
 // StartDaemon loads the configuration (writing the default one on first
 // start), restores the saved state, builds the limiter and starts serving on
 // the socket and watching the configuration. If another quotabar is serving
-// the socket it fails with an error wrapping *ipc.AlreadyRunningError.
+// the socket it fails with an error wrapping *socket.AlreadyRunningError.
 // ctx only bounds start-up: the daemon runs until Shutdown.
 func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	d := &Daemon{
@@ -130,7 +132,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		}
 	}
 	if d.socketPath == "" {
-		if d.socketPath, err = ipc.SocketPath(); err != nil {
+		if d.socketPath, err = socket.Path(); err != nil {
 			return nil, err
 		}
 	}
@@ -157,7 +159,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	// Claim the socket before touching the state: a second instance must
 	// not overwrite the running one's saved state.
-	d.ln, err = ipc.Listen(d.socketPath)
+	d.ln, err = socket.Listen(d.socketPath)
 	if err != nil {
 		return nil, err
 	}
@@ -180,7 +182,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}()
 	d.restoreState()
 
-	var fb ipc.Fallback
+	var fb server.Fallback
 	if newFallback != nil {
 		p, err := newFallback(d)
 		if err != nil {
@@ -189,10 +191,10 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		fb = p
 		d.parts = append(d.parts, p)
 	}
-	d.Server = ipc.NewServer(ipc.ServerConfig{
+	d.Server = server.New(server.Config{
 		Limiter:  d.Limiter,
 		Fallback: fb,
-		Version:  ipc.Version,
+		Version:  wire.Version,
 		Logger:   d.Logger,
 	})
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // testConfig has one service that admits one call at a time, so tests can
@@ -96,7 +98,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func serviceStatus(t *testing.T, c *ipc.Client, name string) (ipc.ServiceStatus, bool) {
+func serviceStatus(t *testing.T, c *ipc.Client, name string) (wire.ServiceStatus, bool) {
 	t.Helper()
 	st, err := c.Status(context.Background())
 	if err != nil {
@@ -107,7 +109,7 @@ func serviceStatus(t *testing.T, c *ipc.Client, name string) (ipc.ServiceStatus,
 			return s, true
 		}
 	}
-	return ipc.ServiceStatus{}, false
+	return wire.ServiceStatus{}, false
 }
 
 func TestDaemonStateSurvivesRestart(t *testing.T) {
@@ -120,7 +122,7 @@ func TestDaemonStateSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	yes := true
-	if _, err := c.UpdateAgent(ctx, "a1", ipc.AgentUpdate{Paused: &yes, Priority: "high"}); err != nil {
+	if _, err := c.UpdateAgent(ctx, "a1", wire.AgentUpdate{Paused: &yes, Priority: "high"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.SetFallbackEnabled("svc", true); err != nil {
@@ -184,9 +186,9 @@ func TestDaemonAlreadyRunning(t *testing.T) {
 	td := newTestDaemon(t, testConfig)
 	td.start(t)
 	_, err := StartDaemon(context.Background(), td.opts)
-	var ar *ipc.AlreadyRunningError
+	var ar *socket.AlreadyRunningError
 	if !errors.As(err, &ar) {
-		t.Fatalf("second StartDaemon: %v, want *ipc.AlreadyRunningError", err)
+		t.Fatalf("second StartDaemon: %v, want *socket.AlreadyRunningError", err)
 	}
 	if ar.PID != os.Getpid() {
 		t.Errorf("already running names pid %d, want %d", ar.PID, os.Getpid())
@@ -286,7 +288,7 @@ func TestDaemonReloadsConfig(t *testing.T) {
 	c := td.client()
 
 	// Hold the one slot and queue a second request behind it.
-	lease, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc"})
+	lease, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +298,7 @@ func TestDaemonReloadsConfig(t *testing.T) {
 	}
 	queued := make(chan result, 1)
 	go func() {
-		l, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a2", Service: "svc", MaxWaitMS: ipc.Wait(time.Minute)})
+		l, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a2", Service: "svc", MaxWaitMS: wire.Wait(time.Minute)})
 		queued <- result{l, err}
 	}()
 	waitFor(t, "the second request to queue", func() bool {
@@ -339,7 +341,7 @@ func TestDaemonReloadsConfig(t *testing.T) {
 	})
 
 	// The queued request survived both edits and is granted when the slot frees.
-	if _, err := c.Report(ctx, ipc.ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
+	if _, err := c.Report(ctx, wire.ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -357,12 +359,12 @@ func TestDaemonShutdownAnswersWaiters(t *testing.T) {
 	td := newTestDaemon(t, testConfig)
 	d := td.start(t)
 	c := td.client()
-	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc"}); err != nil {
+	if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc"}); err != nil {
 		t.Fatal(err)
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(time.Minute)})
+		_, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: wire.Wait(time.Minute)})
 		errc <- err
 	}()
 	waitFor(t, "the request to queue", func() bool {
@@ -372,7 +374,7 @@ func TestDaemonShutdownAnswersWaiters(t *testing.T) {
 	if err := d.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	var apiErr *ipc.APIError
+	var apiErr *wire.APIError
 	if err := <-errc; !errors.As(err, &apiErr) || apiErr.Status != 503 || apiErr.Code != "shutting_down" {
 		t.Errorf("waiter at shutdown got %v, want 503 shutting_down", err)
 	}
@@ -407,9 +409,9 @@ func TestDaemonSavesUnderSteadyTraffic(t *testing.T) {
 		// Changes far more often than saveDelay: the save must not wait for
 		// a quiet moment.
 		for ctx.Err() == nil {
-			l, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc"})
+			l, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc"})
 			if err == nil {
-				_, err = c.Report(ctx, ipc.ReportRequest{Lease: l.ID, Status: 200})
+				_, err = c.Report(ctx, wire.ReportRequest{Lease: l.ID, Status: 200})
 			}
 			if err != nil && ctx.Err() == nil {
 				traffic <- err

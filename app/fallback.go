@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/webfallback"
 )
 
@@ -49,12 +49,12 @@ func (f *fallback) config(service string) (FallbackConfig, bool) {
 	return s.Fallback, true
 }
 
-func (f *fallback) Info(service string) (ipc.FallbackInfo, bool) {
+func (f *fallback) Info(service string) (wire.FallbackInfo, bool) {
 	fc, ok := f.config(service)
 	if !ok {
-		return ipc.FallbackInfo{}, false
+		return wire.FallbackInfo{}, false
 	}
-	return ipc.FallbackInfo{
+	return wire.FallbackInfo{
 		Browser:      fc.Browser,
 		Enabled:      f.d.FallbackEnabled(service),
 		OpenSessions: f.m.OpenSessions(service),
@@ -63,21 +63,21 @@ func (f *fallback) Info(service string) (ipc.FallbackInfo, bool) {
 
 func (f *fallback) noFallback(service string) error {
 	if _, ok := f.d.Config().Service(service); !ok {
-		return &ipc.APIError{Status: http.StatusNotFound, Code: "unknown_service",
+		return &wire.APIError{Status: http.StatusNotFound, Code: "unknown_service",
 			Message: fmt.Sprintf("service %q is not configured", service)}
 	}
-	return &ipc.APIError{Status: http.StatusNotFound, Code: "not_found",
+	return &wire.APIError{Status: http.StatusNotFound, Code: "not_found",
 		Message: fmt.Sprintf("service %q has no web fallback configured; add fallback = { browser = \"chrome\", url = \"...\" } to its section of %s", service, f.d.ConfigPath())}
 }
 
 // SetEnabled flips and saves the switch. Switching off closes the service's
 // browser before answering, so that the answer's open_sessions is true.
-func (f *fallback) SetEnabled(service string, enabled bool) (ipc.FallbackInfo, error) {
+func (f *fallback) SetEnabled(service string, enabled bool) (wire.FallbackInfo, error) {
 	if _, ok := f.config(service); !ok {
-		return ipc.FallbackInfo{}, f.noFallback(service)
+		return wire.FallbackInfo{}, f.noFallback(service)
 	}
 	if err := f.d.SetFallbackEnabled(service, enabled); err != nil {
-		return ipc.FallbackInfo{}, err
+		return wire.FallbackInfo{}, err
 	}
 	f.log.Info("web fallback switched", "service", service, "enabled", enabled)
 	if !enabled {
@@ -133,60 +133,60 @@ func (d *Daemon) webFallback() *fallback {
 }
 
 func disabledError(service string) error {
-	return &ipc.APIError{Status: http.StatusConflict, Code: "fallback_disabled",
+	return &wire.APIError{Status: http.StatusConflict, Code: "fallback_disabled",
 		Message: fmt.Sprintf("the web fallback of %q is switched off; the person can turn it on in the menu, or PUT /v1/services/%s/fallback {\"enabled\": true}", service, service)}
 }
 
-func (f *fallback) Open(ctx context.Context, service, agent string) (ipc.OpenResult, error) {
+func (f *fallback) Open(ctx context.Context, service, agent string) (wire.OpenResult, error) {
 	fc, ok := f.config(service)
 	if !ok {
-		return ipc.OpenResult{}, f.noFallback(service)
+		return wire.OpenResult{}, f.noFallback(service)
 	}
 	if !f.d.FallbackEnabled(service) {
-		return ipc.OpenResult{}, disabledError(service)
+		return wire.OpenResult{}, disabledError(service)
 	}
 	s, err := f.m.Open(ctx, webfallback.Target{Service: service, Browser: fc.Browser, URL: fc.URL, Headless: fc.Headless})
 	if err != nil {
-		return ipc.OpenResult{}, f.apiError(service, err)
+		return wire.OpenResult{}, f.apiError(service, err)
 	}
 	// The switch may have been turned off while the browser started; the
 	// switch wins.
 	if !f.d.FallbackEnabled(service) {
 		f.m.CloseService(context.WithoutCancel(ctx), service)
-		return ipc.OpenResult{}, disabledError(service)
+		return wire.OpenResult{}, disabledError(service)
 	}
 	f.log.Info("web fallback opened", "service", service, "agent", agent, "browser", s.Browser)
-	return ipc.OpenResult{Browser: s.Browser, URL: s.URL, CDPURL: s.CDPURL, TargetID: s.TargetID,
+	return wire.OpenResult{Browser: s.Browser, URL: s.URL, CDPURL: s.CDPURL, TargetID: s.TargetID,
 		WebDriverURL: s.WebDriverURL, SessionID: s.SessionID}, nil
 }
 
 func (f *fallback) apiError(service string, err error) error {
 	if ue, ok := errors.AsType[*webfallback.UnavailableError](err); ok {
-		return &ipc.APIError{Status: http.StatusServiceUnavailable, Code: "browser_unavailable", Message: ue.Error()}
+		return &wire.APIError{Status: http.StatusServiceUnavailable, Code: "browser_unavailable", Message: ue.Error()}
 	}
 	switch {
 	case errors.Is(err, webfallback.ErrBusy):
-		return &ipc.APIError{Status: http.StatusConflict, Code: "fallback_busy", Message: err.Error()}
+		return &wire.APIError{Status: http.StatusConflict, Code: "fallback_busy", Message: err.Error()}
 	case errors.Is(err, webfallback.ErrClosed):
-		return &ipc.APIError{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "quotabar is shutting down"}
+		return &wire.APIError{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "quotabar is shutting down"}
 	case errors.Is(err, webfallback.ErrNotFound):
-		return &ipc.APIError{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("service %q has no such open tab or session; it may have been closed already", service)}
+		return &wire.APIError{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("service %q has no such open tab or session; it may have been closed already", service)}
 	}
 	return fmt.Errorf("web fallback of %s: %w", service, err)
 }
 
-func (f *fallback) Close(ctx context.Context, service string, req ipc.CloseRequest) error {
+func (f *fallback) Close(ctx context.Context, service string, req wire.CloseRequest) error {
 	if _, ok := f.config(service); !ok {
 		return f.noFallback(service)
 	}
 	id := req.TargetID
 	switch {
 	case req.TargetID != "" && req.SessionID != "":
-		return &ipc.APIError{Status: http.StatusBadRequest, Code: "bad_request", Message: "give target_id (chrome) or session_id (webkit), not both"}
+		return &wire.APIError{Status: http.StatusBadRequest, Code: "bad_request", Message: "give target_id (chrome) or session_id (webkit), not both"}
 	case req.SessionID != "":
 		id = req.SessionID
 	case id == "":
-		return &ipc.APIError{Status: http.StatusBadRequest, Code: "bad_request", Message: "target_id (chrome) or session_id (webkit) is required"}
+		return &wire.APIError{Status: http.StatusBadRequest, Code: "bad_request", Message: "target_id (chrome) or session_id (webkit) is required"}
 	}
 	if err := f.m.Close(ctx, service, id); err != nil {
 		return f.apiError(service, err)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // fallbackConfig has one service that admits one request an hour, so the
@@ -53,7 +54,7 @@ func titledSite(t *testing.T) *httptest.Server {
 }
 
 // tabTitle attaches to an opened tab as an agent would, and reads its title.
-func tabTitle(t *testing.T, res ipc.OpenResult) string {
+func tabTitle(t *testing.T, res wire.OpenResult) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -102,8 +103,8 @@ func devToolsAnswers(cdpURL string) bool {
 }
 
 func apiCode(err error) string {
-	if ae, ok := errors.AsType[*ipc.APIError](err); ok {
-		return strconv.Itoa(ae.Status) + " " + ae.Code
+	if ae, ok := errors.AsType[*wire.APIError](err); ok {
+		return strconv.Itoa(ae.Status) + " " + string(ae.Code)
 	}
 	return fmt.Sprint(err)
 }
@@ -125,15 +126,15 @@ func TestFallbackChromeOverSocket(t *testing.T) {
 	ctx := context.Background()
 
 	// A refused acquire points at the fallback.
-	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc"}); err != nil {
+	if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc"}); err != nil {
 		t.Fatalf("first acquire: %v", err)
 	}
-	_, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)})
-	refused, ok := errors.AsType[*ipc.Refused](err)
+	_, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: wire.Wait(0)})
+	refused, ok := errors.AsType[*ipc.RefusedError](err)
 	if !ok {
 		t.Fatalf("second acquire = %v, want a refusal", err)
 	}
-	if want := (ipc.FallbackRef{Enabled: true, Open: "/v1/services/svc/fallback/open"}); refused.Fallback == nil || *refused.Fallback != want {
+	if want := (wire.FallbackRef{Enabled: true, Open: "/v1/services/svc/fallback/open"}); refused.Fallback == nil || *refused.Fallback != want {
 		t.Fatalf("refusal fallback = %+v, want %+v", refused.Fallback, want)
 	}
 
@@ -158,10 +159,10 @@ func TestFallbackChromeOverSocket(t *testing.T) {
 	if st, _ := serviceStatus(t, c, "svc"); st.Fallback == nil || st.Fallback.OpenSessions != 2 || !st.Fallback.Enabled {
 		t.Fatalf("status fallback = %+v, want enabled with 2 open sessions", st.Fallback)
 	}
-	if err := c.CloseFallback(ctx, "svc", ipc.CloseRequest{TargetID: res2.TargetID}); err != nil {
+	if err := c.CloseFallback(ctx, "svc", wire.CloseRequest{TargetID: res2.TargetID}); err != nil {
 		t.Fatalf("close: %v", err)
 	}
-	if err := c.CloseFallback(ctx, "svc", ipc.CloseRequest{TargetID: res2.TargetID}); apiCode(err) != "404 not_found" {
+	if err := c.CloseFallback(ctx, "svc", wire.CloseRequest{TargetID: res2.TargetID}); apiCode(err) != "404 not_found" {
 		t.Fatalf("closing the closed tab = %v, want 404 not_found", err)
 	}
 
@@ -170,7 +171,7 @@ func TestFallbackChromeOverSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("switching off: %v", err)
 	}
-	if info != (ipc.FallbackInfo{Browser: "chrome", Enabled: false, OpenSessions: 0}) {
+	if info != (wire.FallbackInfo{Browser: "chrome", Enabled: false, OpenSessions: 0}) {
 		t.Fatalf("switch answer = %+v", info)
 	}
 	if devToolsAnswers(res.CDPURL) {
@@ -219,15 +220,15 @@ limits = ["10 requests/1m"]
 	for _, tc := range []struct {
 		name    string
 		service string
-		req     ipc.CloseRequest
+		req     wire.CloseRequest
 		want    string
 	}{
-		{"no id", "svc", ipc.CloseRequest{}, "400 bad_request"},
-		{"both ids", "svc", ipc.CloseRequest{TargetID: "a", SessionID: "b"}, "400 bad_request"},
-		{"unknown tab", "svc", ipc.CloseRequest{TargetID: "nope"}, "404 not_found"},
-		{"unknown session", "svc", ipc.CloseRequest{SessionID: "nope"}, "404 not_found"},
-		{"service without fallback", "plain", ipc.CloseRequest{TargetID: "a"}, "404 not_found"},
-		{"unknown service", "nosuch", ipc.CloseRequest{TargetID: "a"}, "404 unknown_service"},
+		{"no id", "svc", wire.CloseRequest{}, "400 bad_request"},
+		{"both ids", "svc", wire.CloseRequest{TargetID: "a", SessionID: "b"}, "400 bad_request"},
+		{"unknown tab", "svc", wire.CloseRequest{TargetID: "nope"}, "404 not_found"},
+		{"unknown session", "svc", wire.CloseRequest{SessionID: "nope"}, "404 not_found"},
+		{"service without fallback", "plain", wire.CloseRequest{TargetID: "a"}, "404 not_found"},
+		{"unknown service", "nosuch", wire.CloseRequest{TargetID: "a"}, "404 unknown_service"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := c.CloseFallback(ctx, tc.service, tc.req); apiCode(err) != tc.want {
@@ -256,7 +257,7 @@ func TestFallbackSystemOverSocket(t *testing.T) {
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
-	if res != (ipc.OpenResult{Browser: "system", URL: "http://127.0.0.1:1/chat"}) {
+	if res != (wire.OpenResult{Browser: "system", URL: "http://127.0.0.1:1/chat"}) {
 		t.Fatalf("open = %+v, want only browser and url", res)
 	}
 	if got, err := os.ReadFile(record); err != nil || string(got) != "http://127.0.0.1:1/chat\n" {
@@ -371,22 +372,22 @@ func TestFallbackWebBudget(t *testing.T) {
 		t.Fatalf("svc.web limits = %+v, want 2 requests per hour", web.Limits)
 	}
 	for i := range 2 {
-		if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc.web", MaxWaitMS: ipc.Wait(0)}); err != nil {
+		if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc.web", MaxWaitMS: wire.Wait(0)}); err != nil {
 			t.Fatalf("web action %d: %v", i+1, err)
 		}
 	}
-	_, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc.web", MaxWaitMS: ipc.Wait(0)})
-	if refused, ok := errors.AsType[*ipc.Refused](err); !ok || refused.RetryAfter <= 0 {
+	_, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc.web", MaxWaitMS: wire.Wait(0)})
+	if refused, ok := errors.AsType[*ipc.RefusedError](err); !ok || refused.RetryAfter <= 0 {
 		t.Fatalf("third web action = %v, want a refusal with a retry time", err)
 	}
 	// The API's budget is its own: the web actions took none of it.
-	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)}); err != nil {
+	if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: wire.Wait(0)}); err != nil {
 		t.Fatalf("API call after the web budget ran out: %v", err)
 	}
 	// A refusal of the API tells the agent of the fallback, switched off.
-	_, err = c.Acquire(ctx, ipc.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: ipc.Wait(0)})
-	refused, ok := errors.AsType[*ipc.Refused](err)
-	if want := (ipc.FallbackRef{Enabled: false, Open: "/v1/services/svc/fallback/open"}); !ok || refused.Fallback == nil || *refused.Fallback != want {
+	_, err = c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: wire.Wait(0)})
+	refused, ok := errors.AsType[*ipc.RefusedError](err)
+	if want := (wire.FallbackRef{Enabled: false, Open: "/v1/services/svc/fallback/open"}); !ok || refused.Fallback == nil || *refused.Fallback != want {
 		t.Fatalf("second API call = %v, want a refusal naming the fallback %+v", err, want)
 	}
 	if web, _ := serviceStatus(t, c, "svc.web"); web.Counters.Granted != 2 || web.Counters.Refused != 1 {
@@ -474,7 +475,7 @@ func TestFallbackWebKitOverSocket(t *testing.T) {
 	if _, err := c.OpenFallback(ctx, "svc", "a2"); apiCode(err) != "409 fallback_busy" {
 		t.Fatalf("second open = %v, want 409 fallback_busy", err)
 	}
-	if err := c.CloseFallback(ctx, "svc", ipc.CloseRequest{SessionID: res.SessionID}); err != nil {
+	if err := c.CloseFallback(ctx, "svc", wire.CloseRequest{SessionID: res.SessionID}); err != nil {
 		t.Fatalf("close: %v", err)
 	}
 

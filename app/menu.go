@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/app/icons"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // agentIdle is how long an agent stays in the menu after its last call.
@@ -84,7 +84,7 @@ type menuModel struct {
 
 // menuInput is what buildMenu needs besides the status.
 type menuInput struct {
-	Status    ipc.StatusResponse
+	Status    wire.StatusResponse
 	Now       time.Time
 	ShowTitle bool
 	Autostart bool // the login item exists
@@ -119,7 +119,7 @@ func buildMenu(in menuInput) menuModel {
 
 // left is the remaining fraction of the service's tightest limit, or -1 when
 // it has no limit with a known quota.
-func left(s ipc.ServiceStatus) float64 {
+func left(s wire.ServiceStatus) float64 {
 	f := -1.0
 	for _, l := range s.Limits {
 		if l.Quota <= 0 {
@@ -134,7 +134,7 @@ func left(s ipc.ServiceStatus) float64 {
 }
 
 // cooling returns how long the service still cools down, 0 when it does not.
-func cooling(s ipc.ServiceStatus, now time.Time) time.Duration {
+func cooling(s wire.ServiceStatus, now time.Time) time.Duration {
 	if s.CooldownUntil == nil || !s.CooldownUntil.After(now) {
 		return 0
 	}
@@ -206,7 +206,7 @@ func glance(in menuInput) (icons.State, string, string) {
 
 func percent(f float64) string { return strconv.Itoa(int(math.Floor(f*100))) + "%" }
 
-func serviceMenu(s ipc.ServiceStatus, in menuInput, m *menuModel) menuItem {
+func serviceMenu(s wire.ServiceStatus, in menuInput, m *menuModel) menuItem {
 	key := "svc/" + s.Name
 	cool := cooling(s, in.Now)
 	label := s.Name
@@ -265,7 +265,7 @@ func serviceMenu(s ipc.ServiceStatus, in menuInput, m *menuModel) menuItem {
 // limitLine is "412 / 500 requests, resets in 42 s"; withWindow adds the
 // window when a service has two limits of the same unit. ticking reports a
 // countdown in the text.
-func limitLine(l ipc.LimitStatus, withWindow bool, now time.Time) (string, bool) {
+func limitLine(l wire.LimitStatus, withWindow bool, now time.Time) (string, bool) {
 	unit := strings.ReplaceAll(l.Unit, "_", " ")
 	var b strings.Builder
 	if l.Quota > 0 {

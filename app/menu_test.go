@@ -8,17 +8,17 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/app/icons"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 var t0 = time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 
 func at(d time.Duration) *time.Time { t := t0.Add(d); return &t }
 
-func openai(mut ...func(*ipc.ServiceStatus)) ipc.ServiceStatus {
-	s := ipc.ServiceStatus{
+func openai(mut ...func(*wire.ServiceStatus)) wire.ServiceStatus {
+	s := wire.ServiceStatus{
 		Name: "openai", MaxConcurrent: 8, InFlight: 2,
-		Limits: []ipc.LimitStatus{{Unit: "requests", Quota: 500, WindowMS: 60000, Remaining: 412, ResetsAt: at(42 * time.Second), Source: "config"}},
+		Limits: []wire.LimitStatus{{Unit: "requests", Quota: 500, WindowMS: 60000, Remaining: 412, ResetsAt: at(42 * time.Second), Source: "config"}},
 	}
 	for _, m := range mut {
 		m(&s)
@@ -26,8 +26,8 @@ func openai(mut ...func(*ipc.ServiceStatus)) ipc.ServiceStatus {
 	return s
 }
 
-func agent(name, prio string, mut ...func(*ipc.AgentStatus)) ipc.AgentStatus {
-	a := ipc.AgentStatus{Name: name, Priority: prio, Weight: 1, LastSeen: at(-time.Minute)}
+func agent(name, prio string, mut ...func(*wire.AgentStatus)) wire.AgentStatus {
+	a := wire.AgentStatus{Name: name, Priority: prio, Weight: 1, LastSeen: at(-time.Minute)}
 	for _, m := range mut {
 		m(&a)
 	}
@@ -61,7 +61,7 @@ func TestBuildMenu(t *testing.T) {
 		ticking bool
 	}{{
 		name: "flowing",
-		in:   menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai()}}, Now: t0, ShowTitle: true},
+		in:   menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai()}}, Now: t0, ShowTitle: true},
 		icon: icons.Flowing, title: "82%", tooltip: "openai 82% left", ticking: true,
 		items: []check{
 			{key: "svc/openai", label: "openai: 82% left"},
@@ -76,12 +76,12 @@ func TestBuildMenu(t *testing.T) {
 		absent: []string{"svc/openai/fallback", "svc/openai/open"},
 	}, {
 		name: "title off, autostart on",
-		in:   menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai()}}, Now: t0, Autostart: true},
+		in:   menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai()}}, Now: t0, Autostart: true},
 		icon: icons.Flowing, title: "", tooltip: "openai 82% left", ticking: true,
 		items: []check{{key: "autostart", checked: true, act: action{Kind: actAutostart, On: false}}},
 	}, {
 		name: "cooling down after a 429",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
 			s.CooldownUntil, s.Queued = at(17500*time.Millisecond), 3
 		})}}, Now: t0, ShowTitle: true},
 		icon: icons.Cooldown, title: "18 s", tooltip: "openai cooling down, 18 s left; 3 queued", ticking: true,
@@ -92,24 +92,24 @@ func TestBuildMenu(t *testing.T) {
 		},
 	}, {
 		name: "a cooldown that has passed is not shown",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
 			s.CooldownUntil = at(-time.Second)
 		})}}, Now: t0, ShowTitle: true},
 		icon: icons.Flowing, title: "82%",
 		items: []check{{key: "svc/openai/cooldown", hidden: true}},
 	}, {
 		name: "queued",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
 			s.Queued = 4
 		})}}, Now: t0, ShowTitle: true},
 		icon: icons.Queued, title: "82%", tooltip: "4 queued",
 		items: []check{{key: "svc/openai", label: "openai: 82% left, 4 queued"}},
 	}, {
 		name: "near the limit, full limit shows no reset",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
 			s.Limits = append(s.Limits,
-				ipc.LimitStatus{Unit: "tokens", Quota: 200000, WindowMS: 60000, Remaining: 15000, ResetsAt: at(90 * time.Second)},
-				ipc.LimitStatus{Unit: "requests", Quota: 10000, WindowMS: 86400000, Remaining: 10000, ResetsAt: at(time.Hour)})
+				wire.LimitStatus{Unit: "tokens", Quota: 200000, WindowMS: 60000, Remaining: 15000, ResetsAt: at(90 * time.Second)},
+				wire.LimitStatus{Unit: "requests", Quota: 10000, WindowMS: 86400000, Remaining: 10000, ResetsAt: at(time.Hour)})
 		})}}, Now: t0, ShowTitle: true},
 		icon: icons.NearLimit, title: "7%", ticking: true,
 		items: []check{
@@ -119,7 +119,7 @@ func TestBuildMenu(t *testing.T) {
 		},
 	}, {
 		name: "learned limit without quota, no reset known",
-		in:   menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{{Name: "gh", Limits: []ipc.LimitStatus{{Unit: "input_tokens", Remaining: 1234}}}}}, Now: t0, ShowTitle: true},
+		in:   menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{{Name: "gh", Limits: []wire.LimitStatus{{Unit: "input_tokens", Remaining: 1234}}}}}, Now: t0, ShowTitle: true},
 		icon: icons.Flowing, title: "",
 		items: []check{
 			{key: "svc/gh", label: "gh"},
@@ -128,8 +128,8 @@ func TestBuildMenu(t *testing.T) {
 		},
 	}, {
 		name: "every service paused",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{
-			openai(func(s *ipc.ServiceStatus) { s.Paused, s.Queued = true, 2 }),
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{
+			openai(func(s *wire.ServiceStatus) { s.Paused, s.Queued = true, 2 }),
 			{Name: "anthropic", Paused: true},
 		}}, Now: t0, ShowTitle: true},
 		icon: icons.Paused, title: "", tooltip: "quotabar: openai paused; anthropic paused",
@@ -140,15 +140,15 @@ func TestBuildMenu(t *testing.T) {
 		},
 	}, {
 		name: "one paused service does not hide the other",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{
-			openai(func(s *ipc.ServiceStatus) { s.Paused = true }),
-			{Name: "anthropic", Limits: []ipc.LimitStatus{{Unit: "requests", Quota: 50, Remaining: 25}}},
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{
+			openai(func(s *wire.ServiceStatus) { s.Paused = true }),
+			{Name: "anthropic", Limits: []wire.LimitStatus{{Unit: "requests", Quota: 50, Remaining: 25}}},
 		}}, Now: t0, ShowTitle: true},
 		icon: icons.Flowing, title: "50%",
 	}, {
 		name: "web fallback",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
-			s.Fallback = &ipc.FallbackInfo{Browser: "chrome"}
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
+			s.Fallback = &wire.FallbackInfo{Browser: "chrome"}
 		})}}, Now: t0, CanOpen: true},
 		icon: icons.Flowing,
 		items: []check{
@@ -157,8 +157,8 @@ func TestBuildMenu(t *testing.T) {
 		},
 	}, {
 		name: "web fallback switched on, no opener",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
-			s.Fallback = &ipc.FallbackInfo{Browser: "webkit", Enabled: true}
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
+			s.Fallback = &wire.FallbackInfo{Browser: "webkit", Enabled: true}
 		})}}, Now: t0},
 		icon: icons.Flowing,
 		items: []check{
@@ -167,11 +167,11 @@ func TestBuildMenu(t *testing.T) {
 		absent: []string{"svc/openai/open"},
 	}, {
 		name: "agents: busy, recent and paused stay, idle ones drop off",
-		in: menuInput{Status: ipc.StatusResponse{Services: []ipc.ServiceStatus{openai()}, Agents: []ipc.AgentStatus{
-			agent("research", "high", func(a *ipc.AgentStatus) { a.InFlight, a.Queued, a.Counters.Granted = 1, 2, 30 }),
-			agent("idle", "normal", func(a *ipc.AgentStatus) { a.LastSeen = at(-agentIdle) }),
-			agent("never", "normal", func(a *ipc.AgentStatus) { a.LastSeen = nil }),
-			agent("stopped", "low", func(a *ipc.AgentStatus) { a.Paused, a.LastSeen = true, nil }),
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai()}, Agents: []wire.AgentStatus{
+			agent("research", "high", func(a *wire.AgentStatus) { a.InFlight, a.Queued, a.Counters.Granted = 1, 2, 30 }),
+			agent("idle", "normal", func(a *wire.AgentStatus) { a.LastSeen = at(-agentIdle) }),
+			agent("never", "normal", func(a *wire.AgentStatus) { a.LastSeen = nil }),
+			agent("stopped", "low", func(a *wire.AgentStatus) { a.Paused, a.LastSeen = true, nil }),
 			agent("quiet", "normal"),
 		}}, Now: t0},
 		icon: icons.Flowing,
@@ -236,9 +236,9 @@ func TestBuildMenu(t *testing.T) {
 }
 
 func TestBuildMenuKeysUnique(t *testing.T) {
-	m := buildMenu(menuInput{Now: t0, CanOpen: true, Status: ipc.StatusResponse{
-		Services: []ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) { s.Fallback = &ipc.FallbackInfo{} }), {Name: "b"}},
-		Agents:   []ipc.AgentStatus{agent("a", "low"), agent("b", "high")},
+	m := buildMenu(menuInput{Now: t0, CanOpen: true, Status: wire.StatusResponse{
+		Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) { s.Fallback = &wire.FallbackInfo{} }), {Name: "b"}},
+		Agents:   []wire.AgentStatus{agent("a", "low"), agent("b", "high")},
 	}})
 	seen := map[string]bool{}
 	var walk func([]menuItem)
@@ -376,21 +376,21 @@ func dumpItems(b *strings.Builder, items []menuItem, indent string) {
 }
 
 func TestDiffMenu(t *testing.T) {
-	st := func(svcs []ipc.ServiceStatus, agents ...ipc.AgentStatus) menuInput {
-		return menuInput{Status: ipc.StatusResponse{Services: svcs, Agents: agents}, Now: t0, ShowTitle: true}
+	st := func(svcs []wire.ServiceStatus, agents ...wire.AgentStatus) menuInput {
+		return menuInput{Status: wire.StatusResponse{Services: svcs, Agents: agents}, Now: t0, ShowTitle: true}
 	}
-	base := st([]ipc.ServiceStatus{openai()})
+	base := st([]wire.ServiceStatus{openai()})
 	later := base
 	later.Now = t0.Add(time.Second)
-	cooling := st([]ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) { s.CooldownUntil = at(20 * time.Second) })})
-	paused := st([]ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) { s.Paused = true })})
-	learned := st([]ipc.ServiceStatus{openai(func(s *ipc.ServiceStatus) {
-		s.Limits = append(s.Limits, ipc.LimitStatus{Unit: "tokens", Quota: 1000, Remaining: 1000})
+	cooling := st([]wire.ServiceStatus{openai(func(s *wire.ServiceStatus) { s.CooldownUntil = at(20 * time.Second) })})
+	paused := st([]wire.ServiceStatus{openai(func(s *wire.ServiceStatus) { s.Paused = true })})
+	learned := st([]wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
+		s.Limits = append(s.Limits, wire.LimitStatus{Unit: "tokens", Quota: 1000, Remaining: 1000})
 	})})
-	agentsAC := st([]ipc.ServiceStatus{openai()}, agent("a", "normal"), agent("c", "normal"))
-	agentsABC := st([]ipc.ServiceStatus{openai()}, agent("a", "normal"), agent("b", "high"), agent("c", "normal"))
-	agentsABCLow := st([]ipc.ServiceStatus{openai()}, agent("a", "normal"), agent("b", "low"), agent("c", "normal"))
-	twoServices := st([]ipc.ServiceStatus{openai(), {Name: "anthropic"}})
+	agentsAC := st([]wire.ServiceStatus{openai()}, agent("a", "normal"), agent("c", "normal"))
+	agentsABC := st([]wire.ServiceStatus{openai()}, agent("a", "normal"), agent("b", "high"), agent("c", "normal"))
+	agentsABCLow := st([]wire.ServiceStatus{openai()}, agent("a", "normal"), agent("b", "low"), agent("c", "normal"))
+	twoServices := st([]wire.ServiceStatus{openai(), {Name: "anthropic"}})
 
 	tests := []struct {
 		name     string
@@ -455,22 +455,24 @@ func TestDiffMenu(t *testing.T) {
 // TestDiffMenuReachesModel applies the diff between every pair of a set of
 // menus to a fake systray and checks it then shows exactly the new menu.
 func TestDiffMenuReachesModel(t *testing.T) {
-	svc := func(mut ...func(*ipc.ServiceStatus)) []ipc.ServiceStatus { return []ipc.ServiceStatus{openai(mut...)} }
+	svc := func(mut ...func(*wire.ServiceStatus)) []wire.ServiceStatus {
+		return []wire.ServiceStatus{openai(mut...)}
+	}
 	inputs := map[string]menuInput{
 		"empty":    {Now: t0},
-		"base":     {Now: t0, Status: ipc.StatusResponse{Services: svc()}},
-		"cooling":  {Now: t0, Status: ipc.StatusResponse{Services: svc(func(s *ipc.ServiceStatus) { s.CooldownUntil = at(time.Minute) })}},
-		"fallback": {Now: t0, CanOpen: true, Status: ipc.StatusResponse{Services: svc(func(s *ipc.ServiceStatus) { s.Fallback = &ipc.FallbackInfo{Browser: "chrome"} })}},
-		"learned": {Now: t0, Status: ipc.StatusResponse{Services: svc(func(s *ipc.ServiceStatus) {
-			s.Limits = append(s.Limits, ipc.LimitStatus{Unit: "tokens", Quota: 10, Remaining: 1})
+		"base":     {Now: t0, Status: wire.StatusResponse{Services: svc()}},
+		"cooling":  {Now: t0, Status: wire.StatusResponse{Services: svc(func(s *wire.ServiceStatus) { s.CooldownUntil = at(time.Minute) })}},
+		"fallback": {Now: t0, CanOpen: true, Status: wire.StatusResponse{Services: svc(func(s *wire.ServiceStatus) { s.Fallback = &wire.FallbackInfo{Browser: "chrome"} })}},
+		"learned": {Now: t0, Status: wire.StatusResponse{Services: svc(func(s *wire.ServiceStatus) {
+			s.Limits = append(s.Limits, wire.LimitStatus{Unit: "tokens", Quota: 10, Remaining: 1})
 		})}},
-		"no limits": {Now: t0, Status: ipc.StatusResponse{Services: svc(func(s *ipc.ServiceStatus) { s.Limits = nil })}},
-		"two": {Now: t0, Status: ipc.StatusResponse{Services: append(svc(), ipc.ServiceStatus{Name: "x", Paused: true}),
-			Agents: []ipc.AgentStatus{agent("m", "low")}}},
-		"agents": {Now: t0, Status: ipc.StatusResponse{Services: svc(), Agents: []ipc.AgentStatus{
-			agent("a", "high"), agent("m", "normal", func(a *ipc.AgentStatus) { a.Queued = 3 }), agent("z", "low")}}},
-		"agents paused": {Now: t0.Add(agentIdle), Status: ipc.StatusResponse{Services: svc(), Agents: []ipc.AgentStatus{
-			agent("a", "high"), agent("z", "low", func(a *ipc.AgentStatus) { a.Paused = true })}}},
+		"no limits": {Now: t0, Status: wire.StatusResponse{Services: svc(func(s *wire.ServiceStatus) { s.Limits = nil })}},
+		"two": {Now: t0, Status: wire.StatusResponse{Services: append(svc(), wire.ServiceStatus{Name: "x", Paused: true}),
+			Agents: []wire.AgentStatus{agent("m", "low")}}},
+		"agents": {Now: t0, Status: wire.StatusResponse{Services: svc(), Agents: []wire.AgentStatus{
+			agent("a", "high"), agent("m", "normal", func(a *wire.AgentStatus) { a.Queued = 3 }), agent("z", "low")}}},
+		"agents paused": {Now: t0.Add(agentIdle), Status: wire.StatusResponse{Services: svc(), Agents: []wire.AgentStatus{
+			agent("a", "high"), agent("z", "low", func(a *wire.AgentStatus) { a.Paused = true })}}},
 	}
 	for oldName, oldIn := range inputs {
 		for newName, newIn := range inputs {

@@ -25,7 +25,7 @@ import (
 	"github.com/godbus/dbus/v5"
 
 	"github.com/quotabar/quotabar/internal/testenv"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // fakeTool writes a shell script named name into dir that records its
@@ -197,7 +197,7 @@ fallback = { browser = "chrome", url = %q, headless = true }
 		tick := time.NewTicker(50 * time.Millisecond) // spread over 2 s, not a wait
 		for range grants {
 			<-tick.C
-			if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "burst", Service: "svc", MaxWaitMS: ipc.Wait(0)}); err != nil {
+			if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "burst", Service: "svc", MaxWaitMS: wire.Wait(0)}); err != nil {
 				t.Fatalf("acquire: %v", err)
 			}
 		}

@@ -9,7 +9,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // readPlist reads the top-level dict of an XML property list: each key with
@@ -74,7 +74,7 @@ func TestInfoPlist(t *testing.T) {
 		"CFBundleName":               {"string", "quotabar"},
 		"CFBundleExecutable":         {"string", "quotabar"}, // what build.sh puts in Contents/MacOS
 		"CFBundlePackageType":        {"string", "APPL"},
-		"CFBundleShortVersionString": {"string", ipc.Version},
+		"CFBundleShortVersionString": {"string", wire.Version},
 		"CFBundleIconFile":           {"string", "quotabar"}, // build.sh writes Resources/quotabar.icns
 		"LSMinimumSystemVersion":     {"string", string(minOS[1])},
 		"LSUIElement":                {"true", ""}, // menu bar only, no Dock icon

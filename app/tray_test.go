@@ -27,6 +27,7 @@ import (
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 const trayChildEnv = "QUOTABAR_TEST_TRAY_CHILD"
@@ -408,7 +409,7 @@ func TestTray(t *testing.T) {
 			_, err := m.find("openai", "5 / 5 requests")
 			return err
 		})
-		lease, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "research", Service: "openai", MaxWaitMS: ipc.Wait(0)})
+		lease, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "research", Service: "openai", MaxWaitMS: wire.Wait(0)})
 		if err != nil {
 			t.Fatalf("acquire: %v", err)
 		}
@@ -416,7 +417,7 @@ func TestTray(t *testing.T) {
 			_, err := m.find("openai", "4 / 5 requests, resets in")
 			return err
 		})
-		if _, err := c.Report(ctx, ipc.ReportRequest{Lease: lease.ID, Status: 429, Headers: map[string]string{"Retry-After": "30"}}); err != nil {
+		if _, err := c.Report(ctx, wire.ReportRequest{Lease: lease.ID, Status: 429, Headers: map[string]string{"Retry-After": "30"}}); err != nil {
 			t.Fatalf("report: %v", err)
 		}
 		trayWait(t, "the cooldown row", func() error {
@@ -444,8 +445,8 @@ func TestTray(t *testing.T) {
 			}
 			return nil
 		})
-		_, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "research", Service: "openai", MaxWaitMS: ipc.Wait(0)})
-		var refused *ipc.Refused
+		_, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "research", Service: "openai", MaxWaitMS: wire.Wait(0)})
+		var refused *ipc.RefusedError
 		if !errors.As(err, &refused) || refused.Reason != "paused" {
 			t.Fatalf("acquire while paused: %v, want refused with reason paused", err)
 		}

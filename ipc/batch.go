@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/http"
+
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // BatchCall is one call of a batch.
 type BatchCall struct {
 	// Cost is the call's estimate; nil means one request.
-	Cost Cost
+	Cost wire.Cost
 	Call func(ctx context.Context) (CallResult, error)
 }
 
@@ -24,11 +26,11 @@ type BatchCall struct {
 // refunded; its status and headers are those of the 429 or 503, else of the
 // last call. Refusals are handled as in Do. DoBatch returns the calls' errors
 // joined, and an error wrapping ErrReport if the report failed.
-func (c *Client) DoBatch(ctx context.Context, req AcquireRequest, calls []BatchCall, opts ...DoOption) error {
+func (c *Client) DoBatch(ctx context.Context, req wire.AcquireRequest, calls []BatchCall, opts ...DoOption) error {
 	if len(calls) == 0 {
 		return nil
 	}
-	req.Cost = Cost{}
+	req.Cost = wire.Cost{}
 	for _, bc := range calls {
 		addCost(req.Cost, estimate(bc.Cost))
 	}
@@ -38,7 +40,7 @@ func (c *Client) DoBatch(ctx context.Context, req AcquireRequest, calls []BatchC
 	}
 	var errs []error
 	var last CallResult
-	usage := Cost{}
+	usage := wire.Cost{}
 	for _, bc := range calls {
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
@@ -63,15 +65,15 @@ func (c *Client) DoBatch(ctx context.Context, req AcquireRequest, calls []BatchC
 }
 
 // estimate returns a copy of cost with one request when it names none.
-func estimate(cost Cost) Cost {
-	out := Cost{"requests": 1}
+func estimate(cost wire.Cost) wire.Cost {
+	out := wire.Cost{"requests": 1}
 	for u, n := range cost {
 		out[u] = n
 	}
 	return out
 }
 
-func addCost(sum, c Cost) {
+func addCost(sum, c wire.Cost) {
 	for u, n := range c {
 		sum[u] += n
 	}

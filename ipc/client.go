@@ -8,20 +8,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // Client talks to the daemon. The zero value is ready to use: it finds the
-// socket with SocketPath. A Client is safe for concurrent use and keeps
-// connections open between calls; do not copy it after first use.
+// socket with socket.Path and talks only to a daemon of this user (see
+// socket.Dial). A Client is safe for concurrent use and keeps connections
+// open between calls; do not copy it after first use.
 type Client struct {
-	// SocketPath is the daemon's socket; "" means SocketPath().
+	// SocketPath is the daemon's socket; "" means socket.Path().
 	SocketPath string
 	// HTTPClient, when set, is used as is (its transport must reach the
 	// daemon); nil means a client that dials SocketPath. It should have no
@@ -46,27 +50,15 @@ func (c *Client) init() {
 		path := c.SocketPath
 		if path == "" {
 			var err error
-			if path, err = SocketPath(); err != nil {
+			if path, err = socket.Path(); err != nil {
 				c.err = fmt.Errorf("ipc: find the daemon's socket: %w", err)
 				return
 			}
 		}
-		if c.err = checkPathLen(path); c.err != nil {
+		if c.err = socket.CheckPathLen(path); c.err != nil {
 			return
 		}
-		c.hc = &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				conn, err := d.DialContext(ctx, "unix", path)
-				if err != nil {
-					return nil, fmt.Errorf("cannot reach the quotabar daemon at %s (is it running? start it with `quotabar serve`): %w", path, err)
-				}
-				return conn, nil
-			},
-			MaxIdleConnsPerHost: 8,
-			IdleConnTimeout:     time.Minute,
-			DisableCompression:  true,
-		}}
+		c.hc = &http.Client{Transport: socket.Transport(path)}
 	})
 }
 
@@ -88,17 +80,17 @@ type Lease struct {
 }
 
 // Acquire asks permission for one call (or one batch) and waits for the
-// answer: a Lease, a *Refused, or an *APIError. Cancelling ctx abandons the
+// answer: a Lease, a *RefusedError, or a *wire.APIError. Cancelling ctx abandons the
 // wait and the daemon withdraws the request.
-func (c *Client) Acquire(ctx context.Context, req AcquireRequest) (Lease, error) {
-	var ok AcquireResponse
-	var no RefusalResponse
+func (c *Client) Acquire(ctx context.Context, req wire.AcquireRequest) (Lease, error) {
+	var ok wire.AcquireResponse
+	var no wire.RefusalResponse
 	status, err := c.call(ctx, http.MethodPost, "/v1/acquire", req, &ok, &no)
 	if err != nil {
 		return Lease{}, err
 	}
 	if status == http.StatusTooManyRequests {
-		return Lease{}, &Refused{
+		return Lease{}, &RefusedError{
 			Reason:     no.Reason,
 			RetryAfter: time.Duration(no.RetryAfterMS) * time.Millisecond,
 			Fallback:   no.Fallback,
@@ -114,86 +106,109 @@ func (c *Client) Acquire(ctx context.Context, req AcquireRequest) (Lease, error)
 }
 
 // Report tells the daemon what happened to a call and ends its lease.
-func (c *Client) Report(ctx context.Context, req ReportRequest) (ReportResponse, error) {
-	var out ReportResponse
+func (c *Client) Report(ctx context.Context, req wire.ReportRequest) (wire.ReportResponse, error) {
+	var out wire.ReportResponse
 	_, err := c.call(ctx, http.MethodPost, "/v1/report", req, &out, nil)
 	return out, err
 }
 
 // Status returns every service and agent.
-func (c *Client) Status(ctx context.Context) (StatusResponse, error) {
-	var out StatusResponse
+func (c *Client) Status(ctx context.Context) (wire.StatusResponse, error) {
+	var out wire.StatusResponse
 	_, err := c.call(ctx, http.MethodGet, "/v1/status", nil, &out, nil)
 	return out, err
 }
 
 // Health returns nil when the daemon answers.
 func (c *Client) Health(ctx context.Context) error {
-	var out HealthResponse
+	var out wire.HealthResponse
 	_, err := c.call(ctx, http.MethodGet, "/v1/health", nil, &out, nil)
 	return err
 }
 
 // SetServicePaused pauses or resumes a service and returns its new status.
-func (c *Client) SetServicePaused(ctx context.Context, service string, paused bool) (ServiceStatus, error) {
-	var out ServiceStatus
-	_, err := c.call(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(service), ServiceUpdate{Paused: &paused}, &out, nil)
+func (c *Client) SetServicePaused(ctx context.Context, service string, paused bool) (wire.ServiceStatus, error) {
+	var out wire.ServiceStatus
+	_, err := c.call(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(service), wire.ServiceUpdate{Paused: &paused}, &out, nil)
 	return out, err
 }
 
 // UpdateAgent changes the fields of u that are set and returns the agent's
 // new status.
-func (c *Client) UpdateAgent(ctx context.Context, agent string, u AgentUpdate) (AgentStatus, error) {
-	var out AgentStatus
+func (c *Client) UpdateAgent(ctx context.Context, agent string, u wire.AgentUpdate) (wire.AgentStatus, error) {
+	var out wire.AgentStatus
 	_, err := c.call(ctx, http.MethodPut, "/v1/agents/"+url.PathEscape(agent), u, &out, nil)
 	return out, err
 }
 
 // SetFallback switches a service's web fallback on or off.
-func (c *Client) SetFallback(ctx context.Context, service string, enabled bool) (FallbackInfo, error) {
-	var out FallbackInfo
-	_, err := c.call(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(service)+"/fallback", FallbackUpdate{Enabled: &enabled}, &out, nil)
+func (c *Client) SetFallback(ctx context.Context, service string, enabled bool) (wire.FallbackInfo, error) {
+	var out wire.FallbackInfo
+	_, err := c.call(ctx, http.MethodPut, "/v1/services/"+url.PathEscape(service)+"/fallback", wire.FallbackUpdate{Enabled: &enabled}, &out, nil)
 	return out, err
 }
 
 // OpenFallback opens the service's web interface in its browser and says
 // how to drive it.
-func (c *Client) OpenFallback(ctx context.Context, service, agent string) (OpenResult, error) {
-	var out OpenResult
-	_, err := c.call(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/fallback/open", OpenRequest{Agent: agent}, &out, nil)
+func (c *Client) OpenFallback(ctx context.Context, service, agent string) (wire.OpenResult, error) {
+	var out wire.OpenResult
+	_, err := c.call(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/fallback/open", wire.OpenRequest{Agent: agent}, &out, nil)
 	return out, err
 }
 
 // CloseFallback closes a tab or session that OpenFallback opened.
-func (c *Client) CloseFallback(ctx context.Context, service string, req CloseRequest) error {
-	var out OKResponse
+func (c *Client) CloseFallback(ctx context.Context, service string, req wire.CloseRequest) error {
+	var out wire.OKResponse
 	_, err := c.call(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/fallback/close", req, &out, nil)
 	return err
 }
 
-// Events streams the status: the first value is the status at connect, then
-// one value per change, at most 4 a second. The channel is closed when ctx
-// ends or the daemon goes away.
-func (c *Client) Events(ctx context.Context) (<-chan StatusResponse, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/events", nil)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return nil, errorFrom(resp)
-	}
-	ch := make(chan StatusResponse)
-	go func() {
-		defer close(ch)
-		defer resp.Body.Close()
-		readEvents(ctx, resp.Body, ch)
-	}()
-	return ch, nil
+// Proxy returns how to reach the daemon's base-URL proxy (GET /v1/proxy).
+// The answer carries the proxy's secret token.
+func (c *Client) Proxy(ctx context.Context) (wire.ProxyInfo, error) {
+	var out wire.ProxyInfo
+	_, err := c.call(ctx, http.MethodGet, "/v1/proxy", nil, &out, nil)
+	return out, err
 }
 
-// readEvents parses a text/event-stream and sends every "status" event.
-func readEvents(ctx context.Context, r io.Reader, ch chan<- StatusResponse) {
+// Events streams the status: the first value is the status at connect, then
+// one value per change, at most 4 a second. The stream ends when the loop
+// stops, when ctx ends (silently), or with one final error that says why:
+// the daemon could not be reached, answered an error, or went away
+// (io.ErrUnexpectedEOF).
+//
+//	for st, err := range c.Events(ctx) {
+//		if err != nil {
+//			return err
+//		}
+//		show(st)
+//	}
+func (c *Client) Events(ctx context.Context) iter.Seq2[wire.StatusResponse, error] {
+	return func(yield func(wire.StatusResponse, error) bool) {
+		resp, err := c.do(ctx, http.MethodGet, "/v1/events", nil)
+		if err != nil {
+			if ctx.Err() == nil {
+				yield(wire.StatusResponse{}, err)
+			}
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			yield(wire.StatusResponse{}, errorFrom(resp))
+			return
+		}
+		err = readEvents(resp.Body, func(st wire.StatusResponse) bool { return yield(st, nil) })
+		if err != nil && ctx.Err() == nil {
+			yield(wire.StatusResponse{}, err)
+		}
+	}
+}
+
+// readEvents parses a text/event-stream and passes every "status" event to
+// send until send returns false (nil) or the stream ends: with
+// io.ErrUnexpectedEOF when it ends, since the daemon never ends a stream
+// while it runs, or the read or decode error.
+func readEvents(r io.Reader, send func(wire.StatusResponse) bool) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var event string
@@ -203,13 +218,12 @@ func readEvents(ctx context.Context, r io.Reader, ch chan<- StatusResponse) {
 		switch {
 		case line == "":
 			if (event == "status" || event == "") && len(data) > 0 {
-				var st StatusResponse
-				if json.Unmarshal(data, &st) == nil {
-					select {
-					case ch <- st:
-					case <-ctx.Done():
-						return
-					}
+				var st wire.StatusResponse
+				if err := json.Unmarshal(data, &st); err != nil {
+					return fmt.Errorf("ipc: decode a status event: %w", err)
+				}
+				if !send(st) {
+					return nil
 				}
 			}
 			event, data = "", data[:0]
@@ -228,6 +242,10 @@ func readEvents(ctx context.Context, r io.Reader, ch chan<- StatusResponse) {
 			}
 		}
 	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("ipc: the event stream broke: %w", err)
+	}
+	return fmt.Errorf("ipc: the daemon ended the event stream: %w", io.ErrUnexpectedEOF)
 }
 
 // call sends a JSON request and decodes a 2xx answer into out. A 429 is
@@ -286,13 +304,13 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader) (*
 // not the documented JSON (e.g. from something that is not quotabar).
 func errorFrom(resp *http.Response) error {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	var e ErrorResponse
+	var e wire.ErrorResponse
 	if json.Unmarshal(data, &e) == nil && e.Error.Code != "" {
-		return &APIError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
+		return &wire.APIError{Status: resp.StatusCode, Code: e.Error.Code, Message: e.Error.Message}
 	}
 	msg := strings.TrimSpace(string(data))
 	if msg == "" {
 		msg = http.StatusText(resp.StatusCode)
 	}
-	return &APIError{Status: resp.StatusCode, Code: "http_" + strconv.Itoa(resp.StatusCode), Message: msg}
+	return &wire.APIError{Status: resp.StatusCode, Code: wire.Code("http_" + strconv.Itoa(resp.StatusCode)), Message: msg}
 }

@@ -5,15 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // CallResult is what the caller's function tells Do about one API call.
 type CallResult struct {
 	Status int         // the provider's HTTP status, 0 if there was no answer
 	Header http.Header // the provider's response headers: they carry its limits
-	Usage  Cost        // what the call really cost; nil keeps the estimate
+	Usage  wire.Cost   // what the call really cost; nil keeps the estimate
 }
 
 // DoOption changes how Do and DoBatch behave.
@@ -23,7 +26,7 @@ type doOptions struct {
 	noRetry bool
 }
 
-// NoRetry makes Do return the *Refused of a refused acquire at once instead
+// NoRetry makes Do return the *RefusedError of a refused acquire at once instead
 // of waiting its retry time and asking again.
 func NoRetry() DoOption { return func(o *doOptions) { o.noRetry = true } }
 
@@ -44,10 +47,10 @@ const reportTimeout = 10 * time.Second
 // call's status, headers and usage. When the daemon refuses, Do waits the
 // refusal's retry time (at least a second while paused) and asks again until
 // ctx ends; a refusal whose retry time is past ctx's deadline is returned at
-// once as a *Refused (with NoRetry, every refusal is). Do returns call's
+// once as a *RefusedError (with NoRetry, every refusal is). Do returns call's
 // error; if call succeeded but the report failed, it returns an error
 // wrapping ErrReport: the call ran.
-func (c *Client) Do(ctx context.Context, req AcquireRequest, call func(ctx context.Context) (CallResult, error), opts ...DoOption) error {
+func (c *Client) Do(ctx context.Context, req wire.AcquireRequest, call func(ctx context.Context) (CallResult, error), opts ...DoOption) error {
 	lease, err := c.acquire(ctx, req, opts)
 	if err != nil {
 		return err
@@ -64,19 +67,19 @@ func (c *Client) Do(ctx context.Context, req AcquireRequest, call func(ctx conte
 // but their report did not reach the daemon; the lease then expires by itself.
 var ErrReport = errors.New("ipc: the call ran but reporting it failed")
 
-func (c *Client) acquire(ctx context.Context, req AcquireRequest, opts []DoOption) (Lease, error) {
+func (c *Client) acquire(ctx context.Context, req wire.AcquireRequest, opts []DoOption) (Lease, error) {
 	var o doOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
 	for {
 		lease, err := c.Acquire(ctx, req)
-		var refused *Refused
+		var refused *RefusedError
 		if !errors.As(err, &refused) || o.noRetry {
 			return lease, err
 		}
 		wait := max(refused.RetryAfter, minRetryWait)
-		if refused.Reason == "paused" {
+		if refused.Reason == wire.ReasonPaused {
 			wait = max(wait, pausedRetryWait)
 		}
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
@@ -92,10 +95,10 @@ func (c *Client) acquire(ctx context.Context, req AcquireRequest, opts []DoOptio
 	}
 }
 
-func (c *Client) reportLease(ctx context.Context, lease Lease, status int, h http.Header, usage Cost) error {
+func (c *Client) reportLease(ctx context.Context, lease Lease, status int, h http.Header, usage wire.Cost) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
 	defer cancel()
-	_, err := c.Report(rctx, ReportRequest{
+	_, err := c.Report(rctx, wire.ReportRequest{
 		Lease:   lease.ID,
 		Agent:   lease.Agent,
 		Service: lease.Service,
@@ -119,4 +122,27 @@ func flatten(h http.Header) map[string]string {
 		m[k] = strings.Join(v, ", ")
 	}
 	return m
+}
+
+// RefusedError is the error of an acquire the daemon refused: why, and when
+// to ask again.
+type RefusedError struct {
+	Reason     wire.Reason
+	RetryAfter time.Duration
+	// Fallback is set when the service has a web fallback configured.
+	Fallback *wire.FallbackRef
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("quotabar refused the call: %s; retry after %v", e.Reason, e.RetryAfter)
+}
+
+// IsRefused reports whether err is (or wraps) a *RefusedError, and, when
+// reasons are given, whether its reason is one of them.
+func IsRefused(err error, reasons ...wire.Reason) bool {
+	var r *RefusedError
+	if !errors.As(err, &r) {
+		return false
+	}
+	return len(reasons) == 0 || slices.Contains(reasons, r.Reason)
 }

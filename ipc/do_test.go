@@ -1,4 +1,4 @@
-package ipc
+package ipc_test
 
 import (
 	"context"
@@ -7,39 +7,43 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
+	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/internal/ipctest"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
 func TestDo(t *testing.T) {
-	cfg := limiter.Config{LeaseTTL: testLeaseTTL, Services: []limiter.ServiceConfig{
+	cfg := limiter.Config{LeaseTTL: ipctest.LeaseTTL, Services: []limiter.ServiceConfig{
 		{Name: "svc", Limits: []limiter.Policy{
 			{Quota: 2, Unit: limiter.Requests, Window: 300 * time.Millisecond},
 			{Quota: 1000, Unit: limiter.Tokens, Window: time.Hour},
 		}},
 		{Name: "hourly", Limits: []limiter.Policy{{Quota: 1, Unit: limiter.Requests, Window: time.Hour}}},
 	}}
-	d := startDaemon(t, cfg, nil)
-	c := d.client
+	d := ipctest.StartDaemon(t, cfg, nil)
+	c := d.Client
 	// A bound, so that a retry loop that never gets its grant fails the test
 	// instead of hanging it (it once hung CI's whole 15-minute budget).
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req := AcquireRequest{Agent: "a", Service: "svc", Cost: Cost{"tokens": 100}, MaxWaitMS: Wait(0)}
+	req := wire.AcquireRequest{Agent: "a", Service: "svc", Cost: wire.Cost{"tokens": 100}, MaxWaitMS: wire.Wait(0)}
 
 	t.Run("reports status, headers and usage", func(t *testing.T) {
 		calls := 0
-		err := c.Do(ctx, req, func(ctx context.Context) (CallResult, error) {
+		err := c.Do(ctx, req, func(ctx context.Context) (ipc.CallResult, error) {
 			calls++
-			if q := serviceOf(t, d.srv.Status(), "svc"); q.InFlight != 1 {
+			if q := ipctest.ServiceOf(t, d.Srv.Status(), "svc"); q.InFlight != 1 {
 				t.Errorf("in flight during the call: %d, want 1", q.InFlight)
 			}
-			return CallResult{Status: 200, Usage: Cost{"tokens": 40},
+			return ipc.CallResult{Status: 200, Usage: wire.Cost{"tokens": 40},
 				Header: http.Header{"X-Ratelimit-Remaining-Requests": {"1"}}}, nil
 		})
 		if err != nil || calls != 1 {
 			t.Fatalf("Do: %v after %d calls", err, calls)
 		}
-		s := serviceOf(t, d.srv.Status(), "svc")
+		s := ipctest.ServiceOf(t, d.Srv.Status(), "svc")
 		if s.InFlight != 0 {
 			t.Errorf("in flight after Do: %d, want 0 (the lease is reported)", s.InFlight)
 		}
@@ -52,20 +56,20 @@ func TestDo(t *testing.T) {
 		// Three calls against 2 per 300 ms: at least one is refused and
 		// retried after its retry time.
 		for i := range 3 {
-			err := c.Do(ctx, req, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil })
+			err := c.Do(ctx, req, func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{Status: 200}, nil })
 			if err != nil {
 				t.Fatalf("call %d: %v", i, err)
 			}
 		}
-		if r := serviceOf(t, d.srv.Status(), "svc").Counters.Refused; r == 0 {
+		if r := ipctest.ServiceOf(t, d.Srv.Status(), "svc").Counters.Refused; r == 0 {
 			t.Error("no refusal happened: the test did not exercise the retry")
 		}
 	})
 
 	t.Run("NoRetry returns the refusal", func(t *testing.T) {
-		var refused *Refused
+		var refused *ipc.RefusedError
 		for range 3 {
-			err := c.Do(ctx, req, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil }, NoRetry())
+			err := c.Do(ctx, req, func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{Status: 200}, nil }, ipc.NoRetry())
 			if errors.As(err, &refused) {
 				break
 			}
@@ -76,8 +80,8 @@ func TestDo(t *testing.T) {
 	})
 
 	t.Run("a deadline before the retry time returns the refusal", func(t *testing.T) {
-		hourly := AcquireRequest{Agent: "a", Service: "hourly", MaxWaitMS: Wait(0)}
-		ok := func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil }
+		hourly := wire.AcquireRequest{Agent: "a", Service: "hourly", MaxWaitMS: wire.Wait(0)}
+		ok := func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{Status: 200}, nil }
 		if err := c.Do(ctx, hourly, ok); err != nil {
 			t.Fatal(err)
 		}
@@ -85,39 +89,39 @@ func TestDo(t *testing.T) {
 		dctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		err := c.Do(dctx, hourly, ok)
-		var refused *Refused
+		var refused *ipc.RefusedError
 		if !errors.As(err, &refused) || errors.Is(err, context.DeadlineExceeded) || refused.RetryAfter < 50*time.Minute {
 			t.Fatalf("got %v, want the refusal at once", err)
 		}
 	})
 
 	t.Run("a pause is waited out a second at a time", func(t *testing.T) {
-		paused := AcquireRequest{Agent: "waiter", Service: "hourly", MaxWaitMS: Wait(0)}
+		paused := wire.AcquireRequest{Agent: "waiter", Service: "hourly", MaxWaitMS: wire.Wait(0)}
 		if _, err := c.SetServicePaused(ctx, "hourly", true); err != nil {
 			t.Fatal(err)
 		}
-		refusedSoFar := func() int64 { a, _ := agentOf(d.srv.Status(), "waiter"); return a.Counters.Refused }
+		refusedSoFar := func() int64 { a, _ := ipctest.AgentOf(d.Srv.Status(), "waiter"); return a.Counters.Refused }
 		// A deadline shorter than the paused wait: one ask, then the refusal.
-		dctx, cancel := context.WithTimeout(ctx, pausedRetryWait/2)
+		dctx, cancel := context.WithTimeout(ctx, ipc.PausedRetryWait/2)
 		defer cancel()
-		err := c.Do(dctx, paused, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil })
-		var refused *Refused
+		err := c.Do(dctx, paused, func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{Status: 200}, nil })
+		var refused *ipc.RefusedError
 		if !errors.As(err, &refused) || refused.Reason != "paused" || errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("got %v, want the paused refusal at once", err)
 		}
 		if n := refusedSoFar(); n != 1 {
-			t.Errorf("asked %d times while paused within %v, want once", n, pausedRetryWait/2)
+			t.Errorf("asked %d times while paused within %v, want once", n, ipc.PausedRetryWait/2)
 		}
 		// Without a deadline Do keeps asking, and a resume lets the call through.
-		onSvc := AcquireRequest{Agent: "waiter", Service: "svc", MaxWaitMS: Wait(5 * time.Second)}
+		onSvc := wire.AcquireRequest{Agent: "waiter", Service: "svc", MaxWaitMS: wire.Wait(5 * time.Second)}
 		if _, err := c.SetServicePaused(ctx, "svc", true); err != nil {
 			t.Fatal(err)
 		}
 		done := make(chan error, 1)
 		go func() {
-			done <- c.Do(ctx, onSvc, func(context.Context) (CallResult, error) { return CallResult{Status: 200}, nil })
+			done <- c.Do(ctx, onSvc, func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{Status: 200}, nil })
 		}()
-		waitFor(t, "Do to be refused while paused", func() bool { return refusedSoFar() >= 2 })
+		testenv.WaitFor(t, 15*time.Second, "Do to be refused while paused", func() bool { return refusedSoFar() >= 2 })
 		if _, err := c.SetServicePaused(ctx, "svc", false); err != nil {
 			t.Fatal(err)
 		}
@@ -128,30 +132,30 @@ func TestDo(t *testing.T) {
 
 	t.Run("the call's error is returned and the lease still reported", func(t *testing.T) {
 		boom := errors.New("boom")
-		err := c.Do(ctx, AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: Wait(5 * time.Second)},
-			func(context.Context) (CallResult, error) { return CallResult{}, boom })
+		err := c.Do(ctx, wire.AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: wire.Wait(5 * time.Second)},
+			func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{}, boom })
 		if !errors.Is(err, boom) {
 			t.Fatalf("got %v, want boom", err)
 		}
-		if s := serviceOf(t, d.srv.Status(), "svc"); s.InFlight != 0 {
+		if s := ipctest.ServiceOf(t, d.Srv.Status(), "svc"); s.InFlight != 0 {
 			t.Errorf("in flight %d after a failed call, want 0", s.InFlight)
 		}
 	})
 
 	t.Run("a provider 429 starts a cooldown", func(t *testing.T) {
-		err := c.Do(ctx, AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: Wait(5 * time.Second)},
-			func(context.Context) (CallResult, error) {
-				return CallResult{Status: 429, Header: http.Header{"Retry-After": {"30"}}}, nil
+		err := c.Do(ctx, wire.AcquireRequest{Agent: "a", Service: "svc", MaxWaitMS: wire.Wait(5 * time.Second)},
+			func(context.Context) (ipc.CallResult, error) {
+				return ipc.CallResult{Status: 429, Header: http.Header{"Retry-After": {"30"}}}, nil
 			})
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := serviceOf(t, d.srv.Status(), "svc")
+		s := ipctest.ServiceOf(t, d.Srv.Status(), "svc")
 		if s.CooldownUntil == nil || time.Until(*s.CooldownUntil) < 20*time.Second {
 			t.Errorf("cooldown_until %v, want about 30 s ahead", s.CooldownUntil)
 		}
-		err = c.Do(ctx, req, func(context.Context) (CallResult, error) { return CallResult{}, nil }, NoRetry())
-		var refused *Refused
+		err = c.Do(ctx, req, func(context.Context) (ipc.CallResult, error) { return ipc.CallResult{}, nil }, ipc.NoRetry())
+		var refused *ipc.RefusedError
 		if !errors.As(err, &refused) || refused.Reason != "cooldown" {
 			t.Errorf("got %v, want a cooldown refusal", err)
 		}
@@ -159,33 +163,33 @@ func TestDo(t *testing.T) {
 }
 
 func TestDoBatch(t *testing.T) {
-	cfg := limiter.Config{LeaseTTL: testLeaseTTL, Services: []limiter.ServiceConfig{
+	cfg := limiter.Config{LeaseTTL: ipctest.LeaseTTL, Services: []limiter.ServiceConfig{
 		{Name: "embed", Limits: []limiter.Policy{
 			{Quota: 100, Unit: limiter.Requests, Window: time.Hour},
 			{Quota: 10000, Unit: limiter.Tokens, Window: time.Hour},
 		}},
 	}}
-	d := startDaemon(t, cfg, nil)
+	d := ipctest.StartDaemon(t, cfg, nil)
 	ctx := context.Background()
-	req := AcquireRequest{Agent: "a", Service: "embed", MaxWaitMS: Wait(time.Second)}
-	call := func(status int, usage Cost) BatchCall {
-		return BatchCall{Cost: Cost{"tokens": 100}, Call: func(ctx context.Context) (CallResult, error) {
+	req := wire.AcquireRequest{Agent: "a", Service: "embed", MaxWaitMS: wire.Wait(time.Second)}
+	call := func(status int, usage wire.Cost) ipc.BatchCall {
+		return ipc.BatchCall{Cost: wire.Cost{"tokens": 100}, Call: func(ctx context.Context) (ipc.CallResult, error) {
 			// One lease covers the whole batch.
-			if s := serviceOf(t, d.srv.Status(), "embed"); s.InFlight != 1 {
+			if s := ipctest.ServiceOf(t, d.Srv.Status(), "embed"); s.InFlight != 1 {
 				t.Errorf("in flight %d during the batch, want 1", s.InFlight)
 			}
-			return CallResult{Status: status, Usage: usage}, nil
+			return ipc.CallResult{Status: status, Usage: usage}, nil
 		}}
 	}
 
-	var calls []BatchCall
+	var calls []ipc.BatchCall
 	for range 10 {
-		calls = append(calls, call(200, Cost{"tokens": 50}))
+		calls = append(calls, call(200, wire.Cost{"tokens": 50}))
 	}
-	if err := d.client.DoBatch(ctx, req, calls); err != nil {
+	if err := d.Client.DoBatch(ctx, req, calls); err != nil {
 		t.Fatal(err)
 	}
-	s := serviceOf(t, d.srv.Status(), "embed")
+	s := ipctest.ServiceOf(t, d.Srv.Status(), "embed")
 	if s.Counters.Granted != 1 || s.InFlight != 0 {
 		t.Errorf("after a batch: granted %d in flight %d, want 1 and 0", s.Counters.Granted, s.InFlight)
 	}
@@ -194,11 +198,11 @@ func TestDoBatch(t *testing.T) {
 	}
 
 	// A 429 in the middle stops the batch; the calls not made are refunded.
-	calls = []BatchCall{call(200, nil), call(429, nil), call(200, nil), call(200, nil)}
-	if err := d.client.DoBatch(ctx, req, calls); err != nil {
+	calls = []ipc.BatchCall{call(200, nil), call(429, nil), call(200, nil), call(200, nil)}
+	if err := d.Client.DoBatch(ctx, req, calls); err != nil {
 		t.Fatal(err)
 	}
-	s = serviceOf(t, d.srv.Status(), "embed")
+	s = ipctest.ServiceOf(t, d.Srv.Status(), "embed")
 	if r, tok := s.Limits[0].Remaining, s.Limits[1].Remaining; r != 88 || tok != 9300 {
 		t.Errorf("after a stopped batch: remaining %d requests and %d tokens, want 88 and 9300", r, tok)
 	}

@@ -11,13 +11,16 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/server"
+	"github.com/quotabar/quotabar/ipc/socket"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
 // startExampleDaemon runs a daemon for the examples: a service "embed" with
 // 100 requests and 50,000 tokens a minute. A real agent does not need this:
 // the quotabar app is the daemon.
-func startExampleDaemon() (socket string, stop func()) {
+func startExampleDaemon() (path string, stop func()) {
 	dir, err := os.MkdirTemp("", "qb")
 	if err != nil {
 		log.Fatal(err)
@@ -32,15 +35,16 @@ func startExampleDaemon() (socket string, stop func()) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	socket = filepath.Join(dir, "quotabar.sock")
-	ln, err := ipc.Listen(socket)
+	path = filepath.Join(dir, "quotabar.sock")
+	ln, err := socket.Listen(path)
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := ipc.NewServer(ipc.ServerConfig{Limiter: lim, Logger: slog.New(slog.DiscardHandler)})
+	srv := server.New(server.Config{Limiter: lim, Logger: slog.New(slog.DiscardHandler)})
 	go srv.Serve(ln)
-	return socket, func() {
+	return path, func() {
 		srv.Shutdown(context.Background())
+		lim.Close()
 		os.RemoveAll(dir)
 	}
 }
@@ -49,9 +53,9 @@ func startExampleDaemon() (socket string, stop func()) {
 // their summed token estimate, makes the calls, and reports what they
 // really used, so the unused estimate goes back to the quota.
 func ExampleClient_DoBatch() {
-	socket, stop := startExampleDaemon()
+	sock, stop := startExampleDaemon()
 	defer stop()
-	c := &ipc.Client{SocketPath: socket} // agents use the zero Client
+	c := &ipc.Client{SocketPath: sock} // agents use the zero Client
 
 	texts := make([]string, 20)
 	for i := range texts {
@@ -60,19 +64,19 @@ func ExampleClient_DoBatch() {
 	var calls []ipc.BatchCall
 	for _, text := range texts {
 		calls = append(calls, ipc.BatchCall{
-			Cost: ipc.Cost{"tokens": 500}, // the estimate for one text
+			Cost: wire.Cost{"tokens": 500}, // the estimate for one text
 			Call: func(ctx context.Context) (ipc.CallResult, error) {
 				_ = text // here: POST the text to the provider's embeddings API
 				return ipc.CallResult{
 					Status: 200,
 					Header: http.Header{"X-Ratelimit-Remaining-Requests": {"80"}},
-					Usage:  ipc.Cost{"tokens": 120}, // from the response's usage
+					Usage:  wire.Cost{"tokens": 120}, // from the response's usage
 				}, nil
 			},
 		})
 	}
 	ctx := context.Background()
-	req := ipc.AcquireRequest{Agent: "indexer", Service: "embed", MaxWaitMS: ipc.Wait(30 * time.Second)}
+	req := wire.AcquireRequest{Agent: "indexer", Service: "embed", MaxWaitMS: wire.Wait(30 * time.Second)}
 	if err := c.DoBatch(ctx, req, calls); err != nil {
 		log.Fatal(err)
 	}
@@ -95,17 +99,17 @@ func ExampleClient_DoBatch() {
 // and usage. A refusal is waited out unless the context's deadline comes
 // first.
 func ExampleClient_Do() {
-	socket, stop := startExampleDaemon()
+	sock, stop := startExampleDaemon()
 	defer stop()
-	c := &ipc.Client{SocketPath: socket}
+	c := &ipc.Client{SocketPath: sock}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	req := ipc.AcquireRequest{Agent: "research-1", Service: "embed", Cost: ipc.Cost{"tokens": 1200}}
+	req := wire.AcquireRequest{Agent: "research-1", Service: "embed", Cost: wire.Cost{"tokens": 1200}}
 	err := c.Do(ctx, req, func(ctx context.Context) (ipc.CallResult, error) {
 		// Here: the provider call, with ctx. Return its status and headers
 		// whatever they are: a 429 puts the service into a cooldown.
-		return ipc.CallResult{Status: 200, Usage: ipc.Cost{"tokens": 950}}, nil
+		return ipc.CallResult{Status: 200, Usage: wire.Cost{"tokens": 950}}, nil
 	})
 	fmt.Println("err:", err)
 	// Output:

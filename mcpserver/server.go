@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // Options configure a server.
@@ -75,7 +76,7 @@ func New(o Options) (*mcp.Server, error) {
 	}
 	version := o.Version
 	if version == "" {
-		version = ipc.Version
+		version = wire.Version
 	}
 	srv := mcp.NewServer(&mcp.Implementation{Name: "quotabar", Title: "quotabar rate-limit coordinator", Version: version}, &mcp.ServerOptions{
 		Instructions: "quotabar shares the API rate limits of this computer between the AI agents running on it. " +
@@ -126,7 +127,7 @@ func New(o Options) (*mcp.Server, error) {
 // toolError turns a client error into the message the model reads: the
 // daemon's own message (it names what was wrong), or how to start it.
 func toolError(err error) error {
-	var apiErr *ipc.APIError
+	var apiErr *wire.APIError
 	if errors.As(err, &apiErr) {
 		return fmt.Errorf("%s: %s", apiErr.Code, apiErr.Message)
 	}

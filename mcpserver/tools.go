@@ -12,6 +12,7 @@ import (
 
 	"github.com/quotabar/quotabar/internal/quotaview"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // StatusArgs are quota_status's arguments.
@@ -174,17 +175,17 @@ func (s *server) waitForQuota(ctx context.Context, _ *mcp.CallToolRequest, args 
 	if args.Tokens < 0 {
 		return nil, Wait{}, fmt.Errorf("tokens %d: a count cannot be negative", args.Tokens)
 	}
-	cost := ipc.Cost{"requests": 1}
+	cost := wire.Cost{"requests": 1}
 	if args.Tokens > 0 {
 		cost["tokens"] = args.Tokens
 	}
-	lease, err := s.c.Acquire(ctx, ipc.AcquireRequest{Agent: s.agent, Service: args.Service, Cost: cost,
-		Priority: args.Priority, MaxWaitMS: ipc.Wait(wait)})
-	var refused *ipc.Refused
+	lease, err := s.c.Acquire(ctx, wire.AcquireRequest{Agent: s.agent, Service: args.Service, Cost: cost,
+		Priority: args.Priority, MaxWaitMS: wire.Wait(wait)})
+	var refused *ipc.RefusedError
 	if errors.As(err, &refused) {
-		out := Wait{Reason: refused.Reason, RetryAfterSeconds: seconds(refused.RetryAfter),
+		out := Wait{Reason: string(refused.Reason), RetryAfterSeconds: seconds(refused.RetryAfter),
 			RetryAt: s.now().Add(refused.RetryAfter).UTC().Format(time.RFC3339)}
-		out.Message = fmt.Sprintf("not yet: %s (%s); try again in %s", refused.Reason, refusalWhy[refused.Reason], quotaview.Duration(refused.RetryAfter))
+		out.Message = fmt.Sprintf("not yet: %s (%s); try again in %s", refused.Reason, refusalWhy[string(refused.Reason)], quotaview.Duration(refused.RetryAfter))
 		if f := refused.Fallback; f != nil {
 			out.Fallback = "off"
 			if f.Enabled {
@@ -200,9 +201,9 @@ func (s *server) waitForQuota(ctx context.Context, _ *mcp.CallToolRequest, args 
 	// The lease ends here, whatever happens to this call: a lease the
 	// model never reports would hold a concurrency slot until it expires.
 	// Without reserve it is refunded whole: the wait only waited.
-	rep := ipc.ReportRequest{Lease: lease.ID}
+	rep := wire.ReportRequest{Lease: lease.ID}
 	if !args.Reserve {
-		rep.Usage = ipc.Cost{"requests": 0}
+		rep.Usage = wire.Cost{"requests": 0}
 		if args.Tokens > 0 {
 			rep.Usage["tokens"] = 0
 		}
@@ -240,8 +241,8 @@ func (s *server) openFallback(ctx context.Context, _ *mcp.CallToolRequest, args 
 	}
 	res, err := s.c.OpenFallback(ctx, args.Service, s.agent)
 	if err != nil {
-		var apiErr *ipc.APIError
-		if errors.As(err, &apiErr) && apiErr.Code == "fallback_disabled" {
+		var apiErr *wire.APIError
+		if errors.As(err, &apiErr) && apiErr.Code == wire.CodeFallbackDisabled {
 			return nil, Fallback{}, fmt.Errorf("the web fallback of %s is switched off: only the person can switch it on (quotabar's menu, Web fallback); do not retry until they do: %s", args.Service, apiErr.Message)
 		}
 		return nil, Fallback{}, toolError(err)
@@ -277,7 +278,7 @@ func (s *server) closeFallback(ctx context.Context, _ *mcp.CallToolRequest, args
 	if args.Service == "" || (args.TargetID == "") == (args.SessionID == "") {
 		return nil, Closed{}, errors.New("give service and exactly one of target_id or session_id, as open_web_fallback returned them")
 	}
-	if err := s.c.CloseFallback(ctx, args.Service, ipc.CloseRequest{TargetID: args.TargetID, SessionID: args.SessionID}); err != nil {
+	if err := s.c.CloseFallback(ctx, args.Service, wire.CloseRequest{TargetID: args.TargetID, SessionID: args.SessionID}); err != nil {
 		return nil, Closed{}, toolError(err)
 	}
 	return textResult("closed"), Closed{Closed: true}, nil

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/internal/quotaview"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // NotRunning is the line when the daemon does not answer.
@@ -141,7 +141,7 @@ func BarFor(shown quotaview.Service, all []quotaview.Service) Bar {
 
 // Write writes the line (format "text") or the bar JSON (format "json")
 // for st, or for a daemon that does not answer when st is nil.
-func Write(w io.Writer, format string, st *ipc.StatusResponse, service string, sess Session, now time.Time) error {
+func Write(w io.Writer, format string, st *wire.StatusResponse, service string, sess Session, now time.Time) error {
 	var bar Bar
 	switch {
 	case st == nil:

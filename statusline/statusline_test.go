@@ -8,15 +8,15 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/internal/quotaview"
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 var now = time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 
 func at(d time.Duration) *time.Time { t := now.Add(d); return &t }
 
-func service(name string, remaining, quota int64, mod func(*ipc.ServiceStatus)) ipc.ServiceStatus {
-	s := ipc.ServiceStatus{Name: name, Limits: []ipc.LimitStatus{{Unit: "requests", Quota: quota, WindowMS: 60000, Remaining: remaining, ResetsAt: at(38 * time.Second)}}}
+func service(name string, remaining, quota int64, mod func(*wire.ServiceStatus)) wire.ServiceStatus {
+	s := wire.ServiceStatus{Name: name, Limits: []wire.LimitStatus{{Unit: "requests", Quota: quota, WindowMS: 60000, Remaining: remaining, ResetsAt: at(38 * time.Second)}}}
 	if mod != nil {
 		mod(&s)
 	}
@@ -26,18 +26,18 @@ func service(name string, remaining, quota int64, mod func(*ipc.ServiceStatus)) 
 func TestText(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		svc  ipc.ServiceStatus
+		svc  wire.ServiceStatus
 		want string
 	}{
 		{"ok", service("openai", 412, 500, nil), "openai 412/500 req left · resets 38s"},
 		{"low", service("openai", 12, 500, nil), "openai low 12/500 req left · resets 38s"},
-		{"exhausted", service("openai", 0, 500, func(s *ipc.ServiceStatus) { s.Limits[0].ResetsAt = at(5 * time.Minute) }), "openai exhausted · resets 5m"},
-		{"cooldown", service("openai", 400, 500, func(s *ipc.ServiceStatus) { s.CooldownUntil = at(4100 * time.Millisecond) }), "openai cooldown 4.1s"},
-		{"cooldown over", service("openai", 400, 500, func(s *ipc.ServiceStatus) { s.CooldownUntil = at(-time.Second) }), "openai 400/500 req left · resets 38s"},
-		{"paused", service("openai", 400, 500, func(s *ipc.ServiceStatus) { s.Paused = true }), "openai paused"},
-		{"learning", ipc.ServiceStatus{Name: "gh"}, "gh ok (learning limits)"},
-		{"tokens are the tightest", service("anthropic", 900, 1000, func(s *ipc.ServiceStatus) {
-			s.Limits = append(s.Limits, ipc.LimitStatus{Unit: "tokens", Quota: 80000, WindowMS: 60000, Remaining: 8000})
+		{"exhausted", service("openai", 0, 500, func(s *wire.ServiceStatus) { s.Limits[0].ResetsAt = at(5 * time.Minute) }), "openai exhausted · resets 5m"},
+		{"cooldown", service("openai", 400, 500, func(s *wire.ServiceStatus) { s.CooldownUntil = at(4100 * time.Millisecond) }), "openai cooldown 4.1s"},
+		{"cooldown over", service("openai", 400, 500, func(s *wire.ServiceStatus) { s.CooldownUntil = at(-time.Second) }), "openai 400/500 req left · resets 38s"},
+		{"paused", service("openai", 400, 500, func(s *wire.ServiceStatus) { s.Paused = true }), "openai paused"},
+		{"learning", wire.ServiceStatus{Name: "gh"}, "gh ok (learning limits)"},
+		{"tokens are the tightest", service("anthropic", 900, 1000, func(s *wire.ServiceStatus) {
+			s.Limits = append(s.Limits, wire.LimitStatus{Unit: "tokens", Quota: 80000, WindowMS: 60000, Remaining: 8000})
 		}), "anthropic low 8000/80000 tok left"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,7 +49,7 @@ func TestText(t *testing.T) {
 }
 
 func TestWrite(t *testing.T) {
-	st := &ipc.StatusResponse{Services: []ipc.ServiceStatus{
+	st := &wire.StatusResponse{Services: []wire.ServiceStatus{
 		service("anthropic", 990, 1000, nil),
 		service("openai", 10, 100, nil),
 		service("anthropic.web", 0, 6, nil),
@@ -57,7 +57,7 @@ func TestWrite(t *testing.T) {
 	claude := ReadSession([]byte(`{"model":{"id":"claude-sonnet-4-5","display_name":"Sonnet"},"cost":{"total_cost_usd":1}}`))
 	for _, tc := range []struct {
 		name, format, service string
-		st                    *ipc.StatusResponse
+		st                    *wire.StatusResponse
 		sess                  Session
 		want                  string
 	}{
@@ -65,7 +65,7 @@ func TestWrite(t *testing.T) {
 		{"Claude Code: its service, not the .web one", "text", "", st, claude, "anthropic 990/1000 req left · resets 38s\n"},
 		{"prompt: the tightest", "text", "", st, Session{}, "anthropic.web exhausted · resets 38s\n"},
 		{"named", "text", "openai", st, claude, "openai low 10/100 req left · resets 38s\n"},
-		{"no services", "text", "", &ipc.StatusResponse{}, Session{}, "quotabar: no services\n"},
+		{"no services", "text", "", &wire.StatusResponse{}, Session{}, "quotabar: no services\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var b bytes.Buffer

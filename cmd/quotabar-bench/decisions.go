@@ -20,10 +20,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
-	"github.com/quotabar/quotabar/limiter"
-	"github.com/quotabar/quotabar/internal/sim"
 	"golang.org/x/time/rate"
+
+	"github.com/quotabar/quotabar/internal/sim"
+	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 // The three things timed at each concurrency.
@@ -296,7 +298,7 @@ func measureDecisions(ctx context.Context, clients []int, d time.Duration) ([]De
 	}
 	qb := &ipc.Client{SocketPath: daemon.socket, HTTPClient: sim.UnixHTTPClient(daemon.socket, maxClients)}
 	noopHC := sim.UnixHTTPClient(noop.socket, maxClients)
-	body, _ := json.Marshal(ipc.AcquireRequest{Agent: "bench-1", Service: benchService, MaxWaitMS: ipc.Wait(0)})
+	body, _ := json.Marshal(wire.AcquireRequest{Agent: "bench-1", Service: benchService, MaxWaitMS: wire.Wait(0)})
 	// A huge rate so that Allow does its token arithmetic and says yes.
 	lim := rate.NewLimiter(rate.Limit(1e12), 1e9)
 
@@ -320,7 +322,7 @@ func measureDecisions(ctx context.Context, clients []int, d time.Duration) ([]De
 			return nil
 		}},
 		{kindQuotabar, func(w int) error {
-			_, err := qb.Acquire(ctx, ipc.AcquireRequest{Agent: fmt.Sprintf("bench-%d", w%8), Service: benchService, MaxWaitMS: ipc.Wait(0)})
+			_, err := qb.Acquire(ctx, wire.AcquireRequest{Agent: fmt.Sprintf("bench-%d", w%8), Service: benchService, MaxWaitMS: wire.Wait(0)})
 			return err
 		}},
 	}

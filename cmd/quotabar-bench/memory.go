@@ -12,8 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
 	"github.com/quotabar/quotabar/internal/sim"
+	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // MemoryResult is the daemon's memory with many acquires waiting.
@@ -46,7 +47,7 @@ func measureMemory(ctx context.Context, waiters int) (MemoryResult, error) {
 	defer d.stop()
 	hc := sim.UnixHTTPClient(d.socket, waiters+8)
 	c := &ipc.Client{SocketPath: d.socket, HTTPClient: hc}
-	if _, err := c.Acquire(ctx, ipc.AcquireRequest{Agent: "first", Service: benchService, MaxWaitMS: ipc.Wait(0)}); err != nil {
+	if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "first", Service: benchService, MaxWaitMS: wire.Wait(0)}); err != nil {
 		return res, fmt.Errorf("first acquire: %w", err)
 	}
 	pid := d.cmd.Process.Pid
@@ -69,7 +70,7 @@ func measureMemory(ctx context.Context, waiters int) (MemoryResult, error) {
 			defer wg.Done()
 			// The daemon withdraws each request when cancel closes its
 			// connection; the error is expected then.
-			c.Acquire(wctx, ipc.AcquireRequest{Agent: fmt.Sprintf("agent-%d", i%100), Service: benchService, MaxWaitMS: ipc.Wait(10 * time.Minute)})
+			c.Acquire(wctx, wire.AcquireRequest{Agent: fmt.Sprintf("agent-%d", i%100), Service: benchService, MaxWaitMS: wire.Wait(10 * time.Minute)})
 		}()
 	}
 	deadline := time.Now().Add(60 * time.Second)

@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 )
 
 // State is a service's condition, worst last.
@@ -93,7 +93,7 @@ func (s Service) Left() float64 {
 }
 
 // Services views every service of st at now, in the daemon's order.
-func Services(st ipc.StatusResponse, now time.Time) []Service {
+func Services(st wire.StatusResponse, now time.Time) []Service {
 	out := make([]Service, 0, len(st.Services))
 	for _, s := range st.Services {
 		out = append(out, ViewService(s, now))
@@ -102,7 +102,7 @@ func Services(st ipc.StatusResponse, now time.Time) []Service {
 }
 
 // ViewService views one service at now.
-func ViewService(s ipc.ServiceStatus, now time.Time) Service {
+func ViewService(s wire.ServiceStatus, now time.Time) Service {
 	v := Service{Name: s.Name, Tightest: -1, InFlight: s.InFlight, Queued: s.Queued}
 	if f := s.Fallback; f != nil {
 		v.FallbackConfigured, v.FallbackEnabled, v.FallbackOpenSessions = true, f.Enabled, f.OpenSessions
@@ -152,7 +152,7 @@ func Tightest(services []Service) (Service, bool) {
 // Share is the agent's share of a contended service: its weight over the
 // weights of the agents that are not paused (itself included). It is 1
 // when the agent is alone or unknown.
-func Share(st ipc.StatusResponse, agent string) float64 {
+func Share(st wire.StatusResponse, agent string) float64 {
 	var mine, total float64
 	found := false
 	for _, a := range st.Agents {

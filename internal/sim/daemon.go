@@ -5,13 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/server"
+	"github.com/quotabar/quotabar/ipc/socket"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -19,7 +20,7 @@ import (
 // a Unix socket: the daemon without the app around it.
 type Daemon struct {
 	Limiter *limiter.Limiter
-	Server  *ipc.Server
+	Server  *server.Server
 	Socket  string
 	dir     string // removed by Close when the daemon made it
 }
@@ -27,13 +28,13 @@ type Daemon struct {
 // StartDaemon starts a daemon for cfg on socket, or, when socket is "", on
 // a socket in a new temporary directory (short, to stay under the 104-byte
 // limit of socket paths).
-func StartDaemon(cfg limiter.Config, socket string) (*Daemon, error) {
+func StartDaemon(cfg limiter.Config, path string) (*Daemon, error) {
 	lim, err := limiter.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("sim: daemon config: %w", err)
 	}
-	d := &Daemon{Limiter: lim, Socket: socket}
-	if socket == "" {
+	d := &Daemon{Limiter: lim, Socket: path}
+	if path == "" {
 		d.dir, err = os.MkdirTemp("", "qb")
 		if err != nil {
 			lim.Close()
@@ -41,7 +42,7 @@ func StartDaemon(cfg limiter.Config, socket string) (*Daemon, error) {
 		}
 		d.Socket = filepath.Join(d.dir, "quotabar.sock")
 	}
-	ln, err := ipc.Listen(d.Socket)
+	ln, err := socket.Listen(d.Socket)
 	if err != nil {
 		lim.Close()
 		d.removeDir()
@@ -49,7 +50,7 @@ func StartDaemon(cfg limiter.Config, socket string) (*Daemon, error) {
 	}
 	// The daemon's logs would drown a benchmark's output; errors still
 	// surface to agents as answers.
-	d.Server = ipc.NewServer(ipc.ServerConfig{Limiter: lim, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	d.Server = server.New(server.Config{Limiter: lim, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	go d.Server.Serve(ln)
 	return d, nil
 }
@@ -62,18 +63,11 @@ func (d *Daemon) Client(conns int) *ipc.Client {
 }
 
 // UnixHTTPClient is an HTTP client whose every request goes to the Unix
-// socket at path, keeping up to conns idle connections.
+// socket at path (socket.Transport), keeping up to conns idle connections.
 func UnixHTTPClient(path string, conns int) *http.Client {
-	return &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var dl net.Dialer
-			return dl.DialContext(ctx, "unix", path)
-		},
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		IdleConnTimeout:     time.Minute,
-		DisableCompression:  true,
-	}}
+	tr := socket.Transport(path)
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = conns, conns
+	return &http.Client{Transport: tr}
 }
 
 // Close stops the server (waiters are answered 503), the limiter, and

@@ -14,9 +14,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quotabar/quotabar/ipc"
-	"github.com/quotabar/quotabar/limiter"
 	"golang.org/x/time/rate"
+
+	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 // Strategy is a way for agents to share the provider's quota.
@@ -403,14 +405,14 @@ func (r *runner) sdkDelay(h http.Header, attempt int, rng *rand.Rand) time.Durat
 func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *rand.Rand, rec *record) {
 	spec := a.spec
 	for ctx.Err() == nil {
-		lease, err := r.client.Acquire(ctx, ipc.AcquireRequest{
+		lease, err := r.client.Acquire(ctx, wire.AcquireRequest{
 			Agent:     spec.Name,
 			Service:   service,
-			Cost:      ipc.Cost{string(limiter.Requests): 1, string(limiter.Tokens): c.estimate()},
+			Cost:      wire.Cost{string(limiter.Requests): 1, string(limiter.Tokens): c.estimate()},
 			Priority:  spec.Priority.String(),
-			MaxWaitMS: ipc.Wait(time.Until(r.end) + time.Second),
+			MaxWaitMS: wire.Wait(time.Until(r.end) + time.Second),
 		})
-		var refused *ipc.Refused
+		var refused *ipc.RefusedError
 		if errors.As(err, &refused) {
 			rec.refusals++
 			if !sleep(ctx, refused.RetryAfter) {
@@ -427,13 +429,13 @@ func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *ran
 		if err != nil {
 			// The call never got an answer: give the lease back unused (a
 			// report without usage would keep its estimate charged).
-			r.client.Report(context.WithoutCancel(ctx), ipc.ReportRequest{Lease: lease.ID, Usage: nothing()})
+			r.client.Report(context.WithoutCancel(ctx), wire.ReportRequest{Lease: lease.ID, Usage: nothing()})
 			r.fail(ctx, fmt.Errorf("agent %s: provider: %w", spec.Name, err))
 			return
 		}
-		rep := ipc.ReportRequest{Lease: lease.ID, Status: ans.status, Headers: Headers(ans.header)}
+		rep := wire.ReportRequest{Lease: lease.ID, Status: ans.status, Headers: Headers(ans.header)}
 		if ans.status == http.StatusOK {
-			rep.Usage = ipc.Cost{string(limiter.Requests): 1, string(limiter.Tokens): ans.usage.TotalTokens}
+			rep.Usage = wire.Cost{string(limiter.Requests): 1, string(limiter.Tokens): ans.usage.TotalTokens}
 		} else {
 			rep.Usage = nothing() // the provider counts only what it accepts
 		}
@@ -458,8 +460,8 @@ func (r *runner) quotabarCall(ctx context.Context, a *agentRun, c call, rng *ran
 
 // nothing is a usage of zero of every unit; an empty map would be omitted
 // from the JSON and read as "usage unknown".
-func nothing() ipc.Cost {
-	return ipc.Cost{string(limiter.Requests): 0, string(limiter.Tokens): 0}
+func nothing() wire.Cost {
+	return wire.Cost{string(limiter.Requests): 0, string(limiter.Tokens): 0}
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

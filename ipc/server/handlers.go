@@ -1,7 +1,8 @@
-package ipc
+package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -31,14 +33,6 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		req.Cost, err = parseCost("cost", body.Cost)
 	}
-	if err == nil && req.Cost != nil {
-		// Every acquire is at least one call: a cost that names only
-		// tokens still costs its request. Send "requests": 0 to reserve
-		// tokens alone.
-		if _, ok := req.Cost[limiter.Requests]; !ok {
-			req.Cost[limiter.Requests] = 1
-		}
-	}
 	if err == nil && body.Priority != nil {
 		req.Priority, err = parsePriority("priority", *body.Priority)
 	}
@@ -53,11 +47,17 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	lease, err := s.lim.Acquire(r.Context(), req)
+	// A waiting acquire ends when its client goes away or when the server
+	// shuts down; the limiter withdraws it either way and it consumes
+	// nothing.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	defer context.AfterFunc(s.ctx, cancel)()
+	lease, err := s.lim.Acquire(ctx, req)
 	var refused *limiter.RefusedError
 	switch {
 	case err == nil:
-		writeJSON(w, http.StatusOK, AcquireResponse{
+		WriteJSON(w, http.StatusOK, wire.AcquireResponse{
 			Granted:        true,
 			Lease:          lease.ID,
 			WaitedMS:       lease.Waited.Milliseconds(),
@@ -68,6 +68,8 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 	case r.Context().Err() != nil:
 		// The client went away and the limiter withdrew the request;
 		// nobody reads an answer.
+	case s.ctx.Err() != nil:
+		s.writeErr(w, wire.Errorf(wire.CodeShuttingDown, "quotabar is shutting down; ask again when it is back"))
 	default:
 		s.writeErr(w, err)
 	}
@@ -76,14 +78,14 @@ func (s *Server) handleAcquire(w http.ResponseWriter, r *http.Request) {
 func (s *Server) writeRefusal(w http.ResponseWriter, service string, e *limiter.RefusedError) {
 	ms := ceilDiv(int64(e.RetryAfter), int64(time.Millisecond))
 	secs := ceilDiv(int64(e.RetryAfter), int64(time.Second))
-	body := RefusalResponse{Reason: string(e.Reason), RetryAfterMS: max(ms, 0)}
+	body := wire.RefusalResponse{Reason: wire.Reason(e.Reason), RetryAfterMS: max(ms, 0)}
 	if s.fb != nil {
 		if info, ok := s.fb.Info(service); ok {
-			body.Fallback = &FallbackRef{Enabled: info.Enabled, Open: "/v1/services/" + service + "/fallback/open"}
+			body.Fallback = &wire.FallbackRef{Enabled: info.Enabled, Open: "/v1/services/" + service + "/fallback/open"}
 		}
 	}
 	w.Header().Set("Retry-After", strconv.FormatInt(max(secs, 0), 10))
-	writeJSON(w, http.StatusTooManyRequests, body)
+	WriteJSON(w, http.StatusTooManyRequests, body)
 }
 
 func ceilDiv(a, b int64) int64 {
@@ -127,25 +129,25 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	out := ReportResponse{OK: true, CooldownUntil: timePtr(res.CooldownUntil)}
+	out := wire.ReportResponse{OK: true, CooldownUntil: timePtr(res.CooldownUntil)}
 	if res.RetryAfter > 0 || rep.Status == http.StatusTooManyRequests || rep.Status == http.StatusServiceUnavailable {
 		ms := ceilDiv(int64(res.RetryAfter), int64(time.Millisecond))
 		out.RetryAfterMS = &ms
 	}
-	writeJSON(w, http.StatusOK, out)
+	WriteJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.Status())
+	WriteJSON(w, http.StatusOK, s.Status())
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, HealthResponse{OK: true, Version: s.version})
+	WriteJSON(w, http.StatusOK, wire.HealthResponse{OK: true, Version: s.version})
 }
 
 func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	var body ServiceUpdate
+	var body wire.ServiceUpdate
 	if !s.decode(w, r, &body, true) {
 		return
 	}
@@ -165,7 +167,7 @@ func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.serviceStatus(st))
+	WriteJSON(w, http.StatusOK, s.serviceStatus(st))
 }
 
 func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
@@ -194,7 +196,7 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Notify()
-	writeJSON(w, http.StatusOK, agentStatus(st))
+	WriteJSON(w, http.StatusOK, agentStatus(st))
 }
 
 // fallbackService validates the {name} of a fallback route and returns it
@@ -208,18 +210,18 @@ func (s *Server) fallbackService(r *http.Request) (string, error) {
 		return "", err
 	}
 	if s.fb == nil {
-		return "", &APIError{Status: http.StatusNotFound, Code: "not_found",
+		return "", &wire.APIError{Status: http.StatusNotFound, Code: "not_found",
 			Message: "this quotabar runs without web fallbacks, so service " + strconv.Quote(name) + " has none"}
 	}
 	if _, ok := s.fb.Info(name); !ok {
-		return "", &APIError{Status: http.StatusNotFound, Code: "not_found",
+		return "", &wire.APIError{Status: http.StatusNotFound, Code: "not_found",
 			Message: fmt.Sprintf("service %q has no web fallback configured; add fallback = { browser = \"chrome\", url = \"...\" } to its section of the config file", name)}
 	}
 	return name, nil
 }
 
 func (s *Server) handleFallbackSwitch(w http.ResponseWriter, r *http.Request) {
-	var body FallbackUpdate
+	var body wire.FallbackUpdate
 	if !s.decode(w, r, &body, true) {
 		return
 	}
@@ -237,11 +239,11 @@ func (s *Server) handleFallbackSwitch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Notify()
-	writeJSON(w, http.StatusOK, info)
+	WriteJSON(w, http.StatusOK, info)
 }
 
 func (s *Server) handleFallbackOpen(w http.ResponseWriter, r *http.Request) {
-	var body OpenRequest
+	var body wire.OpenRequest
 	if !s.decode(w, r, &body, false) {
 		return
 	}
@@ -259,11 +261,11 @@ func (s *Server) handleFallbackOpen(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, res)
+	WriteJSON(w, http.StatusOK, res)
 }
 
 func (s *Server) handleFallbackClose(w http.ResponseWriter, r *http.Request) {
-	var body CloseRequest
+	var body wire.CloseRequest
 	if !s.decode(w, r, &body, false) {
 		return
 	}
@@ -278,7 +280,7 @@ func (s *Server) handleFallbackClose(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, OKResponse{OK: true})
+	WriteJSON(w, http.StatusOK, wire.OKResponse{OK: true})
 }
 
 // decode reads the JSON object in r's body into v. Unknown fields are
@@ -289,22 +291,22 @@ func (s *Server) decode(w http.ResponseWriter, r *http.Request, v any, required 
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+			writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
 				fmt.Sprintf("the request body is over %d bytes; at most %d are allowed", tooBig.Limit, tooBig.Limit))
 			return false
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "reading the request body: "+err.Error())
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "reading the request body: "+err.Error())
 		return false
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		if !required {
 			return true
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "the request body is empty; send a JSON object")
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, "the request body is empty; send a JSON object")
 		return false
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", jsonMessage(err))
+		writeError(w, http.StatusBadRequest, wire.CodeBadRequest, jsonMessage(err))
 		return false
 	}
 	return true
@@ -391,7 +393,7 @@ func known(u limiter.Unit) bool {
 }
 
 func badRequest(format string, args ...any) error {
-	return &APIError{Status: http.StatusBadRequest, Code: "bad_request", Message: fmt.Sprintf(format, args...)}
+	return wire.Errorf(wire.CodeBadRequest, format, args...)
 }
 
 func (s *Server) writeErr(w http.ResponseWriter, err error) {
@@ -399,15 +401,18 @@ func (s *Server) writeErr(w http.ResponseWriter, err error) {
 	writeError(w, ae.Status, ae.Code, ae.Message)
 }
 
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	writeJSON(w, status, ErrorResponse{Error: ErrorBody{Code: code, Message: message}})
+func writeError(w http.ResponseWriter, status int, code wire.Code, message string) {
+	WriteJSON(w, status, wire.ErrorResponse{Error: wire.ErrorBody{Code: code, Message: message}})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers v as JSON with status, for the handlers of extension
+// routes (Server.Handle). v must be one of the wire types: a value that
+// cannot be marshalled is a bug and panics.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		// Only our own types are marshalled; this is a bug, not input.
-		panic(fmt.Sprintf("ipc: marshal %T: %v", v, err))
+		panic(fmt.Sprintf("server: marshal %T: %v", v, err))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)+1))

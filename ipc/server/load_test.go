@@ -1,15 +1,20 @@
-package ipc
+package server_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
-	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
+	"github.com/quotabar/quotabar/internal/testenv"
+	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/internal/ipctest"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -24,10 +29,10 @@ func TestContention(t *testing.T) {
 		agents = 5
 		run    = 2500 * time.Millisecond
 	)
-	cfg := limiter.Config{LeaseTTL: testLeaseTTL, Services: []limiter.ServiceConfig{
+	cfg := limiter.Config{LeaseTTL: ipctest.LeaseTTL, Services: []limiter.ServiceConfig{
 		{Name: "burst", Limits: []limiter.Policy{{Quota: quota, Unit: limiter.Requests, Window: window}}},
 	}}
-	d := startDaemon(t, cfg, nil)
+	d := ipctest.StartDaemon(t, cfg, nil)
 
 	var mu sync.Mutex
 	var grants []time.Time // when the daemon granted, from lease expiry - TTL
@@ -37,12 +42,12 @@ func TestContention(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := &Client{SocketPath: d.path}
+			c := &ipc.Client{SocketPath: d.Path}
 			defer c.CloseIdleConnections()
 			agent := "agent-" + string(rune('a'+i))
 			for time.Since(start) < run {
-				lease, err := c.Acquire(context.Background(), AcquireRequest{Agent: agent, Service: "burst", MaxWaitMS: Wait(5 * time.Second)})
-				var refused *Refused
+				lease, err := c.Acquire(context.Background(), wire.AcquireRequest{Agent: agent, Service: "burst", MaxWaitMS: wire.Wait(5 * time.Second)})
+				var refused *ipc.RefusedError
 				if errors.As(err, &refused) {
 					continue
 				}
@@ -51,9 +56,9 @@ func TestContention(t *testing.T) {
 					return
 				}
 				mu.Lock()
-				grants = append(grants, lease.ExpiresAt.Add(-testLeaseTTL))
+				grants = append(grants, lease.ExpiresAt.Add(-ipctest.LeaseTTL))
 				mu.Unlock()
-				if _, err := c.Report(context.Background(), ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
+				if _, err := c.Report(context.Background(), wire.ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -85,8 +90,8 @@ func TestContention(t *testing.T) {
 			t.Fatalf("%d grants in the window starting %v; quota %d", n, g.Sub(grants[0]), quota)
 		}
 	}
-	st := d.srv.Status()
-	if got := serviceOf(t, st, "burst").Counters.Granted; got != int64(len(grants)) {
+	st := d.Srv.Status()
+	if got := ipctest.ServiceOf(t, st, "burst").Counters.Granted; got != int64(len(grants)) {
 		t.Errorf("daemon counted %d grants, agents saw %d", got, len(grants))
 	}
 }
@@ -94,23 +99,23 @@ func TestContention(t *testing.T) {
 // TestCancelWithdraws checks that a client that gives up takes its request
 // out of the daemon's queue.
 func TestCancelWithdraws(t *testing.T) {
-	d := startDaemon(t, testConfig(), nil)
-	if _, err := d.client.Acquire(context.Background(), AcquireRequest{Agent: "a", Service: "tiny"}); err != nil {
+	d := ipctest.StartDaemon(t, ipctest.TestConfig(), nil)
+	if _, err := d.Client.Acquire(context.Background(), wire.AcquireRequest{Agent: "a", Service: "tiny"}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() {
-		_, err := d.client.Acquire(ctx, AcquireRequest{Agent: "a", Service: "tiny", MaxWaitMS: Wait(10 * time.Minute)})
+		_, err := d.Client.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: "tiny", MaxWaitMS: wire.Wait(10 * time.Minute)})
 		done <- err
 	}()
-	waitFor(t, "the acquire to queue", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == 1 })
+	testenv.WaitFor(t, 15*time.Second, "the acquire to queue", func() bool { return ipctest.ServiceOf(t, d.Srv.Status(), "tiny").Queued == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled acquire returned %v, want context.Canceled", err)
 	}
-	waitFor(t, "the request to leave the queue", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == 0 })
-	if s := serviceOf(t, d.srv.Status(), "tiny"); s.InFlight != 1 || s.Counters.Granted != 1 {
+	testenv.WaitFor(t, 15*time.Second, "the request to leave the queue", func() bool { return ipctest.ServiceOf(t, d.Srv.Status(), "tiny").Queued == 0 })
+	if s := ipctest.ServiceOf(t, d.Srv.Status(), "tiny"); s.InFlight != 1 || s.Counters.Granted != 1 {
 		t.Errorf("after withdrawal: %+v", s)
 	}
 }
@@ -120,17 +125,19 @@ func TestCancelWithdraws(t *testing.T) {
 // the limiter's state return to where they were.
 func TestAbandonedAcquires(t *testing.T) {
 	const n = 1000
-	d := startDaemon(t, testConfig(), nil)
+	d := ipctest.StartDaemon(t, ipctest.TestConfig(), nil)
 	ctx := context.Background()
-	if _, err := d.client.Acquire(ctx, AcquireRequest{Agent: "a", Service: "tiny"}); err != nil {
+	if _, err := d.Client.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: "tiny"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.client.Status(ctx); err != nil {
+	if _, err := d.Client.Status(ctx); err != nil {
 		t.Fatal(err)
 	}
-	d.client.CloseIdleConnections()
-	before := d.srv.Status()
-	baseGoroutines := runtime.NumGoroutine()
+	d.Client.CloseIdleConnections()
+	before := d.Srv.Status()
+	// Every goroutine running now may stay; any other one still running at
+	// the end is a leak, and goleak prints its stack.
+	baseGoroutines := goleak.IgnoreCurrent()
 
 	cctx, cancel := context.WithCancel(ctx)
 	var timedOut, cancelled sync.WaitGroup
@@ -143,18 +150,18 @@ func TestAbandonedAcquires(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := d.client.Acquire(actx, AcquireRequest{Agent: "a", Service: "tiny", MaxWaitMS: Wait(wait)})
+			_, err := d.Client.Acquire(actx, wire.AcquireRequest{Agent: "a", Service: "tiny", MaxWaitMS: wire.Wait(wait)})
 			errs <- err
 		}()
 	}
 	timedOut.Wait()
-	waitFor(t, "the cancellable half to queue", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == n/2 })
+	testenv.WaitFor(t, 15*time.Second, "the cancellable half to queue", func() bool { return ipctest.ServiceOf(t, d.Srv.Status(), "tiny").Queued == n/2 })
 	cancel()
 	cancelled.Wait()
 	close(errs)
 	var nTimeout, nCancel int
 	for err := range errs {
-		var refused *Refused
+		var refused *ipc.RefusedError
 		switch {
 		case errors.As(err, &refused) && refused.Reason == "timeout":
 			nTimeout++
@@ -168,18 +175,20 @@ func TestAbandonedAcquires(t *testing.T) {
 		t.Errorf("%d timed out and %d cancelled, want %d each", nTimeout, nCancel, n/2)
 	}
 
-	d.client.CloseIdleConnections()
-	waitFor(t, "goroutines to settle", func() bool { return runtime.NumGoroutine() <= baseGoroutines })
-	waitFor(t, "the queue to empty", func() bool { return serviceOf(t, d.srv.Status(), "tiny").Queued == 0 })
-	after := d.srv.Status()
-	b, a := serviceOf(t, before, "tiny"), serviceOf(t, after, "tiny")
+	d.Client.CloseIdleConnections()
+	if err := goleak.Find(baseGoroutines); err != nil {
+		t.Errorf("goroutines leaked by abandoned acquires: %v", err)
+	}
+	testenv.WaitFor(t, 15*time.Second, "the queue to empty", func() bool { return ipctest.ServiceOf(t, d.Srv.Status(), "tiny").Queued == 0 })
+	after := d.Srv.Status()
+	b, a := ipctest.ServiceOf(t, before, "tiny"), ipctest.ServiceOf(t, after, "tiny")
 	if a.InFlight != b.InFlight || a.Counters.Granted != b.Counters.Granted || a.Limits[0].Remaining != b.Limits[0].Remaining {
 		t.Errorf("tiny changed: before %+v, after %+v", b, a)
 	}
 	if a.Counters.Refused != b.Counters.Refused+n/2 {
 		t.Errorf("refused %d, want %d (the timeouts only)", a.Counters.Refused, b.Counters.Refused+n/2)
 	}
-	ag, _ := agentOf(after, "a")
+	ag, _ := ipctest.AgentOf(after, "a")
 	if ag.Queued != 0 || ag.InFlight != 1 {
 		t.Errorf("agent after: %+v", ag)
 	}
@@ -189,16 +198,13 @@ func TestAbandonedAcquires(t *testing.T) {
 // the stream sends at most 4 events a second, each different from the one
 // before, and ends on the final state.
 func TestEventsRate(t *testing.T) {
-	d := startDaemon(t, testConfig(), nil)
+	d := ipctest.StartDaemon(t, ipctest.TestConfig(), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := time.Now()
-	events, err := d.client.Events(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	events, eventsErr := ipctest.Events(ctx, d.Client)
 	var mu sync.Mutex
-	var got []StatusResponse
+	var got []wire.StatusResponse
 	collected := make(chan struct{})
 	go func() {
 		defer close(collected)
@@ -208,7 +214,7 @@ func TestEventsRate(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	storm := &Client{SocketPath: d.path}
+	storm := &ipc.Client{SocketPath: d.Path}
 	defer storm.CloseIdleConnections()
 	toggles := 0
 	for paused := false; time.Since(start) < 1500*time.Millisecond; toggles++ {
@@ -221,13 +227,16 @@ func TestEventsRate(t *testing.T) {
 	if _, err := storm.SetServicePaused(ctx, "cool", true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the event of the last change", func() bool {
+	testenv.WaitFor(t, 15*time.Second, "the event of the last change", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(got) > 0 && serviceOf(t, got[len(got)-1], "cool").Paused
+		return len(got) > 0 && ipctest.ServiceOf(t, got[len(got)-1], "cool").Paused
 	})
 	cancel()
 	<-collected
+	if *eventsErr != nil {
+		t.Errorf("the event stream broke: %v", *eventsErr)
+	}
 	elapsed := time.Since(start)
 	t.Logf("%d events in %v for %d changes", len(got), elapsed, toggles)
 
@@ -246,7 +255,7 @@ func TestEventsRate(t *testing.T) {
 	}
 }
 
-func sameStatus(a, b StatusResponse) bool {
+func sameStatus(a, b wire.StatusResponse) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)

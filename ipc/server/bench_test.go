@@ -1,10 +1,12 @@
-package ipc
+package server_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/ipc/internal/ipctest"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -18,24 +20,24 @@ func BenchmarkAcquireReport(b *testing.B) {
 		Limits: []limiter.Policy{{Quota: 1 << 40, Unit: limiter.Requests, Window: time.Second}},
 	}}}
 	ctx := context.Background()
-	req := AcquireRequest{Agent: "bench", Service: "svc", Cost: Cost{"requests": 1}}
+	req := wire.AcquireRequest{Agent: "bench", Service: "svc", Cost: wire.Cost{"requests": 1}}
 
 	b.Run("socket", func(b *testing.B) {
-		d := startDaemon(b, cfg, nil)
+		d := ipctest.StartDaemon(b, cfg, nil)
 		for b.Loop() {
-			lease, err := d.client.Acquire(ctx, req)
+			lease, err := d.Client.Acquire(ctx, req)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := d.client.Report(ctx, ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
+			if _, err := d.Client.Report(ctx, wire.ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("baseline=health-round-trip", func(b *testing.B) {
-		d := startDaemon(b, cfg, nil)
+		d := ipctest.StartDaemon(b, cfg, nil)
 		for b.Loop() {
-			if err := d.client.Health(ctx); err != nil {
+			if err := d.Client.Health(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -1,4 +1,4 @@
-package ipc
+package server
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -20,17 +21,17 @@ import (
 // 500.
 type Fallback interface {
 	// Info tells whether service has a web fallback configured.
-	Info(service string) (FallbackInfo, bool)
-	SetEnabled(service string, enabled bool) (FallbackInfo, error)
-	Open(ctx context.Context, service, agent string) (OpenResult, error)
-	Close(ctx context.Context, service string, req CloseRequest) error
+	Info(service string) (wire.FallbackInfo, bool)
+	SetEnabled(service string, enabled bool) (wire.FallbackInfo, error)
+	Open(ctx context.Context, service, agent string) (wire.OpenResult, error)
+	Close(ctx context.Context, service string, req wire.CloseRequest) error
 }
 
-// ServerConfig configures NewServer.
-type ServerConfig struct {
+// Config configures New.
+type Config struct {
 	Limiter  *limiter.Limiter // required
 	Fallback Fallback         // nil: no service has a web fallback
-	Version  string           // "" means Version
+	Version  string           // "" means wire.Version
 	Logger   *slog.Logger     // nil means slog.Default()
 }
 
@@ -56,18 +57,20 @@ type Server struct {
 
 	closing   chan struct{} // closed by Shutdown
 	closeOnce sync.Once
+	// ctx ends at Shutdown; every waiting acquire waits under it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
-	subMu    sync.Mutex
-	subs     map[chan struct{}]struct{}
-	fwdOnce  sync.Once
-	fwdStop  func()
-	fwdAlive bool
+	subMu   sync.Mutex
+	subs    map[chan struct{}]struct{}
+	fwdOnce sync.Once
 }
 
-// NewServer returns a server for cfg.Limiter. It does not listen: call Serve.
-func NewServer(cfg ServerConfig) *Server {
+// New returns a server for cfg.Limiter with every route of docs/API.md; add
+// extensions with Handle before calling Serve, which does not change routes.
+func New(cfg Config) *Server {
 	if cfg.Limiter == nil {
-		panic("ipc: NewServer without a Limiter")
+		panic("server: New without a Limiter")
 	}
 	s := &Server{
 		lim:     cfg.Limiter,
@@ -78,8 +81,9 @@ func NewServer(cfg ServerConfig) *Server {
 		closing: make(chan struct{}),
 		subs:    make(map[chan struct{}]struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.version == "" {
-		s.version = Version
+		s.version = wire.Version
 	}
 	if s.log == nil {
 		s.log = slog.Default()
@@ -107,27 +111,30 @@ func NewServer(cfg ServerConfig) *Server {
 // Handle adds a route (a Go ServeMux pattern, e.g. "GET /v1/thing") for an
 // extension of the API. The route gets the same checks as the built-in ones:
 // peer uid, no Origin or Referer, bodies up to 64 KiB, JSON errors for 404
-// and 405.
+// and 405. Add every route before Serve: a route added later would answer
+// 404 to the requests that came first.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// Serve answers requests on ln until Shutdown; ln should come from Listen.
-// It returns http.ErrServerClosed after Shutdown.
+// Serve answers requests on ln until Shutdown; ln should come from
+// socket.Listen, whose refusals of other users it then logs. It returns
+// http.ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	if pl, ok := ln.(*peerListener); ok {
-		pl.log = s.log
+	if l, ok := ln.(interface{ SetLogger(*slog.Logger) }); ok {
+		l.SetLogger(s.log)
 	}
 	return s.hs.Serve(ln)
 }
 
 // Shutdown stops accepting connections, answers every waiting acquire 503
-// shutting_down (by closing the limiter), ends event streams, and waits for
-// the answers to be written; when ctx ends first, it closes the connections
-// that are left and returns ctx's error. Closing the listener removes the
-// socket file.
+// shutting_down (the limiter withdraws them), ends event streams, and waits
+// for the answers to be written; when ctx ends first, it closes the
+// connections that are left and returns ctx's error. Closing the listener
+// removes the socket file. The limiter is the caller's: Shutdown does not
+// close it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
-		s.lim.Close()
+		s.cancel()
 	})
 	err := s.hs.Shutdown(ctx)
 	if err != nil {
@@ -139,12 +146,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // ServeHTTP applies the checks every route shares, then routes.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Origin") != "" || r.Header.Get("Referer") != "" {
-		writeError(w, http.StatusForbidden, "forbidden",
+		writeError(w, http.StatusForbidden, wire.CodeForbidden,
 			"requests with an Origin or Referer header are refused: a web page may not drive quotabar")
 		return
 	}
 	if r.ContentLength > maxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, "too_large",
+		writeError(w, http.StatusRequestEntityTooLarge, wire.CodeTooLarge,
 			fmt.Sprintf("the request body is %d bytes; at most %d are allowed", r.ContentLength, maxBody))
 		return
 	}
@@ -165,11 +172,11 @@ func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) {
 	if rec.code == http.StatusMethodNotAllowed {
 		allow := rec.header.Get("Allow")
 		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed",
+		writeError(w, http.StatusMethodNotAllowed, wire.CodeMethodNotAllowed,
 			fmt.Sprintf("%s is not allowed on %s; allowed: %s", r.Method, r.URL.Path, allow))
 		return
 	}
-	writeError(w, http.StatusNotFound, "not_found",
+	writeError(w, http.StatusNotFound, wire.CodeNotFound,
 		fmt.Sprintf("no endpoint %s %s; the API is described in API.md (e.g. POST /v1/acquire, GET /v1/status)", r.Method, r.URL.Path))
 }
 
@@ -236,12 +243,12 @@ func (s *Server) forwardLimiter() {
 }
 
 // Status returns the /v1/status body.
-func (s *Server) Status() StatusResponse {
+func (s *Server) Status() wire.StatusResponse {
 	st := s.lim.Status()
-	out := StatusResponse{
+	out := wire.StatusResponse{
 		Version:  s.version,
-		Services: make([]ServiceStatus, 0, len(st.Services)),
-		Agents:   make([]AgentStatus, 0, len(st.Agents)),
+		Services: make([]wire.ServiceStatus, 0, len(st.Services)),
+		Agents:   make([]wire.AgentStatus, 0, len(st.Agents)),
 	}
 	for _, svc := range st.Services {
 		out.Services = append(out.Services, s.serviceStatus(svc))
@@ -252,19 +259,19 @@ func (s *Server) Status() StatusResponse {
 	return out
 }
 
-func (s *Server) serviceStatus(svc limiter.ServiceStatus) ServiceStatus {
-	out := ServiceStatus{
+func (s *Server) serviceStatus(svc limiter.ServiceStatus) wire.ServiceStatus {
+	out := wire.ServiceStatus{
 		Name:          svc.Name,
 		Paused:        svc.Paused,
-		Limits:        make([]LimitStatus, 0, len(svc.Limits)),
+		Limits:        make([]wire.LimitStatus, 0, len(svc.Limits)),
 		MaxConcurrent: svc.MaxConcurrent,
 		InFlight:      svc.InFlight,
 		Queued:        svc.Queued,
 		CooldownUntil: timePtr(svc.CooldownUntil),
-		Counters:      Counters{Granted: svc.Granted, Refused: svc.Refused, Provider429: svc.Provider429},
+		Counters:      wire.Counters{Granted: svc.Granted, Refused: svc.Refused, Provider429: svc.Provider429},
 	}
 	for _, l := range svc.Limits {
-		out.Limits = append(out.Limits, LimitStatus{
+		out.Limits = append(out.Limits, wire.LimitStatus{
 			Unit:      string(l.Unit),
 			Quota:     l.Quota,
 			WindowMS:  l.Window.Milliseconds(),
@@ -281,8 +288,8 @@ func (s *Server) serviceStatus(svc limiter.ServiceStatus) ServiceStatus {
 	return out
 }
 
-func agentStatus(a limiter.AgentStatus) AgentStatus {
-	return AgentStatus{
+func agentStatus(a limiter.AgentStatus) wire.AgentStatus {
+	return wire.AgentStatus{
 		Name:     a.Name,
 		Priority: priorityName(a.Priority),
 		Weight:   a.Weight,
@@ -290,31 +297,26 @@ func agentStatus(a limiter.AgentStatus) AgentStatus {
 		LastSeen: timePtr(a.LastSeen),
 		InFlight: a.InFlight,
 		Queued:   a.Queued,
-		Counters: AgentCounters{Granted: a.Granted, Refused: a.Refused},
+		Counters: wire.AgentCounters{Granted: a.Granted, Refused: a.Refused},
 	}
 }
 
+// priorityName is the wire name of an agent's priority.
 func priorityName(p limiter.Priority) string {
-	switch p {
-	case limiter.High:
-		return "high"
-	case limiter.Low:
-		return "low"
-	default:
-		return "normal"
+	if p == limiter.PriorityUnset {
+		return limiter.Normal.String()
 	}
+	return p.String()
 }
 
+// parsePriority is limiter.ParsePriority with the field named in the error.
+// On the wire a priority that is present must name one: "" is refused.
 func parsePriority(field, s string) (limiter.Priority, error) {
-	switch s {
-	case "high":
-		return limiter.High, nil
-	case "normal":
-		return limiter.Normal, nil
-	case "low":
-		return limiter.Low, nil
+	p, err := limiter.ParsePriority(s)
+	if err != nil || p == limiter.PriorityUnset {
+		return 0, badRequest("%s %q is not a priority; allowed: high, normal, low", field, truncate(s))
 	}
-	return 0, badRequest("%s %q is not a priority; allowed: high, normal, low", field, s)
+	return p, nil
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -345,27 +347,22 @@ func (s *Server) findService(name string) (limiter.ServiceStatus, error) {
 			return svc, nil
 		}
 	}
-	return limiter.ServiceStatus{}, &APIError{Status: http.StatusNotFound, Code: "unknown_service",
-		Message: fmt.Sprintf("service %q is not configured; configured: %s", name, s.serviceNames())}
+	return limiter.ServiceStatus{}, wire.Errorf(wire.CodeUnknownService,
+		"service %q is not configured; configured: %s", name, s.serviceNames())
 }
 
 // apiError turns any error into the status, code and message to answer.
-func (s *Server) apiError(err error) *APIError {
-	var ae *APIError
+func (s *Server) apiError(err error) *wire.APIError {
+	var ae *wire.APIError
 	if errors.As(err, &ae) {
 		return ae
 	}
 	var le *limiter.Error
 	if errors.As(err, &le) {
-		status := http.StatusBadRequest
-		switch le.Code {
-		case limiter.CodeUnknownService, limiter.CodeUnknownLease, limiter.CodeNotFound:
-			status = http.StatusNotFound
-		case limiter.CodeShuttingDown:
-			status = http.StatusServiceUnavailable
-		}
-		return &APIError{Status: status, Code: string(le.Code), Message: le.Message}
+		// The limiter's codes are a subset of the wire's, spelled alike.
+		code := wire.Code(le.Code)
+		return &wire.APIError{Status: code.HTTPStatus(), Code: code, Message: le.Message}
 	}
-	s.log.Error("ipc: internal error", "err", err)
-	return &APIError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	s.log.Error("server: internal error", "err", err)
+	return &wire.APIError{Status: http.StatusInternalServerError, Code: wire.CodeInternal, Message: err.Error()}
 }

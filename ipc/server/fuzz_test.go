@@ -1,4 +1,4 @@
-package ipc
+package server_test
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/ipc/internal/ipctest"
+	"github.com/quotabar/quotabar/ipc/server"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -24,11 +26,11 @@ func FuzzRequestBodies(f *testing.F) {
 	} {
 		f.Add(seed)
 	}
-	lim, err := limiter.New(testConfig())
+	lim, err := limiter.New(ipctest.TestConfig())
 	if err != nil {
 		f.Fatal(err)
 	}
-	srv := NewServer(ServerConfig{Limiter: lim, Logger: slog.New(slog.DiscardHandler)})
+	srv := server.New(server.Config{Limiter: lim, Logger: slog.New(slog.DiscardHandler)})
 	allowed := map[int]bool{200: true, 400: true, 404: true, 413: true, 429: true}
 	f.Fuzz(func(t *testing.T, body string) {
 		for _, path := range []string{"/v1/acquire", "/v1/report"} {

@@ -1,4 +1,4 @@
-package ipc
+package wire
 
 import (
 	"fmt"
@@ -47,7 +47,7 @@ type AcquireResponse struct {
 // RefusalResponse is the 429 answer of POST /v1/acquire.
 type RefusalResponse struct {
 	Granted      bool         `json:"granted"`
-	Reason       string       `json:"reason"`
+	Reason       Reason       `json:"reason"`
 	RetryAfterMS int64        `json:"retry_after_ms"`
 	Fallback     *FallbackRef `json:"fallback,omitempty"`
 }
@@ -213,16 +213,16 @@ type ErrorResponse struct {
 
 // ErrorBody is the "error" object of an ErrorResponse.
 type ErrorBody struct {
-	Code    string `json:"code"`
+	Code    Code   `json:"code"`
 	Message string `json:"message"`
 }
 
 // APIError is an error answer of the daemon: the client returns it for
-// every non-2xx answer but a refusal, and a Fallback returns it to choose
-// the status and code the agent sees.
+// every non-2xx answer but a refusal, and a server part (the web fallback)
+// returns it to choose the status and code the agent sees.
 type APIError struct {
 	Status  int    // HTTP status
-	Code    string // wire code, e.g. "unknown_service"
+	Code    Code   // wire code, e.g. CodeUnknownService
 	Message string // for a person: names the bad field and what is allowed
 }
 
@@ -230,14 +230,8 @@ func (e *APIError) Error() string {
 	return fmt.Sprintf("quotabar: %s (%d): %s", e.Code, e.Status, e.Message)
 }
 
-// Refused is the client's error for an acquire the daemon refused.
-type Refused struct {
-	Reason     string // "cooldown", "timeout", "paused" or "shed"
-	RetryAfter time.Duration
-	// Fallback is set when the service has a web fallback configured.
-	Fallback *FallbackRef
-}
-
-func (e *Refused) Error() string {
-	return fmt.Sprintf("quotabar refused the call: %s; retry after %v", e.Reason, e.RetryAfter)
+// Errorf returns an *APIError with code's HTTP status and a message
+// formatted from format and args.
+func Errorf(code Code, format string, args ...any) *APIError {
+	return &APIError{Status: code.HTTPStatus(), Code: code, Message: fmt.Sprintf(format, args...)}
 }

@@ -1,4 +1,4 @@
-package ipc
+package socket
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,7 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/quotabar/quotabar/internal/testenv"
 )
 
 func TestSocketPath(t *testing.T) {
@@ -59,7 +61,7 @@ func TestSocketPath(t *testing.T) {
 }
 
 func TestListenModesAndAlreadyRunning(t *testing.T) {
-	dir := filepath.Join(shortDir(t), "sub")
+	dir := filepath.Join(testenv.ShortTempDir(t), "sub")
 	path := filepath.Join(dir, "q.sock")
 	ln, err := Listen(path)
 	if err != nil {
@@ -99,7 +101,7 @@ func TestListenModesAndAlreadyRunning(t *testing.T) {
 }
 
 func TestListenRemovesStaleSocket(t *testing.T) {
-	path := filepath.Join(shortDir(t), "q.sock")
+	path := filepath.Join(testenv.ShortTempDir(t), "q.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +127,7 @@ func TestListenRemovesStaleSocket(t *testing.T) {
 }
 
 func TestSocketPathLength(t *testing.T) {
-	dir := shortDir(t)
+	dir := testenv.ShortTempDir(t)
 	pathOf := func(n int) string { return filepath.Join(dir, strings.Repeat("s", n-len(dir)-1)) }
 
 	longest := pathOf(maxSocketPath)
@@ -140,15 +142,14 @@ func TestSocketPathLength(t *testing.T) {
 	if _, err := Listen(tooLong); err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("Listen on a %d-byte path: %v; want an error saying %q", len(tooLong), err, want)
 	}
-	c := &Client{SocketPath: tooLong}
-	if err := c.Health(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
-		t.Errorf("client of a %d-byte path: %v; want an error saying %q", len(tooLong), err, want)
+	if _, err := Dial(context.Background(), tooLong); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Dial of a %d-byte path: %v; want an error saying %q", len(tooLong), err, want)
 	}
 }
 
 func TestListenRefuses(t *testing.T) {
 	t.Run("a file that is not a socket", func(t *testing.T) {
-		path := filepath.Join(shortDir(t), "q.sock")
+		path := filepath.Join(testenv.ShortTempDir(t), "q.sock")
 		os.WriteFile(path, []byte("keep me"), 0o600)
 		if _, err := Listen(path); err == nil || !strings.Contains(err.Error(), "not a socket") {
 			t.Fatalf("got %v, want a not-a-socket error", err)
@@ -157,15 +158,17 @@ func TestListenRefuses(t *testing.T) {
 			t.Error("the file was changed")
 		}
 	})
-	t.Run("a directory writable by others", func(t *testing.T) {
-		dir := shortDir(t)
-		os.Chmod(dir, 0o777)
-		if _, err := Listen(filepath.Join(dir, "q.sock")); err == nil || !strings.Contains(err.Error(), "writable by other users") {
-			t.Fatalf("got %v, want a writable-by-others error", err)
-		}
-	})
+	for _, mode := range []os.FileMode{0o777, 0o755, 0o710} {
+		t.Run(fmt.Sprintf("a directory of mode %v", mode), func(t *testing.T) {
+			dir := testenv.ShortTempDir(t)
+			os.Chmod(dir, mode)
+			if _, err := Listen(filepath.Join(dir, "q.sock")); err == nil || !strings.Contains(err.Error(), "is open to other users") || !strings.Contains(err.Error(), "chmod 700") {
+				t.Fatalf("got %v, want an open-to-others error saying chmod 700", err)
+			}
+		})
+	}
 	t.Run("a symlinked directory", func(t *testing.T) {
-		dir := shortDir(t)
+		dir := testenv.ShortTempDir(t)
 		link := filepath.Join(dir, "link")
 		os.Symlink(dir, link)
 		if _, err := Listen(filepath.Join(link, "q.sock")); err == nil || !strings.Contains(err.Error(), "not a directory") {
@@ -176,74 +179,123 @@ func TestListenRefuses(t *testing.T) {
 		if os.Getuid() != 0 {
 			t.Skip("needs root to chown")
 		}
-		dir := filepath.Join(shortDir(t), "other")
+		dir := filepath.Join(testenv.ShortTempDir(t), "other")
 		os.Mkdir(dir, 0o700)
 		if err := os.Chown(dir, 65534, 65534); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := Listen(filepath.Join(dir, "q.sock")); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
-			t.Fatalf("got %v, want a belongs-to-another-uid error", err)
+		_, err := Listen(filepath.Join(dir, "q.sock"))
+		var ue *UntrustedError
+		if !errors.As(err, &ue) || ue.Owner != 65534 || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Fatalf("got %v, want an *UntrustedError saying it belongs to uid 65534", err)
 		}
 	})
 }
 
-// TestMain doubles as the foreign client of TestOtherUserRefused: the test
-// binary re-runs itself as nobody.
+// TestMain doubles as the foreign daemon of TestDialRefusesForeignDaemon:
+// the test binary re-runs itself as nobody.
 func TestMain(m *testing.M) {
-	if path := os.Getenv("QB_FOREIGN_CLIENT"); path != "" {
-		os.Exit(foreignClient(path))
+	if path := os.Getenv("QB_FOREIGN_DAEMON"); path != "" {
+		os.Exit(foreignDaemon(path))
 	}
 	os.Exit(m.Run())
 }
 
-// foreignClient connects twice: once sending nothing, once sending a whole
-// acquire, and prints what it read each time, quoted, one per line.
-func foreignClient(path string) int {
-	read := func(send string) string {
-		c, err := net.Dial("unix", path)
-		if err != nil {
-			return "dial: " + err.Error()
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		if send != "" {
-			// A write may fail once the daemon has closed: the answer is
-			// already in our receive buffer either way.
-			io.WriteString(c, send)
-		}
-		data, err := io.ReadAll(c)
-		if err != nil && len(data) == 0 {
-			return "read: " + err.Error()
-		}
-		return string(data)
+// foreignDaemon listens on path, says so on stdout, and accepts until it is
+// killed, as a fake daemon of another user would.
+func foreignDaemon(path string) int {
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		fmt.Println("listen:", err)
+		return 1
 	}
-	body := `{"agent":"intruder","service":"openai","max_wait_ms":0}`
-	req := "POST /v1/acquire HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-		strconv.Itoa(len(body)) + "\r\n\r\n" + body
-	fmt.Println(strconv.Quote(read("")))
-	fmt.Println(strconv.Quote(read(req)))
-	return 0
+	os.Chmod(path, 0o666)
+	fmt.Println("ready")
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return 1
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+		c.Close()
+	}
 }
 
-func TestOtherUserRefused(t *testing.T) {
+func TestDialChecksTheDirectory(t *testing.T) {
+	serve := func(t *testing.T, path string) {
+		ln, err := Listen(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	t.Run("this user's private directory", func(t *testing.T) {
+		path := filepath.Join(testenv.ShortTempDir(t), "q.sock")
+		serve(t, path)
+		c, err := Dial(context.Background(), path)
+		if err != nil {
+			t.Fatalf("Dial of our own daemon: %v", err)
+		}
+		c.Close()
+	})
+	t.Run("a directory opened up after the daemon started", func(t *testing.T) {
+		dir := testenv.ShortTempDir(t)
+		path := filepath.Join(dir, "q.sock")
+		serve(t, path)
+		os.Chmod(dir, 0o755)
+		_, err := Dial(context.Background(), path)
+		var ue *UntrustedError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "open to other users (mode -rwxr-xr-x)") {
+			t.Fatalf("Dial into a 0755 directory: %v, want an *UntrustedError naming the mode", err)
+		}
+	})
+	t.Run("no daemon", func(t *testing.T) {
+		path := filepath.Join(testenv.ShortTempDir(t), "q.sock")
+		if _, err := Dial(context.Background(), path); err == nil || !strings.Contains(err.Error(), "quotabar serve") {
+			t.Fatalf("Dial without a daemon: %v, want an error saying how to start one", err)
+		}
+	})
+	t.Run("a directory squatted by another user", func(t *testing.T) {
+		if os.Getuid() != 0 {
+			testenv.Missing(t, "needs root to make a directory of nobody's")
+		}
+		dir := filepath.Join(testenv.ShortTempDir(t), "quotabar-0")
+		os.Mkdir(dir, 0o700)
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Dial(context.Background(), filepath.Join(dir, "quotabar.sock"))
+		var ue *UntrustedError
+		if !errors.As(err, &ue) || ue.Owner != 65534 || !strings.Contains(err.Error(), "belongs to uid 65534 (nobody)") || !strings.Contains(err.Error(), "rm -rf "+dir) {
+			t.Fatalf("Dial into nobody's directory: %v, want an *UntrustedError naming nobody and saying what to remove", err)
+		}
+	})
+}
+
+// TestDialRefusesForeignDaemon puts a socket served by nobody into a private
+// directory of ours: the directory passes, the peer check must not.
+func TestDialRefusesForeignDaemon(t *testing.T) {
 	if os.Getuid() != 0 {
-		t.Skip("needs root to run a client as nobody")
+		testenv.Missing(t, "needs root to run a daemon as nobody")
 	}
-	d := startDaemon(t, testConfig(), nil)
-	// For this test only, let nobody reach the socket: the daemon's own
-	// check is what must stop it.
-	dir := filepath.Dir(d.path)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(d.path, 0o666); err != nil {
-		t.Fatal(err)
-	}
+	theirs := filepath.Join(testenv.ShortTempDir(t), "theirs")
+	os.Mkdir(theirs, 0o777)
+	os.Chmod(theirs, 0o777)
+	os.Chmod(filepath.Dir(theirs), 0o755)
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "client.test")
+	bin := filepath.Join(theirs, "daemon.test")
 	data, err := os.ReadFile(self)
 	if err != nil {
 		t.Fatal(err)
@@ -251,35 +303,35 @@ func TestOtherUserRefused(t *testing.T) {
 	if err := os.WriteFile(bin, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	theirSock := filepath.Join(theirs, "q.sock")
 	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "QB_FOREIGN_CLIENT="+d.path)
+	cmd.Env = append(os.Environ(), "QB_FOREIGN_DAEMON="+theirSock)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, err := cmd.Output()
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatalf("foreign client: %v\n%s", err, out)
+		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(strings.NewReader(string(out)))
-	for i, what := range []string{"connection that sent nothing", "connection that sent an acquire"} {
-		if !sc.Scan() {
-			t.Fatalf("foreign client printed %q", out)
-		}
-		got, err := strconv.Unquote(sc.Text())
-		if err != nil {
-			t.Fatalf("line %d: %v", i, err)
-		}
-		if !strings.HasPrefix(got, "HTTP/1.1 403 Forbidden\r\n") || !strings.Contains(got, `"code":"forbidden"`) {
-			t.Errorf("%s: got %q, want a 403 forbidden", what, got)
-		}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	// The acquire was never read: nothing was granted and no agent exists.
-	st, err := d.client.Status(context.Background())
-	if err != nil {
-		t.Fatalf("daemon stopped serving its own user: %v", err)
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("foreign daemon: %q", line)
 	}
-	if _, ok := agentOf(st, "intruder"); ok {
-		t.Error("the foreign client's request was read: agent intruder exists")
+	ours := testenv.ShortTempDir(t)
+	path := filepath.Join(ours, "quotabar.sock")
+	if err := os.Rename(theirSock, path); err != nil {
+		t.Fatal(err)
 	}
-	if g := serviceOf(t, st, "openai").Counters.Granted; g != 0 {
-		t.Errorf("openai granted %d, want 0", g)
+	_, err = Dial(context.Background(), path)
+	var ue *UntrustedError
+	if !errors.As(err, &ue) || ue.Owner != 65534 || !strings.Contains(err.Error(), "runs as uid 65534 (nobody)") || !strings.Contains(err.Error(), "pid "+strconv.Itoa(cmd.Process.Pid)) {
+		t.Fatalf("Dial of nobody's daemon: %v, want an *UntrustedError naming nobody and its pid", err)
+	}
+	// The same through the HTTP transport every client uses: nothing is sent.
+	hc := &http.Client{Transport: Transport(path)}
+	if _, err := hc.Get("http://quotabar/v1/status"); !errors.As(err, &ue) {
+		t.Fatalf("HTTP over the transport: %v, want the *UntrustedError", err)
 	}
 }

@@ -1,4 +1,4 @@
-package ipc
+package server
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	send := func() bool {
 		data, err := json.Marshal(s.Status())
 		if err != nil {
-			panic("ipc: marshal status: " + err.Error())
+			panic("server: marshal status: " + err.Error())
 		}
 		if bytes.Equal(data, last) {
 			return true

@@ -1,0 +1,4 @@
+package ipc
+
+// PausedRetryWait is pausedRetryWait, for the external tests.
+const PausedRetryWait = pausedRetryWait
