@@ -340,31 +340,33 @@ func (w *Watcher) dispatch() {
 	hooks := make(chan struct{}, maxHooks)
 	var running sync.WaitGroup
 	defer running.Wait()
-	for {
-		var ev Event
-		select {
-		case <-w.closed:
-			return
-		case ev = <-w.work:
-		}
+	notifyFailing := false
+	handle := func(ev Event) {
 		cfg := w.Config()
 		if cfg.Notify && w.notifier != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 			urgent := ev.Event == QuotaExhausted || ev.Event == CooldownStart
-			if err := w.notifier.Notify(ctx, "quotabar: "+ev.Service+" "+titles[ev.Event], ev.Message, urgent); err != nil {
-				w.log.Warn("desktop notification failed", "event", ev.Event, "service", ev.Service, "err", err)
-			}
+			err := w.notifier.Notify(ctx, "quotabar: "+ev.Service+" "+titles[ev.Event], ev.Message, urgent)
 			cancel()
+			// A desktop without a notification server fails every time:
+			// say so once, until one works again.
+			switch {
+			case err != nil && !notifyFailing:
+				w.log.Warn("desktop notification failed (further failures are logged at debug level)", "event", ev.Event, "service", ev.Service, "err", err)
+			case err != nil:
+				w.log.Debug("desktop notification failed", "event", ev.Event, "service", ev.Service, "err", err)
+			}
+			notifyFailing = err != nil
 		}
 		command := cfg.Hooks[ev.Event]
 		if command == "" {
-			continue
+			return
 		}
 		select {
 		case hooks <- struct{}{}:
 		default:
 			w.log.Warn("hook skipped: too many hooks still running", "event", ev.Event, "running", maxHooks)
-			continue
+			return
 		}
 		timeout := cfg.HookTimeout
 		if timeout == 0 {
@@ -380,5 +382,21 @@ func (w *Watcher) dispatch() {
 				w.log.Warn("hook failed", "event", ev.Event, "service", ev.Service, "timeout", timeout, "err", err)
 			}
 		}()
+	}
+	for {
+		select {
+		case ev := <-w.work:
+			handle(ev)
+		case <-w.closed:
+			// What was queued before Close is still told.
+			for {
+				select {
+				case ev := <-w.work:
+					handle(ev)
+				default:
+					return
+				}
+			}
+		}
 	}
 }

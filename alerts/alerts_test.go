@@ -267,12 +267,12 @@ func TestHooks(t *testing.T) {
 		HookTimeout: 500 * time.Millisecond,
 		Hooks: map[Kind]string{
 			// records its stdin and environment
-			QuotaLow: `{ cat; echo "env=$QUOTABAR_EVENT/$QUOTABAR_SERVICE"; } >> ` + record,
+			QuotaLow: `{ cat; echo "env=$QUOTABAR_EVENT/$QUOTABAR_SERVICE"; } >> ` + record + ".quota_low",
 			// fails
 			QuotaExhausted: `echo no slack today >&2; exit 3`,
 			// hangs past its timeout, with a child that must die too
 			CooldownStart: `sleep 600 & echo $! > ` + pidFile + `; wait`,
-			CooldownEnd:   `{ cat; echo "env=$QUOTABAR_EVENT/$QUOTABAR_SERVICE"; } >> ` + record,
+			CooldownEnd:   `{ cat; echo "env=$QUOTABAR_EVENT/$QUOTABAR_SERVICE"; } >> ` + record + ".cooldown_end",
 		},
 	}
 	w, err := New(cfg, nil, slog.New(slog.NewTextHandler(logs, nil)))
@@ -284,27 +284,38 @@ func TestHooks(t *testing.T) {
 	if took := time.Since(start); took > cfg.HookTimeout {
 		t.Errorf("observing took %v: the hooks held it up", took)
 	}
-	// The hook after the hanging one runs without waiting for it.
-	testenv.WaitFor(t, 5*time.Second, "the cooldown_end hook", func() bool {
-		data, _ := os.ReadFile(record)
-		return strings.Contains(string(data), "env=cooldown_end/svc")
+	// The hooks after the hanging one run without waiting for it (hooks
+	// run side by side, so their order is not fixed).
+	// Each hook appends to its own file: they may run at the same time.
+	recorded := func() string {
+		a, _ := os.ReadFile(record + ".quota_low")
+		b, _ := os.ReadFile(record + ".cooldown_end")
+		return string(a) + string(b)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the quota_low and cooldown_end hooks", func() bool {
+		data := recorded()
+		return strings.Contains(data, "env=cooldown_end/svc") && strings.Contains(data, "env=quota_low/svc")
 	})
 	w.Close()
 
-	data, err := os.ReadFile(record)
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := recorded()
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	if len(lines) != 4 || lines[1] != "env=quota_low/svc" || lines[3] != "env=cooldown_end/svc" {
-		t.Fatalf("recorded:\n%s\nwant the quota_low and cooldown_end events, each with its environment", data)
+	got := map[Kind]Event{}
+	for i := 0; i+1 < len(lines); i += 2 {
+		var ev Event
+		if err := json.Unmarshal([]byte(lines[i]), &ev); err != nil {
+			t.Fatalf("stdin %q is not the event JSON: %v", lines[i], err)
+		}
+		if lines[i+1] != "env="+string(ev.Event)+"/svc" {
+			t.Errorf("hook for %s saw environment %q", ev.Event, lines[i+1])
+		}
+		got[ev.Event] = ev
 	}
-	var ev Event
-	if err := json.Unmarshal([]byte(lines[0]), &ev); err != nil {
-		t.Fatalf("stdin %q is not the event JSON: %v", lines[0], err)
+	if len(lines) != 4 || len(got) != 2 {
+		t.Fatalf("recorded:\n%s\nwant the quota_low and cooldown_end events once each", data)
 	}
-	if ev.Event != QuotaLow || ev.Service != "svc" || ev.Threshold != 80 || ev.UsedPercent != 85 || ev.Remaining != 15 || ev.Quota != 100 || ev.Unit != "requests" || ev.Message == "" {
-		t.Errorf("event on stdin = %+v", ev)
+	if ev := got[QuotaLow]; ev.Service != "svc" || ev.Threshold != 80 || ev.UsedPercent != 85 || ev.Remaining != 15 || ev.Quota != 100 || ev.Unit != "requests" || ev.Message == "" {
+		t.Errorf("quota_low event on stdin = %+v", ev)
 	}
 	log := logs.String()
 	if !strings.Contains(log, "exited with status 3") || !strings.Contains(log, "no slack today") {
