@@ -194,6 +194,32 @@ func TestMCPToolsOverStdio(t *testing.T) {
 		}
 	})
 
+	t.Run("a cancelled wait leaves the queue", func(t *testing.T) {
+		// "one" is used up by the subtest before: this wait queues.
+		cctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() {
+			_, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "wait_for_quota", Arguments: map[string]any{"service": "one", "max_wait_seconds": 300}})
+			done <- err
+		}()
+		c := &ipc.Client{SocketPath: e.socket}
+		defer c.CloseIdleConnections()
+		queued := func() int {
+			st, err := c.Status(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, _ := findService(st, "one")
+			return s.Queued
+		}
+		testenv.WaitFor(t, 10*time.Second, "the wait to queue", func() bool { return queued() == 1 })
+		cancel() // the go-sdk client sends notifications/cancelled
+		if err := <-done; err == nil {
+			t.Error("the cancelled call returned no error")
+		}
+		testenv.WaitFor(t, 10*time.Second, "the cancelled wait to leave the queue", func() bool { return queued() == 0 })
+	})
+
 	t.Run("bad arguments", func(t *testing.T) {
 		for _, tc := range []struct {
 			tool string
@@ -261,17 +287,59 @@ limits = ["1 requests/1h"]
 fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 `, chrome, site.URL+"/chat"))
 	e.serve(t)
-	cs := e.mcpSession(t, "browser-agent")
 
-	var fb mcpserver.Fallback
-	text, isErr := callTool(t, cs, "open_web_fallback", map[string]any{"service": "web"}, &fb)
-	if isErr || fb.Browser != "chrome" || fb.CDPURL == "" || fb.TargetID == "" {
-		t.Fatalf("open_web_fallback = %+v (%q), want a Chrome endpoint", fb, text)
-	}
-	if !strings.Contains(text, "--cdp-endpoint "+fb.CDPURL) {
-		t.Errorf("text %q does not say how to attach", text)
-	}
+	t.Run("go-sdk client", func(t *testing.T) {
+		cs := e.mcpSession(t, "browser-agent")
+		var fb mcpserver.Fallback
+		text, isErr := callTool(t, cs, "open_web_fallback", map[string]any{"service": "web"}, &fb)
+		if isErr || fb.Browser != "chrome" || fb.CDPURL == "" || fb.TargetID == "" {
+			t.Fatalf("open_web_fallback = %+v (%q), want a Chrome endpoint", fb, text)
+		}
+		if !strings.Contains(text, "--cdp-endpoint "+fb.CDPURL) {
+			t.Errorf("text %q does not say how to attach", text)
+		}
+		if title := attachTitle(t, fb); title != "web-chat" {
+			t.Errorf("title = %q, want web-chat", title)
+		}
+		var closed mcpserver.Closed
+		text, isErr = callTool(t, cs, "close_web_fallback", map[string]any{"service": "web", "target_id": fb.TargetID}, &closed)
+		if isErr || !closed.Closed {
+			t.Fatalf("close_web_fallback = %q (error %v)", text, isErr)
+		}
+		if s, _ := findService(e.status(t), "web"); s.Fallback == nil || s.Fallback.OpenSessions != 0 {
+			t.Errorf("after close the fallback is %+v, want no open session", s.Fallback)
+		}
+	})
 
+	t.Run("MCP Inspector", func(t *testing.T) {
+		inspector := testenv.LookPath(t, "mcp-inspector")
+		var open struct {
+			IsError           bool               `json:"isError"`
+			StructuredContent mcpserver.Fallback `json:"structuredContent"`
+		}
+		e.inspector(t, inspector, &open, "--method", "tools/call", "--tool-name", "open_web_fallback", "--tool-arg", "service=web")
+		fb := open.StructuredContent
+		if open.IsError || fb.CDPURL == "" || fb.TargetID == "" {
+			t.Fatalf("open_web_fallback through the inspector = %+v", open)
+		}
+		if title := attachTitle(t, fb); title != "web-chat" {
+			t.Errorf("title = %q, want web-chat", title)
+		}
+		var closed struct {
+			IsError bool `json:"isError"`
+		}
+		e.inspector(t, inspector, &closed, "--method", "tools/call", "--tool-name", "close_web_fallback", "--tool-arg", "service=web", "--tool-arg", "target_id="+fb.TargetID)
+		if closed.IsError {
+			t.Fatal("close_web_fallback through the inspector failed")
+		}
+	})
+}
+
+// attachTitle attaches to the opened tab through the endpoint the tool
+// returned, as chromedp (or Playwright's connectOverCDP) would, and reads
+// its title.
+func attachTitle(t *testing.T, fb mcpserver.Fallback) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	allocCtx, cancelAlloc := remote.NewAllocator(ctx, fb.CDPURL)
@@ -285,18 +353,7 @@ fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 	if err != nil {
 		t.Fatalf("reading the title through %s: %v", fb.CDPURL, err)
 	}
-	if title != "web-chat" {
-		t.Errorf("title = %q, want web-chat", title)
-	}
-
-	var closed mcpserver.Closed
-	text, isErr = callTool(t, cs, "close_web_fallback", map[string]any{"service": "web", "target_id": fb.TargetID}, &closed)
-	if isErr || !closed.Closed {
-		t.Fatalf("close_web_fallback = %q (error %v)", text, isErr)
-	}
-	if s, _ := findService(e.status(t), "web"); s.Fallback == nil || s.Fallback.OpenSessions != 0 {
-		t.Errorf("after close the fallback is %+v, want no open session", s.Fallback)
-	}
+	return title
 }
 
 // writeConfigFile replaces the env's configuration file.
