@@ -1,9 +1,9 @@
 package limiter
 
+import "time"
+
 // This file is the limiter's public contract. The daemon (ipc), the app, the
 // proxy and the benchmark are written against it; change it only by adding.
-
-import "time"
 
 // Unit is what a policy counts.
 type Unit string
@@ -55,9 +55,9 @@ type ServiceConfig struct {
 	MaxConcurrent int
 	// Headroom is the fraction of every quota kept in reserve, 0 <= h < 1.
 	Headroom float64
-	// Dialect names the provider header dialect ("openai", "anthropic",
-	// "github", "ietf"); "" parses every known dialect.
-	Dialect string
+	// Dialect names the provider header dialect; DialectAll ("") parses
+	// every known dialect.
+	Dialect Dialect
 }
 
 // AgentConfig configures one agent. Agents not configured are registered on
@@ -86,6 +86,12 @@ type Config struct {
 	// LearnConcurrency is the in-flight cap of a service that has no limits
 	// configured and none learned yet, when it has no MaxConcurrent.
 	LearnConcurrency int
+	// AgentIdleTTL is how long an agent that is not configured and has no
+	// run-time override (pause or priority) stays listed after it was
+	// last seen (its last acquire or report), once nothing of it is queued
+	// or in flight; then it is forgotten, counters and all. Zero means
+	// DefaultAgentIdleTTL (an hour).
+	AgentIdleTTL time.Duration
 }
 
 // Request asks permission for one call (or one batch).

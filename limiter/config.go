@@ -6,12 +6,15 @@ import (
 	"time"
 )
 
+// This file holds the Config defaults and its validation.
+
 // Defaults for the zero values of Config.
 const (
 	DefaultLeaseTTL         = 10 * time.Minute
 	DefaultMaxAging         = 30 * time.Second
 	DefaultQueueLimit       = 10000
 	DefaultLearnConcurrency = 4
+	DefaultAgentIdleTTL     = time.Hour
 )
 
 func (c Config) withDefaults() Config {
@@ -26,6 +29,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LearnConcurrency <= 0 {
 		c.LearnConcurrency = DefaultLearnConcurrency
+	}
+	if c.AgentIdleTTL <= 0 {
+		c.AgentIdleTTL = DefaultAgentIdleTTL
 	}
 	return c
 }
@@ -47,8 +53,8 @@ func validatePolicies(ps []Policy) error {
 }
 
 func validateConfig(c Config) error {
-	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 {
-		return fmt.Errorf("lease TTL, max aging, queue limit and learn concurrency must not be negative")
+	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.AgentIdleTTL < 0 {
+		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency and agent idle TTL must not be negative")
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {
@@ -68,10 +74,8 @@ func validateConfig(c Config) error {
 		if s.Headroom < 0 || s.Headroom >= 1 {
 			return fmt.Errorf("service %q: headroom %v must be at least 0 and below 1", s.Name, s.Headroom)
 		}
-		switch s.Dialect {
-		case "", "openai", "anthropic", "github", "ietf":
-		default:
-			return fmt.Errorf("service %q: dialect %q is not one of openai, anthropic, github, ietf (or empty for all)", s.Name, s.Dialect)
+		if !s.Dialect.Known() {
+			return fmt.Errorf("service %q: dialect %q is not one of %s (or empty for all)", s.Name, s.Dialect, DialectNames())
 		}
 	}
 	seen = map[string]bool{}

@@ -47,8 +47,7 @@
 // requests that wait behind others (a lone caller is not held back); longer
 // ones ("40 requests/5h") are left to burst, except for a minute after a
 // cooldown.
-// The simulation test measures 99.85% on 500 requests/1m + 200000
-// tokens/1m.
+// TestSimulation checks that bound in a simulated backlog.
 // The bucket is x/time/rate's arithmetic (a rate.Limit; tokens grow with
 // elapsed time up to the burst) written out here rather than a
 // rate.Limiter, because a rate.Limiter cannot take tokens back once a
@@ -90,6 +89,11 @@
 // consumes nothing; a grant that reaches a requester already gone is taken
 // back whole.
 //
+// Agents need no configuration: one is registered on first use, and one
+// that is not configured and has no run-time override is forgotten once it
+// has been idle (nothing queued or in flight) for Config.AgentIdleTTL, so
+// the agent table, and every Status, stays the size of the agents in use.
+//
 // # Providers' headers
 //
 // Report applies what the provider answered (ParseHeaders reads the
@@ -103,8 +107,9 @@
 // 100 resetting in 10 s: 100 ms), then lets calls through at the rate the
 // provider refills; a GitHub window, and any other limit whose headers
 // give a reset but no window, gives nothing back before its reset, so
-// remaining 0 blocks the service until it. This reads DESIGN's "remaining = 0 blocks until reset" by what each
-// provider's reset means: waiting for a refilling provider's "full again"
+// remaining 0 blocks the service until it. This reads the rule
+// "remaining = 0 blocks until reset" by what each provider's reset means:
+// waiting for a refilling provider's "full again"
 // time would idle a whole window of quota it would accept. A service with no
 // configured limits learns them from the headers (quota, and the window
 // given or, failing that, the longest time-to-full seen), and until it has
@@ -120,4 +125,15 @@
 // pauses and priorities set at run time, cooldowns, learned limits and
 // what is left of every limit until its reset (restored as a fixed amount
 // until then, without the refill: a restart errs on the safe side).
+//
+// # Where the rules live
+//
+// Each rule of behaviour has a file named for it: policies and their exact
+// windows in ledger.go, even spacing in pacer.go, priorities and fair
+// queueing in fairqueue.go, reserving only at the head in dispatch.go,
+// header budgets and learned limits in budget.go and observe.go (the
+// header dialects in dialect.go and ietf.go, single HTTP values in
+// httpvalue.go), cooldowns in cooldown.go, leases in lease.go, cancellation
+// in acquire.go, pauses in pause.go, saved state in state.go. A service's
+// own state is in service.go, an agent's in agent.go.
 package limiter

@@ -47,7 +47,7 @@ func (l *Limiter) Seed(seed uint64) {
 }
 
 // SetParser replaces ParseHeaders, so observations can be injected.
-func (l *Limiter) SetParser(f func(dialect string, h map[string]string, now time.Time) Observation) {
+func (l *Limiter) SetParser(f func(dialect Dialect, h map[string]string, now time.Time) Observation) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.parse = f
@@ -102,4 +102,13 @@ func (l *Limiter) Books() string {
 	}
 	fmt.Fprintf(&b, "leases=%d\n", len(l.leases))
 	return b.String()
+}
+
+// LockHeld reports whether the limiter's lock is held (by anyone).
+func (l *Limiter) LockHeld() bool {
+	if l.mu.TryLock() {
+		l.mu.Unlock()
+		return false
+	}
+	return true
 }

@@ -19,7 +19,7 @@ func utc(o Observation) Observation {
 	return o
 }
 
-func checkObservation(t *testing.T, dialect string, h map[string]string, now time.Time, want Observation) {
+func checkObservation(t *testing.T, dialect Dialect, h map[string]string, now time.Time, want Observation) {
 	t.Helper()
 	got := ParseHeaders(dialect, h, now)
 	if !reflect.DeepEqual(utc(got), utc(want)) {
@@ -60,7 +60,7 @@ func fmtLimit(l ObservedLimit) string {
 	if l.Approximate {
 		s += " approximate"
 	}
-	return s + " dialect=" + l.Dialect
+	return s + " dialect=" + string(l.Dialect)
 }
 
 // Real header sets, as the providers document or send them.
@@ -401,7 +401,7 @@ func TestParseHeadersProviders(t *testing.T) {
 	for _, tt := range tests {
 		for _, d := range tt.dialects {
 			t.Run(tt.name+"/"+d, func(t *testing.T) {
-				checkObservation(t, d, tt.h, tt.now, tt.want)
+				checkObservation(t, Dialect(d), tt.h, tt.now, tt.want)
 			})
 		}
 	}
@@ -418,7 +418,7 @@ func TestParseHeadersDialectRestricts(t *testing.T) {
 		"retry-after":                            "5",
 	}
 	tests := []struct {
-		dialect string
+		dialect Dialect
 		want    []int64 // remaining counts, in order
 	}{
 		{"openai", []int64{1}},
@@ -430,7 +430,7 @@ func TestParseHeadersDialectRestricts(t *testing.T) {
 		{"somethingelse", []int64{1, 2, 3, 4}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.dialect, func(t *testing.T) {
+		t.Run(string(tt.dialect), func(t *testing.T) {
 			o := ParseHeaders(tt.dialect, h, now)
 			var got []int64
 			for _, l := range o.Limits {
@@ -497,7 +497,7 @@ func TestParseHeadersMalformed(t *testing.T) {
 	now := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
-		dialect string
+		dialect Dialect
 		h       map[string]string
 		want    []ObservedLimit
 	}{
@@ -619,9 +619,9 @@ func FuzzParseHeaders(f *testing.F) {
 	now := time.Date(2025, 10, 25, 12, 0, 0, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, dialect, raw string) {
 		h := headerLines(raw)
-		o := ParseHeaders(dialect, h, now)
+		o := ParseHeaders(Dialect(dialect), h, now)
 		checkInvariants(t, o, now)
-		if again := ParseHeaders(dialect, h, now); !reflect.DeepEqual(o, again) {
+		if again := ParseHeaders(Dialect(dialect), h, now); !reflect.DeepEqual(o, again) {
 			t.Fatalf("two parses of the same headers differ:\n%s\n%s", dump(o), dump(again))
 		}
 	})
@@ -671,13 +671,18 @@ func FuzzStructuredField(f *testing.F) {
 			t.Fatalf("parseSFList(%q) succeeded with no members", v)
 		}
 		dict, ok := parseSFDict(v)
-		if ok && len(dict) == 0 {
+		if ok && dict.len() == 0 {
 			t.Fatalf("parseSFDict(%q) succeeded with no members", v)
 		}
-		for _, m := range dict {
-			if m.key == "" {
-				t.Fatalf("parseSFDict(%q) gave a member without a key", v)
+		if ok {
+			for _, k := range dict.d.Names() {
+				if k == "" {
+					t.Fatalf("parseSFDict(%q) gave a member without a key", v)
+				}
 			}
+		}
+		if len(v) > maxSFField && (list != nil || dict.d != nil) {
+			t.Fatalf("a field of %d bytes, over maxSFField, was parsed", len(v))
 		}
 	})
 }

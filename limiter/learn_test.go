@@ -96,7 +96,7 @@ func TestLearningAgainstProvider(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			const quota = 200
-			svc := limiter.ServiceConfig{Name: "api", Dialect: tc.dialect}
+			svc := limiter.ServiceConfig{Name: "api", Dialect: limiter.Dialect(tc.dialect)}
 			if tc.known {
 				svc.Limits = []limiter.Policy{pol(quota, limiter.Requests, tc.window)}
 			}

@@ -2,10 +2,14 @@ package limiter
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
 )
+
+// Rule 1, limits are policies: a ledger enforces one policy exactly, so no
+// sliding window of its length ever holds more grants than its quota.
 
 // A grant is one granted request as the ledgers see it. Its cost is the
 // amount charged now: the estimate at first, the real usage once reported.
@@ -40,19 +44,6 @@ type ledger struct {
 	pacedUntil time.Time
 }
 
-// Which grants are paced depends on the window. Up to a minute (the
-// per-minute quotas of most APIs), every grant: a lone caller's burst is
-// then held to a tenth of the quota too, which costs it at most a few
-// seconds and keeps it from taking a whole window in one instant that
-// everyone else then waits out. Up to an hour, only a backlog (requests
-// waiting behind others): a lone caller of "1000 tokens/1h" would
-// otherwise wait minutes between calls. Longer windows ("40 requests/5h",
-// meant to be used in bursts) only for a minute after a cooldown.
-const (
-	alwaysPaced = time.Minute
-	pacedWindow = time.Hour
-)
-
 func newLedger(p Policy, headroom float64, source string) *ledger {
 	d := &ledger{policy: p, source: source}
 	d.setQuota(p.Quota, headroom)
@@ -69,57 +60,6 @@ func (d *ledger) setQuota(q int64, headroom float64) {
 		d.pace.tokens += grow // a raised quota is there to use now
 	}
 	d.pace.burst = burst
-}
-
-func (d *ledger) paced(now time.Time) bool {
-	return d.policy.Window <= pacedWindow || now.Before(d.pacedUntil)
-}
-
-// A pacer is a token bucket at a policy's average rate (quota per window)
-// with a burst of a tenth of the quota (at least 10, or the whole quota when
-// that is smaller); see alwaysPaced for which grants it holds back. It
-// never lowers the long-run rate, which is all the log allows anyway; it
-// only spreads grants out. A cost above the burst passes when the bucket is
-// full and leaves it in debt. The arithmetic is x/time/rate's (rate.Limit,
-// tokens from elapsed time, capped at the burst), but a rate.Limiter cannot
-// take tokens back once a reservation's time has passed, and usage reports
-// refund estimates long after the grant, so the bucket is kept here.
-type pacer struct {
-	rate   rate.Limit
-	burst  float64
-	tokens float64
-	last   time.Time // zero: never used, full
-}
-
-func (p *pacer) level(now time.Time) float64 {
-	if p.last.IsZero() {
-		return p.burst
-	}
-	if !now.After(p.last) {
-		return p.tokens
-	}
-	return min(p.burst, p.tokens+now.Sub(p.last).Seconds()*float64(p.rate))
-}
-
-// add takes n tokens (a negative n gives them back), possibly into debt.
-func (p *pacer) add(now time.Time, n float64) {
-	p.tokens = min(p.burst, p.level(now)-n)
-	if now.After(p.last) {
-		p.last = now
-	}
-}
-
-// wait is how long until a cost of c may pass: when the bucket holds c, or
-// is full for a cost above the burst.
-func (p *pacer) wait(now time.Time, c float64) time.Duration {
-	need := min(c, p.burst)
-	lvl := p.level(now)
-	if lvl >= need || p.rate <= 0 {
-		return 0
-	}
-	// Rounded up by a microsecond so that the timer never fires a hair
-	// early and finds the bucket still short.
-	return time.Duration((need-lvl)/float64(p.rate)*float64(time.Second)) + time.Microsecond
 }
 
 // transitMax bounds the margin a ledger adds to its window (see span).
@@ -225,69 +165,47 @@ func (d *ledger) resetsAt(now time.Time) time.Time {
 	return d.log[len(d.log)-1].at.Add(d.span())
 }
 
-// startPacing empties the pacer down to a twentieth of the capacity at t,
-// the end of a cooldown or of a spent budget, so that the backlog waiting
-// for that moment trickles out at the policy's rate instead of all at once.
-// A long window, not paced otherwise, is paced for a minute.
-func (d *ledger) startPacing(t time.Time) {
-	if keep := float64(max(1, d.cap/20)); d.pace.level(t) > keep {
-		d.pace.add(t, d.pace.level(t)-keep)
+// rebuildLedgers makes ledgers for ps, keeping the log of an old ledger with
+// the same unit and window, and seeding a new one from the longest old log
+// (every ledger logs every grant), so that a reload cannot forget recent
+// grants and release a quota twice.
+func rebuildLedgers(now time.Time, old []*ledger, ps []Policy, headroom float64) []*ledger {
+	var longest *ledger
+	for _, d := range old {
+		if longest == nil || d.policy.Window > longest.policy.Window {
+			longest = d
+		}
 	}
-	if d.policy.Window > pacedWindow {
-		d.pacedUntil = t.Add(time.Minute)
+	var out []*ledger
+	for _, p := range ps {
+		var d *ledger
+		for _, o := range old {
+			if o.policy.Unit == p.Unit && o.policy.Window == p.Window && !slices.Contains(out, o) {
+				d = o
+				break
+			}
+		}
+		if d != nil {
+			d.setQuota(p.Quota, headroom)
+			out = append(out, d)
+			continue
+		}
+		d = newLedger(p, headroom, "config")
+		if longest != nil {
+			d.seed(now, longest.log)
+		}
+		out = append(out, d)
 	}
+	return out
 }
 
-// A budget is what the provider's headers said is left of one limit: at
-// most remaining more of unit may be granted until the limit resets,
-// counting every grant made after the reporting call (the provider had not
-// seen those). Refilling providers (OpenAI, Anthropic: reset is "full
-// again at") give back the used part, limit - remaining, steadily until the
-// reset; a fixed window (GitHub) gives nothing back before it. Once the
-// reset passes the budget is dropped and the policy's ledger rules alone.
-type budget struct {
-	unit      Unit
-	name      string // the provider's name for the limit, if any
-	limit     int64  // the provider's quota, 0 when not given
-	window    time.Duration
-	remaining int64 // after headroom
-	refill    int64 // comes back linearly from at to until
-	since     uint64
-	spent     int64
-	at, until time.Time
-	source    string  // "headers", or "config" when restored from a configured limit
-	ledger    *ledger // the policy it tells about, nil when none is known
-}
-
-// avail is what the budget allows at now.
-func (b *budget) avail(now time.Time) float64 {
-	a := float64(b.remaining - b.spent)
-	if b.refill > 0 && now.After(b.at) {
-		a += float64(b.refill) * min(1, float64(now.Sub(b.at))/float64(b.until.Sub(b.at)))
+// seed logs the grants of src that are still inside d's window.
+func (d *ledger) seed(now time.Time, src []*grant) {
+	cut := now.Add(-d.span())
+	for _, g := range src {
+		if g.at.After(cut) {
+			d.log = append(d.log, g)
+			d.used += g.cost[d.policy.Unit]
+		}
 	}
-	return a
-}
-
-// check reports whether cost c of the budget's unit may be granted at now,
-// and if not when it may. A spent budget holds back every request, even one
-// that does not name its unit: the provider would refuse it all the same.
-func (b *budget) check(now time.Time, c int64) (bool, time.Time) {
-	if !now.Before(b.until) {
-		return true, time.Time{}
-	}
-	need := float64(max(c, 1))
-	a := b.avail(now)
-	if c == 0 && a > 0 || a >= need {
-		return true, time.Time{}
-	}
-	if b.refill <= 0 {
-		return false, b.until
-	}
-	// When the refill brings avail up to need, rounded up a microsecond.
-	frac := (need - float64(b.remaining-b.spent)) / float64(b.refill)
-	at := b.at.Add(time.Duration(frac*float64(b.until.Sub(b.at))) + time.Microsecond)
-	if at.After(b.until) || !at.After(now) {
-		at = b.until
-	}
-	return false, at
 }

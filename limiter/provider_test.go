@@ -14,7 +14,7 @@ import (
 // so these tests do not depend on the header dialects.
 func inject(l *limiter.Limiter) *limiter.Observation {
 	obs := new(limiter.Observation)
-	l.SetParser(func(string, map[string]string, time.Time) limiter.Observation { return *obs })
+	l.SetParser(func(limiter.Dialect, map[string]string, time.Time) limiter.Observation { return *obs })
 	return obs
 }
 
@@ -224,7 +224,7 @@ func TestBudgetRefill(t *testing.T) {
 			obs := inject(l)
 			*obs = limiter.Observation{Limits: []limiter.ObservedLimit{{
 				Unit: limiter.Requests, Limit: 100, Remaining: 0, HasRemaining: true,
-				Reset: clk.Now().Add(10 * time.Second), Window: tc.window, Dialect: tc.dialect,
+				Reset: clk.Now().Add(10 * time.Second), Window: tc.window, Dialect: limiter.Dialect(tc.dialect),
 			}}}
 			if _, err := l.Report(limiter.Report{Agent: "x", Service: "s", Status: 200, Header: someHeader}); err != nil {
 				t.Fatal(err)
@@ -295,7 +295,7 @@ func TestRemainingZeroBlocks(t *testing.T) {
 			// The configured 2h ledger has room and paces nothing: the
 			// headers alone hold the service back.
 			l, clk := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{
-				{Name: "s", Limits: []limiter.Policy{pol(1000, limiter.Requests, 2*time.Hour)}, Dialect: tc.dialect},
+				{Name: "s", Limits: []limiter.Policy{pol(1000, limiter.Requests, 2*time.Hour)}, Dialect: limiter.Dialect(tc.dialect)},
 			}})
 			if _, err := l.Report(limiter.Report{Agent: "x", Service: "s", Status: tc.status, Header: tc.header}); err != nil {
 				t.Fatal(err)
@@ -380,6 +380,48 @@ func TestHeadersBookkeepingIsBounded(t *testing.T) {
 			if _, ok := granted(t, p); !ok {
 				t.Error("the service no longer grants")
 			}
+		})
+	}
+}
+
+// Headers are parsed before the limiter's lock is taken: a report's parse,
+// most of its cost, does not hold up everyone else's decisions. Checked for
+// a report naming its service and for one naming only its lease; the
+// observation still applies (the budget it sets binds).
+func TestReportParsesHeadersOutsideLock(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		service string
+	}{{"report names the service", "api"}, {"report names only the lease", ""}} {
+		t.Run(tt.name, func(t *testing.T) {
+			l, _ := newLim(t, limiter.Config{Services: []limiter.ServiceConfig{{
+				Name: "api", Dialect: limiter.DialectOpenAI, Limits: []limiter.Policy{pol(100, limiter.Requests, time.Minute)},
+			}}})
+			calls, heldDuring := 0, 0
+			l.SetParser(func(d limiter.Dialect, h map[string]string, now time.Time) limiter.Observation {
+				calls++
+				if l.LockHeld() {
+					heldDuring++
+				}
+				if d != limiter.DialectOpenAI {
+					t.Errorf("parsed for dialect %q, want openai", d)
+				}
+				return limiter.ParseHeaders(d, h, now)
+			})
+			ls, ok := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "api"}))
+			if !ok {
+				t.Fatal("not granted")
+			}
+			if _, err := l.Report(limiter.Report{Lease: ls.ID, Service: tt.service, Status: 200, Header: map[string]string{
+				"x-ratelimit-limit-requests": "100", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "30s",
+			}}); err != nil {
+				t.Fatalf("Report: %v", err)
+			}
+			if calls != 1 || heldDuring != 0 {
+				t.Fatalf("parsed %d times, %d of them under the lock; want once, outside it", calls, heldDuring)
+			}
+			_, err := l.Acquire(t.Context(), limiter.Request{Agent: "a", Service: "api"})
+			refused(t, err, limiter.ReasonCooldown)
 		})
 	}
 }

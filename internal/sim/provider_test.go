@@ -330,7 +330,7 @@ func TestProviderHeadersParse(t *testing.T) {
 			if a.status != 200 {
 				t.Fatalf("status %d", a.status)
 			}
-			obs := limiter.ParseHeaders(tt.dialect, Headers(a.header), t0.Add(at))
+			obs := limiter.ParseHeaders(limiter.Dialect(tt.dialect), Headers(a.header), t0.Add(at))
 			if len(obs.Limits) != len(tt.want) {
 				t.Fatalf("parsed %d limits from %v, want %d", len(obs.Limits), a.header, len(tt.want))
 			}
@@ -356,7 +356,7 @@ func TestProviderRefusalHeadersParse(t *testing.T) {
 			if a.status != http.StatusTooManyRequests {
 				t.Fatalf("status %d, want 429", a.status)
 			}
-			obs := limiter.ParseHeaders(dialect, Headers(a.header), t0.Add(700*time.Millisecond))
+			obs := limiter.ParseHeaders(limiter.Dialect(dialect), Headers(a.header), t0.Add(700*time.Millisecond))
 			if !obs.HasRetryAfter || obs.RetryAfter != 1300*time.Millisecond {
 				t.Errorf("retry after %v (given: %v), want 1.3s from retry-after-ms", obs.RetryAfter, obs.HasRetryAfter)
 			}

@@ -1,0 +1,220 @@
+package limiter
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
+
+// Rule 6, leases: a grant holds its reserved cost and a concurrency slot
+// until it is reported (usage refunds or charges the difference) or expires.
+
+type lease struct {
+	id        string
+	svc       *service
+	g         *grant
+	grantedAt time.Time
+	expiresAt time.Time
+	timer     Timer
+}
+
+// Report ends a lease (when r.Lease is set), corrects its cost from r.Usage,
+// and applies what the provider's status and headers say: budgets, learned
+// limits, and a cooldown after 429, after 503 with a retry time, or after a
+// 403 that says the budget is spent. A report without a lease is an
+// observation of a call made without asking; its usage (one request by
+// default) is charged. A lease that is unknown (expired or made up) still
+// has its headers applied when r.Service names a configured service, then
+// the report fails with CodeUnknownLease.
+func (l *Limiter) Report(r Report) (ReportResult, error) {
+	p := l.parseReport(r)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ReportResult{}, &Error{Code: CodeShuttingDown, Message: "the limiter is shut down"}
+	}
+	now := l.clock.Now()
+	var usage Cost
+	if r.Usage != nil {
+		var err error
+		if usage, err = checkCost("usage", r.Usage); err != nil {
+			return ReportResult{}, err
+		}
+	}
+	var (
+		ls *lease
+		s  *service
+		a  *agent
+	)
+	if r.Lease != "" {
+		ls = l.leases[r.Lease]
+		if ls == nil {
+			msg := fmt.Sprintf("lease %q is not held: it was reported already, expired, or never granted", r.Lease)
+			if sv := l.services[r.Service]; sv != nil && ValidName(r.Agent) == nil {
+				a, _ := l.agentFor(r.Agent, now)
+				l.observe(sv, a, nil, r, p, now)
+				l.dispatchAll()
+				l.notify()
+			}
+			return ReportResult{}, &Error{Code: CodeUnknownLease, Message: msg}
+		}
+		s, a = ls.svc, ls.g.agent
+		a.lastSeen = now
+	} else {
+		if r.Agent == "" || r.Service == "" {
+			return ReportResult{}, badRequest("a report without a lease needs both agent and service")
+		}
+		var err error
+		if s, err = l.lookupService(r.Service); err != nil {
+			return ReportResult{}, err
+		}
+		if a, err = l.agentFor(r.Agent, now); err != nil {
+			return ReportResult{}, err
+		}
+	}
+
+	if ls == nil {
+		// Charged first: the provider's headers already count this call.
+		c := usage
+		if c == nil {
+			c = Cost{}
+		}
+		if _, ok := c[Requests]; !ok {
+			c[Requests] = 1
+		}
+		l.charge(s, a, c, now)
+	}
+	res := l.observe(s, a, ls, r, p, now)
+	if ls != nil {
+		if usage != nil {
+			l.correct(s, ls.g, usage, now)
+		}
+		l.endLease(ls)
+	}
+	l.dispatchAll()
+	l.notify()
+	return res, nil
+}
+
+// correct sets g's cost to usage, unit by unit, refunding or charging every
+// ledger and budget that counted it.
+func (l *Limiter) correct(s *service, g *grant, usage Cost, now time.Time) {
+	for u, n := range usage {
+		delta := n - g.cost[u]
+		if delta == 0 {
+			continue
+		}
+		g.cost[u] = n
+		for _, d := range s.ledgers() {
+			if d.policy.Unit == u {
+				d.adjust(now, g, delta)
+			}
+		}
+		for _, d := range g.agent.caps {
+			if d.policy.Unit == u {
+				d.adjust(now, g, delta)
+			}
+		}
+		for _, b := range s.budgets {
+			if b.unit == u && g.seq > b.since {
+				b.spent += delta
+			}
+		}
+	}
+}
+
+// charge records usage that happened without a lease.
+func (l *Limiter) charge(s *service, a *agent, c Cost, now time.Time) {
+	l.seq++
+	g := &grant{seq: l.seq, at: now, cost: c, agent: a}
+	s.record(now, g, false)
+	for _, d := range a.caps {
+		d.add(now, g, false)
+	}
+}
+
+func (l *Limiter) endLease(ls *lease) {
+	delete(l.leases, ls.id)
+	if ls.timer != nil {
+		ls.timer.Stop()
+	}
+	ls.g.open = false
+	ls.svc.inFlight--
+	ls.g.agent.inFlight--
+}
+
+// revoke takes back a grant whose requester went away before hearing of it:
+// it refunds everything and undoes the counters, as if never granted.
+func (l *Limiter) revoke(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ls := l.leases[id]
+	if ls == nil {
+		return
+	}
+	now := l.clock.Now()
+	zero := Cost{}
+	for u := range ls.g.cost {
+		zero[u] = 0
+	}
+	l.correct(ls.svc, ls.g, zero, now)
+	l.endLease(ls)
+	ls.svc.granted--
+	ls.g.agent.granted--
+	l.dispatchAll()
+	l.notify()
+}
+
+func (l *Limiter) expire(ls *lease) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.leases[ls.id] != ls {
+		return
+	}
+	l.endLease(ls)
+	l.dispatch(ls.svc)
+	l.notify()
+}
+
+func (l *Limiter) newLeaseID() string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], l.rng.Uint64())
+	return fmt.Sprintf("l_%x", b)
+}
+
+// parsed is a report's headers read before the lock was taken, and the
+// dialect they were read for.
+type parsed struct {
+	obs     Observation
+	dialect Dialect
+	done    bool
+}
+
+// parseReport reads r's headers without holding the limiter's lock: header
+// parsing is most of a report's cost (microseconds and a dozen
+// allocations), and everyone else's decisions would wait for it. The
+// dialect comes from a copy of the configuration's dialects that apply
+// publishes; a report that names no service but a lease looks up the
+// lease's service under the lock, briefly.
+func (l *Limiter) parseReport(r Report) parsed {
+	if len(r.Header) == 0 {
+		return parsed{}
+	}
+	name := r.Service
+	if name == "" && r.Lease != "" {
+		l.mu.Lock()
+		if ls := l.leases[r.Lease]; ls != nil {
+			name = ls.svc.name
+		}
+		l.mu.Unlock()
+	}
+	dialects := l.dialects.Load()
+	if dialects == nil {
+		return parsed{}
+	}
+	d, ok := (*dialects)[name]
+	if !ok {
+		return parsed{}
+	}
+	return parsed{obs: l.parse(d, r.Header, l.clock.Now()), dialect: d, done: true}
+}
