@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/quotabar/quotabar/alerts"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -31,6 +33,7 @@ type Config struct {
 	ChromePath string        // "" finds Chrome or Chromium on the system
 
 	Proxy    ProxyConfig
+	Alerts   alerts.Config   // [alerts]: notifications and hooks
 	Services []ServiceConfig // in file order
 	Agents   []AgentConfig   // in file order
 }
@@ -176,6 +179,7 @@ type rawConfig struct {
 	ShowTitle  *bool                 `toml:"show_title"`
 	ChromePath string                `toml:"chrome_path"`
 	Proxy      rawProxy              `toml:"proxy"`
+	Alerts     rawAlerts             `toml:"alerts"`
 	Services   map[string]rawService `toml:"services"`
 	Agents     map[string]rawAgent   `toml:"agents"`
 }
@@ -184,6 +188,13 @@ type rawProxy struct {
 	Enabled *bool  `toml:"enabled"`
 	Listen  string `toml:"listen"`
 	MaxWait string `toml:"max_wait"`
+}
+
+type rawAlerts struct {
+	Notify      *bool             `toml:"notify"`
+	Thresholds  []int             `toml:"thresholds"`
+	HookTimeout string            `toml:"hook_timeout"`
+	Hooks       map[string]string `toml:"hooks"`
 }
 
 type rawService struct {
@@ -212,8 +223,9 @@ type rawAgent struct {
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "alerts", "services", "agents"},
 	"proxy":    {"enabled", "listen", "max_wait"},
+	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
 	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback"},
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
@@ -255,6 +267,7 @@ func Parse(path string, data []byte) (*Config, error) {
 			MaxWait: p.duration("proxy.max_wait", raw.Proxy.MaxWait),
 		},
 	}
+	cfg.Alerts = p.alerts(raw.Alerts)
 	if cfg.QueueLimit < 0 {
 		p.errorf("queue_limit", "must be 0 (the default) or more, not %d", cfg.QueueLimit)
 	}
@@ -366,6 +379,8 @@ func (p *configParser) unknownKey(k toml.Key) {
 	switch {
 	case len(k) == 2 && k[0] == "proxy":
 		kind = "proxy"
+	case len(k) == 2 && k[0] == "alerts":
+		kind = "alerts"
 	case len(k) == 3 && k[0] == "services":
 		kind = "service"
 	case len(k) == 4 && k[0] == "services" && k[2] == "fallback":
@@ -394,6 +409,35 @@ func (p *configParser) tableNames(md toml.MetaData, section string) []string {
 		names = append(names, k[1])
 	}
 	return names
+}
+
+// alerts checks [alerts]: notifications are on unless notify = false.
+func (p *configParser) alerts(raw rawAlerts) alerts.Config {
+	cfg := alerts.Config{
+		Notify:      raw.Notify == nil || *raw.Notify,
+		Thresholds:  raw.Thresholds,
+		HookTimeout: p.duration("alerts.hook_timeout", raw.HookTimeout),
+	}
+	for _, t := range raw.Thresholds {
+		if t < 1 || t > 99 {
+			p.errorf("alerts.thresholds", "%d: give percentages used from 1 to 99, e.g. [80, 95] (100%% is quota_exhausted)", t)
+		}
+	}
+	for _, kind := range slices.Sorted(maps.Keys(raw.Hooks)) {
+		key := keyPath("alerts", "hooks", kind)
+		switch {
+		case !slices.Contains(alerts.Kinds, alerts.Kind(kind)):
+			p.errorf(key, "unknown event %q; the events are %v", kind, alerts.Kinds)
+		case strings.TrimSpace(raw.Hooks[kind]) == "":
+			p.errorf(key, "the command is empty; remove the line to run no hook")
+		default:
+			if cfg.Hooks == nil {
+				cfg.Hooks = map[alerts.Kind]string{}
+			}
+			cfg.Hooks[alerts.Kind(kind)] = raw.Hooks[kind]
+		}
+	}
+	return cfg
 }
 
 func (p *configParser) duration(key, s string) time.Duration {
