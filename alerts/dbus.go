@@ -2,7 +2,10 @@ package alerts
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/godbus/dbus/v5"
@@ -31,18 +34,34 @@ func (n *DBusNotifier) connect(ctx context.Context) (*dbus.Conn, error) {
 	if n.conn != nil && n.conn.Connected() {
 		return n.conn, nil
 	}
-	var conn *dbus.Conn
-	var err error
-	if n.Address == "" {
-		conn, err = dbus.ConnectSessionBus(dbus.WithContext(ctx))
-	} else {
-		conn, err = dbus.Connect(n.Address, dbus.WithContext(ctx))
+	addr, err := n.address()
+	if err != nil {
+		return nil, err
 	}
+	conn, err := dbus.Connect(addr, dbus.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the D-Bus session bus for notifications: %w", err)
 	}
 	n.conn = conn
 	return conn, nil
+}
+
+// address is the bus to dial. godbus's ConnectSessionBus would autolaunch a
+// bus (dbus-launch) where there is none, a process nobody stops: a daemon
+// without a session bus (a server, CI) gets an error instead.
+func (n *DBusNotifier) address() (string, error) {
+	if n.Address != "" {
+		return n.Address, nil
+	}
+	if a := os.Getenv("DBUS_SESSION_BUS_ADDRESS"); a != "" {
+		return a, nil
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		if fi, err := os.Stat(filepath.Join(d, "bus")); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return "unix:path=" + filepath.Join(d, "bus"), nil
+		}
+	}
+	return "", errors.New("no D-Bus session bus for notifications: DBUS_SESSION_BUS_ADDRESS is not set and there is no $XDG_RUNTIME_DIR/bus")
 }
 
 // Notify sends one notification; urgent ones ask the server to keep them
