@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chromedp/cdproto"
@@ -36,21 +36,28 @@ const (
 	commitWait  = 15 * time.Second // for a slow site to answer the first byte
 )
 
-// chromeBrowser is one Chrome process running on a service's profile,
-// started by this Manager or by an earlier run of the program.
+// chromeBrowser is one Chrome process that this Manager started on a
+// service's profile with --remote-debugging-pipe. It has no DevTools port:
+// the Manager owns the pipe (mux) and agents reach it only through the relay
+// with a secret. Chrome exits when the pipe closes, so it cannot outlive the
+// daemon, not even a kill -9 of it.
 type chromeBrowser struct {
 	log    *slog.Logger
 	dir    string
-	wsURL  string // ws://127.0.0.1:PORT/devtools/browser/ID
-	port   string
-	pid    int // 0 when unknown (a reused browser without SingletonLock)
+	pid    int
+	exited chan struct{} // closed when the browser process exited
+	mux    *cdpMux
+	relay  *cdpRelay
 	b      *chromedp.Browser
-	cancel context.CancelFunc // ends our connection, never the browser
-	gone   chan struct{}      // closed when the connection drops
+	cancel context.CancelFunc // ends our connection and the relay
+	gone   chan struct{}      // closed when the browser's pipe closed
+	// closing is set once the Manager closes the browser itself, so that
+	// its exit is not reported as the browser's own.
+	closing atomic.Bool
 
 	mu    sync.Mutex
 	tabs  map[string]struct{} // open page targets
-	blank []target.ID         // the start page of a browser we started
+	blank []target.ID         // the start page
 	// blankDone is closed once the start page is closed (or there was none).
 	blankDone chan struct{}
 }
@@ -87,8 +94,8 @@ func findChrome(configured string) (string, error) {
 		strings.Join(looked, "; "), chromeInstallHint)}
 }
 
-// openChrome opens t.URL in a new tab of the service's browser, starting or
-// reusing the browser first. The caller holds s.op.
+// openChrome opens t.URL in a new tab of the service's browser, starting it
+// first if needed. The caller holds s.op.
 func (m *Manager) openChrome(ctx context.Context, s *service, t Target) (Session, error) {
 	s.mu.Lock()
 	cb := s.chrome
@@ -106,177 +113,210 @@ func (m *Manager) openChrome(ctx context.Context, s *service, t Target) (Session
 		s.mu.Lock()
 		s.chrome = cb
 		s.mu.Unlock()
+		go m.watchChrome(s, cb)
 	}
 	id, err := cb.newTab(ctx, t.URL)
 	if err != nil {
 		return Session{}, fmt.Errorf("opening a chrome tab for %s: %w", s.name, err)
 	}
-	return Session{Browser: Chrome, URL: t.URL, CDPURL: cb.pageURL(id), TargetID: id}, nil
+	secret := cb.relay.grantFor(id)
+	return Session{Browser: Chrome, URL: t.URL, CDPURL: cb.relay.browserURL(secret), TargetID: id}, nil
 }
 
-// startChrome connects to the browser that runs on the service's profile, or
-// starts one.
+// startChrome starts Chrome on the service's profile with the DevTools pipe
+// and the relay in front of it.
 func (m *Manager) startChrome(ctx context.Context, svc string, headless bool) (*chromeBrowser, error) {
 	dir, err := m.dir("chrome", svc)
 	if err != nil {
 		return nil, err
 	}
 	log := m.log.With("service", svc, "browser", Chrome)
-	if wsURL, ok := probeActivePort(ctx, dir); ok {
-		allocCtx, allocCancel := remote.NewAllocator(context.Background(), wsURL, remote.NoModifyURL)
-		cb, err := connectChrome(ctx, allocCtx, allocCancel, false)
-		if err == nil {
-			cb.log, cb.dir, cb.wsURL, cb.pid = log, dir, wsURL, singletonPID(dir)
-			cb.port = portOf(wsURL)
-			log.Info("reusing running browser", "pid", cb.pid, "port", cb.port)
-			return cb, nil
-		}
-		// It answered the probe and then failed; starting a second browser
-		// on the profile would only hand the request to it, so say so.
-		return nil, fmt.Errorf("connecting to the browser already running on %s: %w", dir, err)
-	}
+	closeLegacyBrowser(ctx, log, dir)
 
 	path, err := findChrome(m.chromePath())
 	if err != nil {
 		return nil, err
 	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path),
-		chromedp.UserDataDir(dir),
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("remote-debugging-port", "0"),
-		chromedp.Flag("remote-debugging-address", "127.0.0.1"),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.WSURLReadTimeout(startupWait),
-		// A websocket, not a pipe, so that agents can attach; KeepOpen so
-		// that the browser outlives our connection and runs in a session
-		// (and process group) of its own.
-		remote.WebSocket,
-		chromedp.KeepOpen,
+	if !headless && needsDisplay() {
+		return nil, &UnavailableError{Browser: Chrome, Msg: "no display for a visible Chrome window (neither DISPLAY nor WAYLAND_DISPLAY is set); run on a desktop session or set the fallback to headless"}
+	}
+	args := []string{
+		"--remote-debugging-pipe",
+		"--user-data-dir=" + dir,
+		"--no-first-run",
+		"--no-default-browser-check",
+		"--disable-background-networking",
+		"--disable-component-update",
+		"--disable-sync",
+		"--disable-quic",
 	}
 	if headless {
-		opts = append(opts, chromedp.Flag("headless", true), chromedp.Flag("disable-gpu", true))
-	} else {
-		opts = append(opts, chromedp.VisibleWindow)
+		args = append(args, "--headless", "--disable-gpu")
 	}
 	if m.opts.NoSandbox || os.Getuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
+		args = append(args, "--no-sandbox")
 	}
-	allocCtx, allocCancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	args = append(args, "about:blank")
 	start := time.Now()
-	cb, err := connectChrome(ctx, allocCtx, allocCancel, true)
-	if errors.Is(err, chromedp.ErrNoDisplay) {
-		return nil, &UnavailableError{Browser: Chrome, Msg: "no display for a visible Chrome window; run on a desktop session or set the fallback to headless", Err: err}
-	}
+	cb, err := launchChrome(ctx, log, path, args)
 	if err != nil {
+		return nil, err
+	}
+	cb.dir = dir
+	if err := cb.connect(ctx); err != nil {
+		cb.kill()
 		return nil, fmt.Errorf("starting %s: %w", path, err)
 	}
-	cb.log, cb.dir = log, dir
-	cb.port = portOf(cb.wsURL)
-	log.Info("started browser", "path", path, "pid", cb.pid, "port", cb.port, "headless", headless, "took", time.Since(start).Round(time.Millisecond))
+	log.Info("started browser", "path", path, "pid", cb.pid, "relay_port", cb.relay.port, "headless", headless, "took", time.Since(start).Round(time.Millisecond))
 	return cb, nil
 }
 
-// connectChrome makes the chromedp context of allocCtx connect to its
-// browser (starting it for an exec allocator), and starts following the
-// browser's tabs. The first Run binds the browser connection to the context
-// it is given, so it gets the long-lived context and ctx only bounds the wait.
-func connectChrome(ctx context.Context, allocCtx context.Context, allocCancel context.CancelFunc, started bool) (*chromeBrowser, error) {
-	bctx, bcancel := chromedp.NewContext(allocCtx)
-	cancel := func() { bcancel(); allocCancel() }
-	errc := make(chan error, 1)
-	go func() {
-		_, err := chromedp.Targets(bctx)
-		errc <- err
-	}()
-	var err error
-	select {
-	case err = <-errc:
-	case <-ctx.Done():
-		cancel()
-		if <-errc == nil && started {
-			// It started just as we gave up: do not leave it behind.
-			if p := chromedp.FromContext(bctx).Browser.Process(); p != nil {
-				killGroup(p.Pid)
-			}
-		}
-		return nil, ctx.Err()
-	}
+// launchChrome starts the process with the pipe on its descriptors 3 and 4
+// and waits for its first answer on it.
+func launchChrome(ctx context.Context, log *slog.Logger, path string, args []string) (*chromeBrowser, error) {
+	childR, parentW, err := os.Pipe()
 	if err != nil {
-		cancel()
-		return nil, err
+		return nil, fmt.Errorf("creating the DevTools pipe: %w", err)
 	}
-	b := chromedp.FromContext(bctx).Browser
-	cb := &chromeBrowser{b: b, cancel: cancel, gone: make(chan struct{}), tabs: map[string]struct{}{}, blankDone: make(chan struct{})}
-	if started {
-		cb.wsURL, _ = chromedp.KeptOpen(bctx)
-		if p := b.Process(); p != nil {
-			cb.pid = p.Pid
+	parentR, childW, err := os.Pipe()
+	if err != nil {
+		childR.Close()
+		parentW.Close()
+		return nil, fmt.Errorf("creating the DevTools pipe: %w", err)
+	}
+	out := &tailBuffer{max: 8192}
+	cmd := exec.Command(path, args...)
+	cmd.ExtraFiles = []*os.File{childR, childW}
+	cmd.Stdout, cmd.Stderr = out, out
+	// A group of its own, so that a kill reaches the zygote and renderers.
+	cmd.SysProcAttr = chromeSysProcAttr()
+	err = cmd.Start()
+	childR.Close()
+	childW.Close()
+	if err != nil {
+		parentR.Close()
+		parentW.Close()
+		return nil, fmt.Errorf("starting %s: %w", path, err)
+	}
+	cb := &chromeBrowser{
+		log: log, pid: cmd.Process.Pid, exited: make(chan struct{}),
+		gone: make(chan struct{}), tabs: map[string]struct{}{}, blankDone: make(chan struct{}),
+	}
+	go func() {
+		cmd.Wait()
+		close(cb.exited)
+	}()
+	var popts []chromedp.PipeOption
+	if os.Getenv("QB_CDP_DEBUG") != "" {
+		popts = append(popts, chromedp.WithPipeDebugf(func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }))
+	}
+	cb.mux = newCDPMux(chromedp.NewPipeConn(parentR, parentW, popts...), log)
+	wctx, cancel := context.WithTimeout(ctx, startupWait)
+	defer cancel()
+	if err := cb.mux.call(wctx, "", browser.CommandGetVersion, nil, nil); err != nil {
+		killGroup(cb.pid)
+		<-cb.exited
+		if errors.Is(err, errMuxClosed) {
+			return nil, fmt.Errorf("chrome %s exited at start: %s", path, out.String())
 		}
+		return nil, fmt.Errorf("chrome %s did not answer on its DevTools pipe: %w: %s", path, err, out.String())
 	}
+	return cb, nil
+}
+
+// connect starts the relay and the Manager's own chromedp connection (a
+// session of the mux), and follows the browser's tabs.
+func (cb *chromeBrowser) connect(ctx context.Context) error {
+	relay, err := newCDPRelay(cb.mux, cb.log)
+	if err != nil {
+		return fmt.Errorf("listening for agents: %w", err)
+	}
+	cb.relay = relay
+	bctx, bcancel := context.WithCancel(context.Background())
+	cb.cancel = func() { bcancel(); relay.close() }
+	go func() {
+		<-cb.mux.done
+		close(cb.gone)
+		cb.cancel()
+	}()
+	c, err := cb.mux.attach(ctx, "")
+	if err != nil {
+		cb.cancel()
+		return fmt.Errorf("attaching to the browser: %w", err)
+	}
+	b, err := chromedp.NewBrowserTransport(bctx, muxTransport{c})
+	if err != nil {
+		c.close()
+		cb.cancel()
+		return err
+	}
+	cb.b = b
 	// Subscribe before discovery so that no closed tab is missed.
 	destroyed := cdp.Events(bctx, b, target.TargetDestroyed)
 	go func() {
 		for ev, err := range destroyed {
 			if err != nil {
-				break
+				return
 			}
 			cb.mu.Lock()
 			delete(cb.tabs, string(ev.TargetID))
 			cb.mu.Unlock()
+			// An agent that closed its tab loses its way in with it.
+			relay.revokeTarget(string(ev.TargetID))
 		}
-		<-bctx.Done()
-		close(cb.gone)
 	}()
-	fail := func(err error) (*chromeBrowser, error) {
-		cancel()
-		if started {
-			killGroup(cb.pid)
-		}
-		return nil, err
-	}
-	// A browser we started opens its start page on its own; wait for it,
-	// so that the first Open can close it. Chrome announces existing and new
-	// targets once discovery is on.
+	// The start page; wait for it so that the first Open can close it.
+	// Chrome announces existing and new targets once discovery is on.
 	firstCtx, firstCancel := context.WithTimeout(ctx, 10*time.Second)
 	defer firstCancel()
 	created := cdp.Events(firstCtx, b, target.TargetCreated)
 	if _, err := cdp.Call(ctx, b, target.SetDiscoverTargets, target.SetDiscoverTargetsParams{Discover: true}); err != nil {
-		return fail(fmt.Errorf("following the browser's tabs: %w", err))
+		cb.cancel()
+		return fmt.Errorf("following the browser's tabs: %w", err)
 	}
-	if started {
-		for ev, err := range created {
-			if err != nil {
-				break // no start page: nothing to close
-			}
-			if ev.TargetInfo.Type == "page" {
-				cb.blank = append(cb.blank, ev.TargetInfo.TargetID)
-				break
-			}
+	for ev, err := range created {
+		if err != nil {
+			break // no start page: nothing to close
 		}
-		if len(cb.blank) == 0 {
-			close(cb.blankDone)
-		}
-		return cb, nil
-	}
-	firstCancel()
-	close(cb.blankDone)
-	res, err := cdp.Call(ctx, b, target.GetTargets, target.GetTargetsParams{})
-	if err != nil {
-		return fail(fmt.Errorf("listing the browser's tabs: %w", err))
-	}
-	cb.mu.Lock()
-	for _, ti := range res.TargetInfos {
-		if ti.Type == "page" {
-			cb.tabs[string(ti.TargetID)] = struct{}{}
+		if ev.TargetInfo.Type == "page" {
+			cb.blank = append(cb.blank, ev.TargetInfo.TargetID)
+			break
 		}
 	}
-	cb.mu.Unlock()
-	return cb, nil
+	if len(cb.blank) == 0 {
+		close(cb.blankDone)
+	}
+	return nil
+}
+
+// kill ends a browser that failed to start.
+func (cb *chromeBrowser) kill() {
+	if cb.cancel != nil {
+		cb.cancel()
+	}
+	killGroup(cb.pid)
+	<-cb.exited
+}
+
+// closeLegacyBrowser closes, with Browser.close so that it writes its
+// cookies, a browser that an earlier version of quotabar left running on
+// the profile with an open DevTools port: that port is the door this
+// version closes, and a second Chrome on the profile would only hand its
+// work to the running one.
+func closeLegacyBrowser(ctx context.Context, log *slog.Logger, dir string) {
+	wsURL, ok := probeActivePort(ctx, dir)
+	if !ok {
+		return
+	}
+	pid := singletonPID(dir)
+	log.Warn("closing a browser with an open DevTools port left on the profile by an earlier version", "pid", pid)
+	if err := sendBrowserClose(ctx, wsURL); err != nil {
+		log.Warn("Browser.close of the old browser failed", "err", err)
+	}
+	if pid > 0 && !waitUntil(ctx, closeGrace, func() bool { return !alive(pid) }) {
+		killGroup(pid)
+	}
+	os.Remove(filepath.Join(dir, "DevToolsActivePort"))
 }
 
 func (cb *chromeBrowser) isGone() bool {
@@ -286,10 +326,6 @@ func (cb *chromeBrowser) isGone() bool {
 	default:
 		return false
 	}
-}
-
-func (cb *chromeBrowser) pageURL(id string) string {
-	return "ws://127.0.0.1:" + cb.port + "/devtools/page/" + id
 }
 
 func (cb *chromeBrowser) tabCount() int {
@@ -356,6 +392,7 @@ func (cb *chromeBrowser) newTab(ctx context.Context, u string) (string, error) {
 }
 
 func (cb *chromeBrowser) closeTab(ctx context.Context, id string) error {
+	cb.relay.revokeTarget(id)
 	err := cb.closeTarget(ctx, target.ID(id))
 	cb.mu.Lock()
 	delete(cb.tabs, id)
@@ -386,20 +423,21 @@ func (cb *chromeBrowser) closeTarget(ctx context.Context, id target.ID) error {
 // cookies and profile, and waits for its processes to exit. Only a browser
 // that ignores Browser.close for closeGrace is killed.
 func (cb *chromeBrowser) close(ctx context.Context) error {
+	cb.closing.Store(true)
 	defer cb.cancel()
 	if !cb.running() {
 		return nil
 	}
 	start := time.Now()
-	if err := sendBrowserClose(ctx, cb.wsURL); err != nil {
-		cb.log.Warn("Browser.close failed", "err", err)
+	// The answer may not come: the browser can exit first.
+	cctx, cancel := context.WithTimeout(ctx, probeWait)
+	if err := cb.mux.call(cctx, "", browser.CommandClose, nil, nil); err != nil && !errors.Is(err, errMuxClosed) {
+		cb.log.Debug("Browser.close", "err", err)
 	}
+	cancel()
 	if waitUntil(ctx, closeGrace, func() bool { return !cb.running() }) {
 		cb.log.Info("browser closed", "pid", cb.pid, "took", time.Since(start).Round(time.Millisecond))
 		return nil
-	}
-	if cb.pid == 0 {
-		return fmt.Errorf("browser on %s did not exit after Browser.close and its process is unknown", cb.dir)
 	}
 	cb.log.Warn("browser did not exit after Browser.close; killing it", "pid", cb.pid)
 	killGroup(cb.pid)
@@ -410,16 +448,15 @@ func (cb *chromeBrowser) close(ctx context.Context) error {
 	return fmt.Errorf("browser process %d did not exit after SIGKILL", cb.pid)
 }
 
-// running reports whether the browser's processes still exist; for a browser
-// of unknown process, whether its DevTools port still answers.
+// running reports whether the browser's processes still exist.
 func (cb *chromeBrowser) running() bool {
-	if cb.pid > 0 {
-		return groupAlive(cb.pid)
+	select {
+	case <-cb.exited:
+		// The browser is gone; its helpers may still be on their way out.
+		return alive(-cb.pid)
+	default:
+		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), probeWait)
-	defer cancel()
-	_, err := jsonVersion(ctx, cb.port)
-	return err == nil
 }
 
 // sendBrowserClose sends Browser.close on a connection of its own: chromedp
@@ -525,12 +562,4 @@ func singletonPID(dir string) int {
 		return 0
 	}
 	return pid
-}
-
-func portOf(wsURL string) string {
-	u, err := url.Parse(wsURL)
-	if err != nil {
-		return ""
-	}
-	return u.Port()
 }

@@ -26,3 +26,6 @@ func chromeCandidates() (names, paths []string) {
 	}
 	return []string{"chromium", "google-chrome"}, paths
 }
+
+// needsDisplay is false: a Mac always has its window server.
+func needsDisplay() bool { return false }

@@ -25,6 +25,12 @@ import (
 // QB_ATTACH_CDP_URL set, the test binary attaches to that tab, prints its
 // title, navigates to QB_ATTACH_NAVIGATE, prints the new title, and exits.
 func TestMain(m *testing.M) {
+	if p := os.Getenv("QB_PROBE_PORTS"); p != "" {
+		os.Exit(probeMain(p, os.Getenv("QB_PROBE_SESSION")))
+	}
+	if d := os.Getenv("QB_OWNER_DIR"); d != "" {
+		os.Exit(ownerMain(d, os.Getenv("QB_OWNER_BROWSER"), os.Getenv("QB_OWNER_URL")))
+	}
 	if u := os.Getenv("QB_ATTACH_CDP_URL"); u != "" {
 		os.Exit(attachMain(u, os.Getenv("QB_ATTACH_TARGET"), os.Getenv("QB_ATTACH_NAVIGATE")))
 	}

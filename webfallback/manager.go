@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Browser kinds of a Target.
@@ -46,7 +47,15 @@ type Options struct {
 	// NoSandbox starts Chrome with --no-sandbox. Chrome refuses to run as
 	// root without it, so it is implied when the program runs as root.
 	NoSandbox bool
-	Logger    *slog.Logger
+	// IdleTimeout closes what no agent uses: a tab whose cdp_url no agent
+	// was connected to for this long, a Chrome with no such tab left, a
+	// WebKit session no WebDriver command reached. 0 is DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// OnClosed, if set, is called after a browser closed without being asked
+	// to (reason ClosedIdle or ClosedExited), for example to tell clients
+	// that open_sessions changed. It must not block.
+	OnClosed func(service, reason string)
+	Logger   *slog.Logger
 }
 
 // UnavailableError means the browser cannot run on this machine; the message
@@ -228,7 +237,7 @@ func (m *Manager) Close(ctx context.Context, service, id string) error {
 	s.mu.Lock()
 	cb, ws := s.chrome, s.webkit
 	s.mu.Unlock()
-	if ws != nil && ws.id == id {
+	if ws != nil && ws.publicID() == id {
 		err := m.closeWebKit(ctx, s, ws)
 		return err
 	}

@@ -21,3 +21,7 @@ func killGroup(pid int) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	_ = syscall.Kill(pid, syscall.SIGKILL)
 }
+
+// chromeSysProcAttr puts Chrome in a process group of its own, so that
+// killGroup reaches its helpers (zygote, renderers, GPU).
+func chromeSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -36,6 +37,19 @@ type webkitSession struct {
 	cookieFile string
 	saved      []wdCookie         // the cookie file at the start of the session
 	restored   map[cookieKey]bool // the saved cookies the session accepted
+	// relay is the only way agents reach the session; nil until it runs.
+	relay *wdRelay
+	// closing is set once the Manager closes the session itself, so that
+	// its exit is not reported as the browser's own.
+	closing atomic.Bool
+}
+
+// publicID is the session id agents know, "" before the relay runs.
+func (w *webkitSession) publicID() string {
+	if w.relay == nil {
+		return ""
+	}
+	return w.relay.publicID
 }
 
 func (w *webkitSession) alive() bool {
@@ -113,7 +127,7 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 	if w != nil {
 		var cur string
 		if w.alive() && w.call(ctx, http.MethodGet, "/url", nil, &cur) == nil {
-			return Session{}, fmt.Errorf("%w (session %s at %s)", ErrBusy, w.id, w.driverURL)
+			return Session{}, fmt.Errorf("%w (session %s)", ErrBusy, w.publicID())
 		}
 		// The person closed the window or the driver died: start over.
 		m.closeWebKit(ctx, s, w)
@@ -133,13 +147,18 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 	}
 	w.log = m.log.With("service", s.name, "browser", WebKit)
 	w.cookieFile = filepath.Join(dir, "cookies.json")
-	if err := w.newSession(ctx, driver); err != nil {
+	if err := w.newSession(ctx, driver, dir); err != nil {
 		w.stop()
 		return Session{}, err
+	}
+	if w.relay, err = newWDRelay(w.log, s.name, w.driverURL, w.id); err != nil {
+		w.stop()
+		return Session{}, fmt.Errorf("listening for agents: %w", err)
 	}
 	s.mu.Lock()
 	s.webkit = w
 	s.mu.Unlock()
+	go m.watchWebKit(s, w)
 	if err := w.restoreCookies(ctx, t.URL); err != nil {
 		w.log.Warn("restoring cookies", "err", err)
 	}
@@ -147,15 +166,18 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 		m.closeWebKit(ctx, s, w)
 		return Session{}, fmt.Errorf("opening %s in webkit: %w", t.URL, err)
 	}
-	w.log.Info("started webkit session", "session", w.id, "driver", w.driverURL, "took", time.Since(start).Round(time.Millisecond))
-	return Session{Browser: WebKit, URL: t.URL, WebDriverURL: w.driverURL, SessionID: w.id}, nil
+	// The driver's own session id is the key to its port: it is not logged.
+	w.log.Info("started webkit session", "session", w.publicID(), "relay_port", w.relay.port, "took", time.Since(start).Round(time.Millisecond))
+	return Session{Browser: WebKit, URL: t.URL, WebDriverURL: w.relay.url(), SessionID: w.publicID()}, nil
 }
 
 // webkitDriver is a WebDriver server and how to ask it for a session.
 type webkitDriver struct {
 	path string
 	args func(port int) []string
-	caps map[string]any
+	// caps returns the capabilities of the session; dir is the service's
+	// private directory, for a wrapper of the browser.
+	caps func(dir string) (map[string]any, error)
 	// unavailable turns a failed session into the error that says what to
 	// do, when the failure means the machine is not set up (Safari's remote
 	// automation switch), or returns nil.
@@ -180,7 +202,8 @@ func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
 		w.cmd = exec.Command(d.path, d.args(port)...)
 		w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
 		// A group of its own, so that stop reaches the browser it starts.
-		w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		// and so that it dies with us (see driverSysProcAttr).
+		w.cmd.SysProcAttr = driverSysProcAttr()
 		if err := w.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("starting %s: %w", d.path, err)
 		}
@@ -203,11 +226,15 @@ func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
 	return nil, lastErr
 }
 
-func (w *webkitSession) newSession(ctx context.Context, d webkitDriver) error {
+func (w *webkitSession) newSession(ctx context.Context, d webkitDriver, dir string) error {
 	var res struct {
 		SessionID string `json:"sessionId"`
 	}
-	in := map[string]any{"capabilities": map[string]any{"alwaysMatch": d.caps}}
+	caps, err := d.caps(dir)
+	if err != nil {
+		return err
+	}
+	in := map[string]any{"capabilities": map[string]any{"alwaysMatch": caps}}
 	if err := wd(ctx, http.MethodPost, w.driverURL+"/session", in, &res); err != nil {
 		if uerr := d.unavailable(err); uerr != nil {
 			return uerr
@@ -270,6 +297,7 @@ func (w *webkitSession) saveCookies(ctx context.Context) error {
 // closeWebKit saves the session's cookies, ends the session and stops the
 // driver. The caller holds s.op.
 func (m *Manager) closeWebKit(ctx context.Context, s *service, w *webkitSession) error {
+	w.closing.Store(true)
 	var errs []error
 	if w.alive() && w.id != "" {
 		if err := w.saveCookies(ctx); err != nil {
@@ -278,6 +306,9 @@ func (m *Manager) closeWebKit(ctx context.Context, s *service, w *webkitSession)
 		if err := w.call(ctx, http.MethodDelete, "", nil, nil); err != nil {
 			w.log.Debug("ending the webkit session", "err", err)
 		}
+	}
+	if w.relay != nil {
+		w.relay.close()
 	}
 	errs = append(errs, w.stop())
 	s.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // findWebKitDriver finds safaridriver, which drives Safari.
@@ -24,7 +25,7 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 	return webkitDriver{
 		path: path,
 		args: func(port int) []string { return []string{"-p", strconv.Itoa(port)} },
-		caps: map[string]any{"browserName": "safari"},
+		caps: func(string) (map[string]any, error) { return map[string]any{"browserName": "safari"}, nil },
 		unavailable: func(err error) error {
 			// Safari refuses automation until the person allows it once.
 			if wde, ok := errors.AsType[*webdriverError](err); ok && strings.Contains(strings.ToLower(wde.Message), "remote automation") {
@@ -34,3 +35,8 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 		},
 	}, nil
 }
+
+// driverSysProcAttr starts the driver in a group of its own, so that stop
+// reaches the browser it starts. macOS has no parent-death signal; the idle
+// timeout and a clean shutdown end the driver.
+func driverSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }

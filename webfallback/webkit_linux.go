@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // miniBrowserGlobs are where distributions put WebKitGTK's MiniBrowser.
@@ -47,9 +48,44 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 	slices.Sort(found)
 	mb := found[len(found)-1]
 	return webkitDriver{
-		path:        path,
-		args:        func(port int) []string { return []string{"--port=" + strconv.Itoa(port), "--host=127.0.0.1"} },
-		caps:        map[string]any{"webkitgtk:browserOptions": map[string]any{"binary": mb, "args": []string{"--automation"}}},
+		path: path,
+		args: func(port int) []string { return []string{"--port=" + strconv.Itoa(port), "--host=127.0.0.1"} },
+		caps: func(dir string) (map[string]any, error) {
+			bin, err := deathBoundBrowser(dir, mb)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"webkitgtk:browserOptions": map[string]any{"binary": bin, "args": []string{"--automation"}}}, nil
+		},
 		unavailable: func(error) error { return nil },
 	}, nil
 }
+
+// driverSysProcAttr starts the driver in a group of its own (stop signals
+// the group) that dies with us: PR_SET_PDEATHSIG SIGKILL, so that a kill -9
+// of the daemon takes the driver and its port with it.
+func driverSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+}
+
+// deathBoundBrowser returns a program that runs MiniBrowser with
+// PR_SET_PDEATHSIG SIGKILL (util-linux setpriv), so that the browser dies
+// with the driver instead of staying open, signed in, after the daemon and
+// the driver are gone: WebKitWebDriver does not take it down when it is
+// killed. Without setpriv, MiniBrowser itself is returned and only a clean
+// stop ends it.
+func deathBoundBrowser(dir, mb string) (string, error) {
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		return mb, nil
+	}
+	script := "#!/bin/sh\nexec " + shQuote(setpriv) + " --pdeathsig KILL -- " + shQuote(mb) + " \"$@\"\n"
+	path := filepath.Join(dir, "minibrowser")
+	if err := os.WriteFile(path, []byte(script), 0o700); err != nil {
+		return "", fmt.Errorf("writing the browser wrapper: %w", err)
+	}
+	return path, nil
+}
+
+// shQuote quotes s for sh.
+func shQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

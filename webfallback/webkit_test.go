@@ -80,7 +80,7 @@ func TestWebKitSessionAndCookies(t *testing.T) {
 	if err := m.Close(ctx, "svc", "not-the-session"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Close of an unknown session = %v, want ErrNotFound", err)
 	}
-	driverPID := m.lookup("svc").webkit.cmd.Process.Pid
+	driverPID := webkitOf(t, m, "svc").cmd.Process.Pid
 	if err := m.Close(ctx, "svc", s.SessionID); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
@@ -107,7 +107,7 @@ func TestWebKitSessionAndCookies(t *testing.T) {
 	if got := wdDrive(t, s, ""); got != "cookie=kept" {
 		t.Fatalf("the next session's page saw %q, want cookie=kept", got)
 	}
-	driverPID = m.lookup("svc").webkit.cmd.Process.Pid
+	driverPID = webkitOf(t, m, "svc").cmd.Process.Pid
 	if err := m.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
@@ -137,4 +137,22 @@ func TestWebKitUnavailable(t *testing.T) {
 			}
 		})
 	}
+}
+
+// webkitOf returns the open WebKit session of a service, failing the test
+// when there is none.
+func webkitOf(t testing.TB, m *Manager, svc string) *webkitSession {
+	t.Helper()
+	s := m.lookup(svc)
+	if s == nil {
+		t.Fatalf("service %s was never opened", svc)
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.webkit == nil {
+		t.Fatalf("service %s has no webkit session", svc)
+		return nil
+	}
+	return s.webkit
 }

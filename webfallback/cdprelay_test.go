@@ -1,0 +1,95 @@
+package webfallback
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestRelayEndpoints: the HTTP endpoints under the secret point back to the
+// relay, and a raw CDP client on a page endpoint drives that tab.
+func TestRelayEndpoints(t *testing.T) {
+	m, _ := chromeManager(t)
+	site := testSite(t)
+	ctx := openCtx(t)
+	s, err := m.Open(ctx, Target{Service: "svc", Browser: Chrome, URL: site.URL + "/page/raw", Headless: true})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	base := "http" + strings.TrimPrefix(s.CDPURL[:strings.Index(s.CDPURL, "/devtools/")], "ws")
+	wsBase := s.CDPURL[:strings.Index(s.CDPURL, "/devtools/")]
+	getJSON := func(path string, v any) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s", path, resp.Status)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+	}
+	var version map[string]string
+	getJSON("/json/version", &version)
+	if version["webSocketDebuggerUrl"] != s.CDPURL || !strings.Contains(version["Browser"], "Chrom") {
+		t.Fatalf("/json/version = %v, want the cdp_url %s as webSocketDebuggerUrl", version, s.CDPURL)
+	}
+	var list []map[string]string
+	getJSON("/json/list", &list)
+	var page string
+	for _, e := range list {
+		if e["id"] == s.TargetID {
+			page = e["webSocketDebuggerUrl"]
+		}
+	}
+	if page != wsBase+"/devtools/page/"+s.TargetID {
+		t.Fatalf("/json/list = %v, want the tab %s at %s/devtools/page/…", list, s.TargetID, wsBase)
+	}
+	for _, bad := range []string{"/json/nope", "/"} {
+		resp, err := http.Get(base + bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %s, want 404", bad, resp.Status)
+		}
+	}
+
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(wctx, page, nil)
+	if err != nil {
+		t.Fatalf("dialing the page endpoint: %v", err)
+	}
+	defer c.CloseNow()
+	if err := c.Write(wctx, websocket.MessageText, []byte(`{"id":7,"method":"Runtime.evaluate","params":{"expression":"document.title","returnByValue":true}}`)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, b, err := c.Read(wctx)
+		if err != nil {
+			t.Fatalf("reading the answer: %v", err)
+		}
+		var msg struct {
+			ID        int64
+			SessionID string
+			Result    struct{ Result struct{ Value string } }
+		}
+		if json.Unmarshal(b, &msg) != nil || msg.ID != 7 {
+			continue
+		}
+		if msg.SessionID != "" || msg.Result.Result.Value != "raw" {
+			t.Fatalf("Runtime.evaluate answered %s, want the title raw and no session id", b)
+		}
+		break
+	}
+}

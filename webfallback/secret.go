@@ -1,0 +1,56 @@
+package webfallback
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"net"
+	"net/http"
+	"strings"
+)
+
+// newSecret returns 32 random bytes in hex: the path prefix that a relay
+// URL must carry. It is handed out only in the fallback/open answer, which
+// only this user can read over the peer-checked socket.
+func newSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
+}
+
+// splitSecret splits "/SECRET/rest" into SECRET and "/rest" (rest may be "").
+func splitSecret(path string) (secret, rest string) {
+	p := strings.TrimPrefix(path, "/")
+	secret, rest, found := strings.Cut(p, "/")
+	if found {
+		rest = "/" + rest
+	}
+	return secret, rest
+}
+
+// matchSecret reports whether got equals want, in time that does not depend
+// on where they differ.
+func matchSecret(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
+}
+
+// loopbackHost reports whether the Host header names this machine's loopback
+// address, so that a web page of a DNS-rebinding site cannot talk to a relay
+// even if it somehow learned a URL.
+func loopbackHost(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// refuse answers a request without a valid secret: the same short 404 for a
+// wrong, missing or expired secret, so that the answer tells nothing.
+func refuse(w http.ResponseWriter) {
+	http.Error(w, "not found", http.StatusNotFound)
+}
