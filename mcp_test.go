@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -286,7 +287,13 @@ enabled = false
 limits = ["1 requests/1h"]
 fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 `, chrome, site.URL+"/chat"))
-	e.serve(t)
+	d := e.serve(t)
+	// Stop the daemon the way a person does, so that it stops its Chromium
+	// before the test's directory (the browser profile) is removed.
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.wait(t)
+	})
 
 	t.Run("go-sdk client", func(t *testing.T) {
 		cs := e.mcpSession(t, "browser-agent")
