@@ -10,7 +10,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 # Debian packages the tests drive for real: a private D-Bus session bus and an
 # SNI tray host, headless Chromium, WebKitWebDriver, Xvfb, and the screenshot tools.
-TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils)
+TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3)
 
 install_test_deps() {
 	local missing=()
@@ -30,7 +30,6 @@ install_test_deps() {
 		-o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 }
 
-<<<<<<< HEAD
 # npm tools the tests drive (an MCP client nobody here wrote), at pinned
 # versions, installed once into a cache directory and put on PATH.
 NPM_TOOLS=(@modelcontextprotocol/inspector@1.0.3)
@@ -48,7 +47,8 @@ install_npm_tools() {
 		PATH="$dir/node_modules/.bin:$PATH"
 	done
 	export PATH
-=======
+}
+
 # Go tools the checks run, pinned, built from the Go module proxy into a
 # cache directory outside the module (so they do not enter go.mod).
 STATICCHECK_VERSION=v0.7.0
@@ -63,16 +63,12 @@ install_go_tools() {
 			mv "$TOOLS_DIR/staticcheck" "$want")
 	fi
 	STATICCHECK="$want"
->>>>>>> main
 }
 
 cmd_test() {
 	install_test_deps
-<<<<<<< HEAD
 	install_npm_tools
-=======
 	install_go_tools
->>>>>>> main
 	export QUOTABAR_REQUIRE_TOOLS=1
 	echo "== gofmt" >&2
 	bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
