@@ -1,12 +1,10 @@
 package alerts
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -14,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/godbus/dbus/v5"
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc/wire"
@@ -118,85 +114,9 @@ func TestConfigCheck(t *testing.T) {
 	}
 }
 
-// notificationServer is a minimal org.freedesktop.Notifications on a
-// private bus that records every Notify call.
-type notificationServer struct {
-	mu    sync.Mutex
-	calls []notification
-	wake  chan struct{}
-}
-
-type notification struct {
-	app, summary, body string
-	urgency            byte
-}
-
-func (s *notificationServer) Notify(app string, replaces uint32, icon, summary, body string, actions []string, hints map[string]dbus.Variant, timeout int32) (uint32, *dbus.Error) {
-	var urgency byte
-	if v, ok := hints["urgency"]; ok {
-		urgency, _ = v.Value().(byte)
-	}
-	s.mu.Lock()
-	s.calls = append(s.calls, notification{app, summary, body, urgency})
-	n := len(s.calls)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	return uint32(n), nil
-}
-
-func (s *notificationServer) recorded() []notification {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.calls)
-}
-
-// startPrivateBus starts a dbus-daemon of its own and returns its address.
-func startPrivateBus(t *testing.T) string {
-	t.Helper()
-	bin := testenv.LookPath(t, "dbus-daemon")
-	cmd := exec.Command(bin, "--session", "--nofork", "--print-address=1", "--address=unix:dir="+testenv.ShortTempDir(t))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting dbus-daemon: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	addr, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the bus address from dbus-daemon: %v", err)
-	}
-	return strings.TrimSpace(addr)
-}
-
-func startNotificationServer(t *testing.T, addr string) *notificationServer {
-	t.Helper()
-	conn, err := dbus.Connect(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	s := &notificationServer{wake: make(chan struct{}, 1)}
-	if err := conn.Export(s, notifyPath, notifyService); err != nil {
-		t.Fatal(err)
-	}
-	reply, err := conn.RequestName(notifyService, dbus.NameFlagDoNotQueue)
-	if err != nil || reply != dbus.RequestNameReplyPrimaryOwner {
-		t.Fatalf("owning %s: %v (reply %v)", notifyService, err, reply)
-	}
-	return s
-}
-
 func TestDesktopNotificationsOnPrivateBus(t *testing.T) {
-	addr := startPrivateBus(t)
-	server := startNotificationServer(t, addr)
+	addr := testenv.StartSessionBus(t)
+	server := testenv.StartNotificationServer(t, addr)
 	n := &DBusNotifier{Address: addr}
 	defer n.Close()
 	w, err := New(Config{Notify: true}, n, nil)
@@ -210,23 +130,23 @@ func TestDesktopNotificationsOnPrivateBus(t *testing.T) {
 	if !slices.Equal(events, want) {
 		t.Fatalf("events = %v, want %v", events, want)
 	}
-	testenv.WaitEvent(t, 10*time.Second, "six notifications", server.wake, func() bool { return len(server.recorded()) >= len(want) })
+	testenv.WaitEvent(t, 10*time.Second, "six notifications", server.Wake, func() bool { return len(server.Calls()) >= len(want) })
 	w.Close() // waits for the dispatcher: nothing more can arrive after this
-	calls := server.recorded()
+	calls := server.Calls()
 	if len(calls) != len(want) {
 		t.Fatalf("%d notifications, want %d (one per crossing): %+v", len(calls), len(want), calls)
 	}
 	summaries := []string{"quotabar: svc quota running low", "quotabar: svc quota running low", "quotabar: svc quota exhausted",
 		"quotabar: svc quota is back", "quotabar: svc cooling down", "quotabar: svc cooldown over"}
 	for i, c := range calls {
-		if c.app != "quotabar" || c.summary != summaries[i] {
+		if c.App != "quotabar" || c.Summary != summaries[i] {
 			t.Errorf("notification %d = %+v, want summary %q", i, c, summaries[i])
 		}
 	}
-	if !strings.Contains(calls[0].body, "used 85% of its 100 requests per 1m (15 left") || calls[0].urgency != 1 {
+	if !strings.Contains(calls[0].Body, "used 85% of its 100 requests per 1m (15 left") || calls[0].Urgency != 1 {
 		t.Errorf("first notification = %+v", calls[0])
 	}
-	if calls[2].urgency != 2 || calls[4].urgency != 2 {
+	if calls[2].Urgency != 2 || calls[4].Urgency != 2 {
 		t.Errorf("exhausted and cooldown must be urgent: %+v, %+v", calls[2], calls[4])
 	}
 
@@ -237,13 +157,13 @@ func TestDesktopNotificationsOnPrivateBus(t *testing.T) {
 	}
 	feed(w2, []step{{used: 90}, {used: 100}})
 	w2.Close()
-	if got := len(server.recorded()); got != len(want) {
+	if got := len(server.Calls()); got != len(want) {
 		t.Errorf("with notifications off, %d more were sent", got-len(want))
 	}
 }
 
 func TestNotifierWithoutAServerDoesNotStall(t *testing.T) {
-	addr := startPrivateBus(t) // nobody owns org.freedesktop.Notifications
+	addr := testenv.StartSessionBus(t) // nobody owns org.freedesktop.Notifications
 	logs := &testenv.Buffer{}
 	n := &DBusNotifier{Address: addr}
 	defer n.Close()

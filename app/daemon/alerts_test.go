@@ -88,3 +88,43 @@ func TestNotificationsSwitchSurvivesRestart(t *testing.T) {
 		t.Error("the notifications switch was lost across a restart")
 	}
 }
+
+// TestDaemonNotifiesOnThePrivateBus runs a real daemon whose session bus is
+// a private one with a recording notification server: one notification per
+// crossing, none repeated when the status changes again.
+func TestDaemonNotifiesOnThePrivateBus(t *testing.T) {
+	addr := testenv.StartSessionBus(t)
+	server := testenv.StartNotificationServer(t, addr)
+	t.Setenv("DBUS_SESSION_BUS_ADDRESS", addr)
+	td := newTestDaemon(t, "[proxy]\nenabled = false\n\n[alerts]\nthresholds = [50]\n\n[services.a]\nlimits = [\"10 requests/1h\"]\n")
+	d := td.start(t)
+	c := td.client()
+	defer c.CloseIdleConnections()
+	ctx := context.Background()
+	acquire := func(n int64) {
+		t.Helper()
+		if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "x", Service: "a", Cost: wire.Cost{"requests": n}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acquire(6)
+	testenv.WaitEvent(t, 10*time.Second, "the quota_low notification", server.Wake, func() bool { return len(server.Calls()) >= 1 })
+	acquire(4)
+	testenv.WaitEvent(t, 10*time.Second, "the quota_exhausted notification", server.Wake, func() bool { return len(server.Calls()) >= 2 })
+	// More changes of the status, no new crossing.
+	for _, paused := range []bool{true, false} {
+		if err := d.SetServicePaused("a", paused); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Shutdown(ctx); err != nil { // drains what the watcher queued
+		t.Fatal(err)
+	}
+	calls := server.Calls()
+	if len(calls) != 2 || calls[0].Summary != "quotabar: a quota running low" || calls[1].Summary != "quotabar: a quota exhausted" {
+		t.Fatalf("notifications = %+v, want quota running low then exhausted, once each", calls)
+	}
+	if !strings.Contains(calls[0].Body, "a has used 60% of its 10 requests per 1h (4 left") {
+		t.Errorf("body = %q", calls[0].Body)
+	}
+}
