@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,12 @@ limits = ["100 requests/1m"]
 // and exit status.
 func (e *env) statusline(t *testing.T, stdin string, args ...string) (string, int, time.Duration) {
 	t.Helper()
+	// Against a live daemon the tests allow 1s: under -race on a loaded
+	// machine the default 30ms could pass before the answer; the default's
+	// speed is BenchmarkStatusline's to show.
+	if !slices.Contains(args, "--timeout") {
+		args = append(args, "--timeout", "1s")
+	}
 	cmd := exec.Command(binary, append([]string{"statusline"}, args...)...)
 	cmd.Env = e.environ()
 	cmd.Stdin = strings.NewReader(stdin)
