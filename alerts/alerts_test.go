@@ -279,3 +279,29 @@ func TestRunWatchesChanges(t *testing.T) {
 	<-done
 	w.Close()
 }
+
+func TestCheckHookSource(t *testing.T) {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o700)
+	path := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckHookSource(path); err != nil {
+		t.Errorf("a 0600 file in a 0700 directory: %v", err)
+	}
+	for _, tc := range []struct {
+		file, dir os.FileMode
+		bad       string
+	}{{0o666, 0o700, path}, {0o620, 0o700, path}, {0o600, 0o777, dir}} {
+		os.Chmod(path, tc.file)
+		os.Chmod(dir, tc.dir)
+		if err := CheckHookSource(path); err == nil || !strings.Contains(err.Error(), "other users may write "+tc.bad) {
+			t.Errorf("file %v dir %v: %v, want other users may write %s", tc.file, tc.dir, err, tc.bad)
+		}
+	}
+	os.Chmod(dir, 0o700)
+	if err := CheckHookSource(filepath.Join(dir, "missing.toml")); err == nil {
+		t.Error("a missing file passed")
+	}
+}

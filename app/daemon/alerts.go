@@ -32,7 +32,7 @@ type alertsPart struct {
 func newAlertsPart(d *Daemon) *alertsPart {
 	p := &alertsPart{d: d, notifier: alerts.SystemNotifier()}
 	log := d.Logger.With("part", "alerts")
-	w, err := alerts.New(d.alertsConfig(d.Config()), p.notifier, log)
+	w, err := alerts.New(p.config(d.Config()), p.notifier, log)
 	if err != nil {
 		log.Error("alerts: configuration refused; notifying without hooks", "err", err)
 		w, _ = alerts.New(alerts.Config{Notify: true}, p.notifier, log)
@@ -56,7 +56,7 @@ func (p *alertsPart) start() {
 }
 
 func (p *alertsPart) Reconfigure(cfg *config.Config) {
-	if err := p.w.SetConfig(p.d.alertsConfig(cfg)); err != nil {
+	if err := p.w.SetConfig(p.config(cfg)); err != nil {
 		p.d.Logger.Error("alerts: configuration refused; keeping the previous one", "err", err)
 	}
 }
@@ -78,6 +78,19 @@ func (p *alertsPart) Shutdown(ctx context.Context) error {
 		c.Close()
 	}
 	return nil
+}
+
+// config is what the watcher runs with: cfg's [alerts] with the menu's
+// switch, and without hooks when another user could have written them.
+func (p *alertsPart) config(cfg *config.Config) alerts.Config {
+	a := p.d.alertsConfig(cfg)
+	if len(a.Hooks) > 0 {
+		if err := alerts.CheckHookSource(cfg.Path); err != nil {
+			p.d.Logger.Error("alerts: the configured hooks are not run", "config", cfg.Path, "err", err)
+			a.Hooks = nil
+		}
+	}
+	return a
 }
 
 // alertsConfig is cfg's [alerts] with the menu's switch applied.

@@ -128,3 +128,29 @@ func TestDaemonNotifiesOnThePrivateBus(t *testing.T) {
 		t.Errorf("body = %q", calls[0].Body)
 	}
 }
+
+func TestDaemonRefusesHooksOthersCouldWrite(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "ran")
+	td := newTestDaemon(t, fmt.Sprintf("[proxy]\nenabled = false\n\n[alerts]\nthresholds = [50]\n\n[alerts.hooks]\nquota_low = \"touch %s\"\n\n[services.a]\nlimits = [\"10 requests/1h\"]\n", marker))
+	if err := os.Chmod(td.opts.ConfigPath, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	d := td.start(t)
+	c := td.client()
+	defer c.CloseIdleConnections()
+	if _, err := c.Acquire(context.Background(), wire.AcquireRequest{Agent: "x", Service: "a", Cost: wire.Cost{"requests": 6}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, "the crossing to be seen", func() bool {
+		return strings.Contains(td.logs.String(), "event=quota_low")
+	})
+	if err := d.Shutdown(context.Background()); err != nil { // waits for the hooks under way
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a hook from a world-writable config ran")
+	}
+	if !strings.Contains(td.logs.String(), "other users may write "+td.opts.ConfigPath) {
+		t.Errorf("the log does not say why the hooks are not run:\n%s", td.logs)
+	}
+}
