@@ -193,6 +193,12 @@ func TestMCPToolsOverStdio(t *testing.T) {
 		if !strings.Contains(text, "not yet: timeout") {
 			t.Errorf("text = %q", text)
 		}
+		// 0 answers at once.
+		start := time.Now()
+		callTool(t, cs, "wait_for_quota", map[string]any{"service": "one", "max_wait_seconds": 0}, &w)
+		if w.Granted || w.Reason != "timeout" || time.Since(start) > 5*time.Second {
+			t.Errorf("wait_for_quota(one, 0) = %+v after %v, want refused at once", w, time.Since(start))
+		}
 	})
 
 	t.Run("a cancelled wait leaves the queue", func(t *testing.T) {
@@ -227,7 +233,7 @@ func TestMCPToolsOverStdio(t *testing.T) {
 			args map[string]any
 			want string
 		}{
-			{"wait_for_quota", map[string]any{"service": "svc", "max_wait_seconds": 601}, "max_wait_seconds 601: use 0 to 600"},
+			{"wait_for_quota", map[string]any{"service": "svc", "max_wait_seconds": 601}, "max_wait_seconds 601: use 0 (answer at once) to 600"},
 			{"wait_for_quota", map[string]any{"service": "svc", "priority": "urgent"}, `priority "urgent": use high, normal or low`},
 			{"wait_for_quota", map[string]any{"service": "opneai"}, `unknown_service`},
 			{"close_web_fallback", map[string]any{"service": "svc"}, "exactly one of target_id or session_id"},

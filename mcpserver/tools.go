@@ -131,7 +131,7 @@ func statusText(st Status) string {
 type WaitArgs struct {
 	Service        string  `json:"service" jsonschema:"the service to wait for, as quota_status names it"`
 	Priority       string  `json:"priority,omitempty" jsonschema:"high, normal or low; default: this agent's configured priority"`
-	MaxWaitSeconds float64 `json:"max_wait_seconds,omitempty" jsonschema:"how long to wait at most, 0 to 600; default 30"`
+	MaxWaitSeconds *float64 `json:"max_wait_seconds,omitempty" jsonschema:"how long to wait at most in seconds, 0 (answer at once) to 600; default 30"`
 	Tokens         int64   `json:"tokens,omitempty" jsonschema:"estimated tokens of the next call (prompt plus max_tokens), so the wait also covers the token limits"`
 	Reserve        bool    `json:"reserve,omitempty" jsonschema:"true counts the next call against the quota; leave false when the call goes through quotabar's proxy"`
 }
@@ -161,11 +161,11 @@ func (s *server) waitForQuota(ctx context.Context, _ *mcp.CallToolRequest, args 
 		return nil, Wait{}, errors.New("service is required: name one that quota_status lists")
 	}
 	wait := DefaultMaxWait
-	if args.MaxWaitSeconds != 0 {
-		if args.MaxWaitSeconds < 0 || args.MaxWaitSeconds > MaxWait.Seconds() || math.IsNaN(args.MaxWaitSeconds) {
-			return nil, Wait{}, fmt.Errorf("max_wait_seconds %g: use 0 to %g", args.MaxWaitSeconds, MaxWait.Seconds())
+	if ms := args.MaxWaitSeconds; ms != nil {
+		if *ms < 0 || *ms > MaxWait.Seconds() || math.IsNaN(*ms) {
+			return nil, Wait{}, fmt.Errorf("max_wait_seconds %g: use 0 (answer at once) to %g", *ms, MaxWait.Seconds())
 		}
-		wait = time.Duration(args.MaxWaitSeconds * float64(time.Second))
+		wait = time.Duration(*ms * float64(time.Second))
 	}
 	switch args.Priority {
 	case "", "high", "normal", "low":
