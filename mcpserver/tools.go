@@ -129,11 +129,11 @@ func statusText(st Status) string {
 
 // WaitArgs are wait_for_quota's arguments.
 type WaitArgs struct {
-	Service        string  `json:"service" jsonschema:"the service to wait for, as quota_status names it"`
-	Priority       string  `json:"priority,omitempty" jsonschema:"high, normal or low; default: this agent's configured priority"`
+	Service        string   `json:"service" jsonschema:"the service to wait for, as quota_status names it"`
+	Priority       string   `json:"priority,omitempty" jsonschema:"high, normal or low; default: this agent's configured priority"`
 	MaxWaitSeconds *float64 `json:"max_wait_seconds,omitempty" jsonschema:"how long to wait at most in seconds, 0 (answer at once) to 600; default 30"`
-	Tokens         int64   `json:"tokens,omitempty" jsonschema:"estimated tokens of the next call (prompt plus max_tokens), so the wait also covers the token limits"`
-	Reserve        bool    `json:"reserve,omitempty" jsonschema:"true counts the next call against the quota; leave false when the call goes through quotabar's proxy"`
+	Tokens         int64    `json:"tokens,omitempty" jsonschema:"estimated tokens of the next call (prompt plus max_tokens), so the wait also covers the token limits"`
+	Reserve        bool     `json:"reserve,omitempty" jsonschema:"true counts the next call against the quota; leave false when the call goes through quotabar's proxy"`
 }
 
 // Wait is wait_for_quota's structured answer.
