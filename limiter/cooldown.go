@@ -30,6 +30,8 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 		// or the report named another service than its lease's. Rare.
 		obs = l.parse(s.cfg.Dialect, r.Header, now)
 	}
+	w := &warner{service: s.name}
+	s.boundObservation(&obs, now, w.warn)
 	l.settle(s, now)
 	// The provider's answer counts the reporting call and, as far as can be
 	// known, every call granted before it (they were sent first). A report
@@ -91,5 +93,6 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 	if now.Before(s.cooldownUntil) {
 		res.CooldownUntil = s.cooldownUntil
 	}
+	res.Warnings = w.out
 	return res
 }

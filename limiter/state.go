@@ -99,11 +99,14 @@ func (l *Limiter) Restore(st State) error {
 		} else {
 			s.paused = ss.Paused
 		}
+		// What was saved is held to MaxHold too: a state saved before
+		// the bound, or under a longer one, must not freeze the service.
+		limit := now.Add(s.maxHold())
 		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
-			s.cooldownSeq, s.cooldownUntil = l.seq, ss.CooldownUntil
+			s.cooldownSeq, s.cooldownUntil = l.seq, minTime(ss.CooldownUntil, limit)
 		}
 		for i, ls := range ss.Limits {
-			window := time.Duration(ls.WindowMS) * time.Millisecond
+			window := min(time.Duration(ls.WindowMS)*time.Millisecond, s.maxHold())
 			if !knownUnit(ls.Unit) || ls.Quota < 0 || window < 0 {
 				errs = append(errs, fmt.Errorf("service %q limit %d: unit %q, quota %d, window %v is not a limit", name, i+1, ls.Unit, ls.Quota, window))
 				continue
@@ -116,7 +119,7 @@ func (l *Limiter) Restore(st State) error {
 			if ls.ResetsAt.After(now) {
 				s.budgets = append(s.budgets, &budget{
 					unit: ls.Unit, limit: ls.Quota, window: window, remaining: ls.Remaining,
-					since: l.seq, until: ls.ResetsAt, source: ls.Source,
+					since: l.seq, until: minTime(ls.ResetsAt, limit), source: ls.Source,
 				})
 			}
 		}
@@ -156,4 +159,11 @@ func (l *Limiter) Restore(st State) error {
 	l.dispatchAll()
 	l.notify()
 	return errors.Join(errs...)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

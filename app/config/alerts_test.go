@@ -49,9 +49,11 @@ func TestParseConfigAlertsErrors(t *testing.T) {
 		line     int
 		key, msg string
 	}{
-		{"threshold 100", "[alerts]\nthresholds = [80, 100]\n", 2, "alerts.thresholds", "100: give percentages used from 1 to 99"},
+		{"threshold 100", "[alerts]\nthresholds = [80, 100]\n", 2, "alerts.thresholds[1]", "100: give percentages used from 1 to 99"},
+		{"threshold not a number", "[alerts]\nthresholds = [\"80%\"]\n", 2, "alerts.thresholds[0]", "want a whole percentage such as 80, not a string"},
+		{"notify not a bool", "[alerts]\nnotify = \"yes\"\n", 2, "alerts.notify", "want true or false"},
 		{"bad timeout", "[alerts]\nhook_timeout = \"soon\"\n", 2, "alerts.hook_timeout", "positive duration"},
-		{"unknown event", "[alerts.hooks]\nquota_lo = \"x\"\n", 2, "alerts.hooks.quota_lo", "unknown event \"quota_lo\"; the events are [quota_low quota_exhausted cooldown_start cooldown_end window_reset]"},
+		{"unknown event", "[alerts.hooks]\nquota_lo = \"x\"\n", 2, "alerts.hooks.quota_lo", "unknown key \"quota_lo\"; allowed here: quota_low, quota_exhausted, cooldown_start, cooldown_end, window_reset"},
 		{"empty hook", "[alerts.hooks]\nwindow_reset = \" \"\n", 2, "alerts.hooks.window_reset", "the command is empty"},
 		{"unknown key", "[alerts]\nnotfy = true\n", 2, "alerts.notfy", "allowed here: notify, thresholds, hook_timeout, hooks"},
 	} {

@@ -1,33 +1,37 @@
 package config
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/quotabar/quotabar/limiter"
+)
 
 // Preset is what quotabar knows about a provider: how to read its rate-limit
 // headers, where its API lives and where its web interface is.
 type Preset struct {
 	Name    string
-	Dialect string // limiter header dialect; "" parses every known dialect
-	BaseURL string // the API's base URL
-	WebURL  string // the web interface a fallback opens
+	Dialect limiter.Dialect // limiter.DialectAll parses every known dialect
+	BaseURL string          // the API's base URL
+	WebURL  string          // the web interface a fallback opens
 }
 
 // presets are the built-in providers a service names with `preset = "..."`.
 var presets = map[string]Preset{
 	"openai": {
 		Name:    "openai",
-		Dialect: "openai",
+		Dialect: limiter.DialectOpenAI,
 		BaseURL: "https://api.openai.com",
 		WebURL:  "https://chatgpt.com/",
 	},
 	"anthropic": {
 		Name:    "anthropic",
-		Dialect: "anthropic",
+		Dialect: limiter.DialectAnthropic,
 		BaseURL: "https://api.anthropic.com",
 		WebURL:  "https://claude.ai/",
 	},
 	"github": {
 		Name:    "github",
-		Dialect: "github",
+		Dialect: limiter.DialectGitHub,
 		BaseURL: "https://api.github.com",
 		WebURL:  "https://github.com/",
 	},
@@ -35,7 +39,7 @@ var presets = map[string]Preset{
 		Name: "gemini",
 		// Gemini sends no rate-limit headers of its own; a 429 carries
 		// Retry-After, which every dialect reads.
-		Dialect: "",
+		Dialect: limiter.DialectAll,
 		BaseURL: "https://generativelanguage.googleapis.com",
 		WebURL:  "https://gemini.google.com/",
 	},
@@ -56,9 +60,6 @@ func PresetNames() []string {
 	sort.Strings(names)
 	return names
 }
-
-// dialects are the header dialects the limiter understands; "" means all.
-var dialects = []string{"anthropic", "github", "ietf", "openai"}
 
 // browsers are the fallback browsers webfallback can drive.
 var browsers = []string{"chrome", "webkit", "system"}

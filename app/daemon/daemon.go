@@ -73,7 +73,6 @@ type Daemon struct {
 	notifyOn   *bool           // the menu's notifications switch, nil until flipped
 	cfgSubs    map[chan struct{}]struct{}
 
-	saveNow   chan struct{}
 	saverEnd  chan struct{}
 	saveMu    sync.Mutex // one write of the state file at a time
 	lastSaved []byte     // what the state file holds; guarded by saveMu
@@ -106,7 +105,6 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		socketPath: opts.SocketPath,
 		fallbackOn: map[string]bool{},
 		cfgSubs:    map[chan struct{}]struct{}{},
-		saveNow:    make(chan struct{}, 1),
 		saverEnd:   make(chan struct{}),
 		stopping:   make(chan struct{}),
 		done:       make(chan struct{}),
@@ -185,6 +183,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
+		Persist:  d.Persist,
 	})
 	// Every route is registered before the server serves: a client that
 	// asks at once must not be told the route does not exist.
@@ -380,14 +379,6 @@ func (d *Daemon) restoreState() {
 	d.mu.Unlock()
 }
 
-// requestSave asks the saver to write the state soon.
-func (d *Daemon) requestSave() {
-	select {
-	case d.saveNow <- struct{}{}:
-	default:
-	}
-}
-
 // saver writes the state after every change, a burst at a time, until
 // shutdown, which writes the last one itself.
 func (d *Daemon) saver() {
@@ -413,8 +404,6 @@ func (d *Daemon) saver() {
 			if !ok {
 				return
 			}
-			arm()
-		case <-d.saveNow:
 			arm()
 		case <-timer.C:
 			armed = false
