@@ -86,6 +86,7 @@ func printStatus(w io.Writer, st wire.StatusResponse, now time.Time) {
 			fmt.Fprintf(w, "%s: %s\n", s.Name, c.Text) // shared through [cluster]
 		}
 	}
+	printWindows(w, st, now, time.Local)
 	if len(st.Agents) == 0 {
 		fmt.Fprintln(w, "\nNo agents yet.")
 		return

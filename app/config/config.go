@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"time"
 
+	"github.com/quotabar/quotabar/alerts"
 	"github.com/quotabar/quotabar/cluster"
 	"github.com/quotabar/quotabar/limiter"
 )
@@ -20,6 +21,7 @@ type Config struct {
 	ChromePath string        // "" finds Chrome or Chromium on the system
 
 	Proxy    ProxyConfig
+	Alerts   alerts.Config   // [alerts]: notifications and hooks
 	Services []ServiceConfig // in file order
 	Agents   []AgentConfig   // in file order
 	// Cluster is the [cluster] table (cluster.go); nil when there is none,
@@ -36,8 +38,11 @@ type ServiceConfig struct {
 	Limits        []limiter.Policy
 	MaxConcurrent int
 	Headroom      float64
-	Fallback      FallbackConfig
-	Shared        bool // shared with other daemons through [cluster]
+	// ReserveHigh is the part of every subscription window kept for high
+	// priority (reserve_high).
+	ReserveHigh float64
+	Fallback    FallbackConfig
+	Shared      bool // shared with other daemons through [cluster]
 }
 
 // FallbackConfig is a service's web fallback. Browser is "" when the service
@@ -97,6 +102,7 @@ func (c *Config) Limiter() limiter.Config {
 			MaxConcurrent: s.MaxConcurrent,
 			Headroom:      s.Headroom,
 			Dialect:       s.Dialect,
+			ReserveHigh:   s.ReserveHigh,
 		})
 		if len(s.Fallback.WebLimits) > 0 {
 			lc.Services = append(lc.Services, limiter.ServiceConfig{

@@ -30,9 +30,10 @@ const maxErrors = 100
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents", "cluster"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "alerts", "services", "agents", "cluster"},
 	"proxy":    {"enabled", "listen", "max_wait"},
-	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback", "shared"},
+	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
+	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback", "shared"},
 	"cluster":  clusterKeys,
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
@@ -93,6 +94,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 		cfg.Proxy.MaxWait = px.duration("max_wait")
 	}
+	cfg.Alerts = p.alerts(top)
 
 	// Tables keep the file's order, which is the order the menu shows.
 	services, _ := top.sub("services")
@@ -200,11 +202,12 @@ func (p *parser) service(t table, name string) ServiceConfig {
 	key := t.path()
 	t.unknown(allowedKeys["service"])
 	s := ServiceConfig{
-		Name:     name,
-		Preset:   t.str("preset"),
-		BaseURL:  t.str("base_url"),
-		Limits:   t.policies("limits"),
-		Headroom: t.number("headroom"),
+		Name:        name,
+		Preset:      t.str("preset"),
+		BaseURL:     t.str("base_url"),
+		Limits:      t.policies("limits"),
+		Headroom:    t.number("headroom"),
+		ReserveHigh: t.number("reserve_high"),
 	}
 	s.Shared, _ = t.boolean("shared")
 	if n, ok := t.integer("max_concurrent"); ok {
@@ -235,6 +238,9 @@ func (p *parser) service(t table, name string) ServiceConfig {
 	}
 	if s.Headroom < 0 || s.Headroom >= 1 {
 		p.errorf(key+".headroom", "must be a fraction from 0 up to (not including) 1, such as 0.05; got %v", s.Headroom)
+	}
+	if !(s.ReserveHigh >= 0 && s.ReserveHigh < 1) {
+		p.errorf(key+".reserve_high", "must be a fraction from 0 up to (not including) 1, such as 0.10 (the last 10%% of every subscription window is for high priority); got %v", s.ReserveHigh)
 	}
 	if fb, ok := t.sub("fallback"); ok {
 		fkey := fb.path()

@@ -61,6 +61,7 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
+	alerts   *alertsPart
 	parts    []part // in building order
 
 	cluster *clusterPart // nil without a [cluster] table; also in parts
@@ -71,6 +72,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fallbackOn map[string]bool // switches flipped at run time
+	notifyOn   *bool           // the menu's notifications switch, nil until flipped
 	cfgSubs    map[chan struct{}]struct{}
 
 	saverEnd  chan struct{}
@@ -166,7 +168,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		}
 	}()
 
-	d.Limiter, err = limiter.New(cfg.Limiter())
+	d.Limiter, err = limiter.New(cfg.Limiter(), limiter.WithLogger(d.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.configPath, err)
 	}
@@ -206,6 +208,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	go d.saver()
 	go func() { d.serveErr <- d.Server.Serve(d.ln) }()
+	d.alerts.start()
 
 	if w, werr := d.watchConfig(); werr != nil {
 		// Without watching, edits need a restart: worth a warning, not a
@@ -237,7 +240,8 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 func (d *Daemon) newParts() {
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
-	d.parts = []part{d.fallback, d.proxy}
+	d.alerts = newAlertsPart(d)
+	d.parts = []part{d.fallback, d.proxy, d.alerts}
 	if d.cluster != nil {
 		d.parts = append(d.parts, d.cluster)
 	}
@@ -388,6 +392,7 @@ func (d *Daemon) restoreState() {
 	for svc, on := range st.Fallback {
 		d.fallbackOn[svc] = on
 	}
+	d.notifyOn = st.Notify
 	d.mu.Unlock()
 }
 
@@ -440,6 +445,7 @@ func (d *Daemon) save() error {
 			st.Fallback[k] = v
 		}
 	}
+	st.Notify = d.notifyOn
 	d.mu.Unlock()
 	data, err := encodeState(st)
 	if err != nil {
