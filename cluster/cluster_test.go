@@ -47,7 +47,7 @@ func TestShareIsSafeFairAndFull(t *testing.T) {
 			for _, n := range ns {
 				n.run(5, rec)
 			}
-			time.Sleep(1500 * time.Millisecond) // joining and settling
+			time.Sleep(2500 * time.Millisecond) // joining and settling: shares move as windows drain
 			from := time.Now()
 			time.Sleep(2 * time.Second)
 			to := time.Now()
@@ -81,7 +81,7 @@ func TestWorkConserving(t *testing.T) {
 	for _, n := range ns {
 		n.run(5, rec)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // shares move as windows drain
 	from := time.Now()
 	time.Sleep(2 * time.Second)
 	to := time.Now()
@@ -116,7 +116,7 @@ func TestPriorityAcrossDaemons(t *testing.T) {
 	for _, n := range ns {
 		n.run(5, rec)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // shares move as windows drain
 	from := time.Now()
 	time.Sleep(2 * time.Second)
 	got := rec.count(from, time.Now(), 3)
@@ -251,7 +251,7 @@ func TestRedisStopKillRestart(t *testing.T) {
 	for _, n := range ns {
 		waitFor(t, 3*time.Second, "online again", func() bool { return n.status().State == cluster.Online })
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // shares move as windows drain
 	from := time.Now()
 	time.Sleep(time.Second)
 	got := rec.count(from, time.Now(), 3)
