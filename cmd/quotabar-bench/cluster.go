@@ -242,7 +242,8 @@ func clusterRun(ctx context.Context, rd *benchRedis, name string, daemons, agent
 		return run, err
 	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	warm := time.Now().Add(clusterWindow + 500*time.Millisecond)
+	// Shares settle as the first daemon's window drains: measure after that.
+	warm := time.Now().Add(2*clusterWindow + 500*time.Millisecond)
 	stop := warm.Add(d)
 	var mu sync.Mutex
 	var sent []time.Time
