@@ -347,14 +347,17 @@ func jainOf(xs []float64) float64 {
 	return s * s / (float64(len(xs)) * s2)
 }
 
-// clusterDecisions times in-process acquire+report pairs on a quota too
+// clusterDecisions times in-process acquire+report pairs (best of two
+// rounds each) on a quota too
 // large to bind, with the service alone and with it shared (a member
 // attached, reading demand after every change): what sharing adds to a
 // decision.
 func clusterDecisions(ctx context.Context, rd *benchRedis, d time.Duration) ([]ClusterDecide, error) {
 	svc := limiter.ServiceConfig{Name: "api", Limits: []limiter.Policy{{Quota: 1 << 40, Unit: limiter.Requests, Window: time.Second}}}
-	var out []ClusterDecide
-	for _, shared := range []bool{false, true} {
+	// Alone and shared alternate, twice, and each keeps its better round:
+	// on a shared machine the load moves between rounds.
+	best := map[bool]ClusterDecide{}
+	for _, shared := range []bool{false, true, false, true} {
 		b, err := startBenchDaemon(rd, "decide", svc, shared)
 		if err != nil {
 			return nil, err
@@ -387,9 +390,11 @@ func clusterDecisions(ctx context.Context, rd *benchRedis, d time.Duration) ([]C
 		if shared {
 			kind = "in-process acquire+report, shared"
 		}
-		out = append(out, ClusterDecide{Kind: kind, P50us: us(h.quantile(0.5)), P99us: us(h.quantile(0.99)), PerSec: rate})
+		if d := (ClusterDecide{Kind: kind, P50us: us(h.quantile(0.5)), P99us: us(h.quantile(0.99)), PerSec: rate}); d.PerSec > best[shared].PerSec {
+			best[shared] = d
+		}
 	}
-	return out, nil
+	return []ClusterDecide{best[false], best[true]}, nil
 }
 
 func printCluster(w io.Writer, c *ClusterReport) {
