@@ -353,12 +353,14 @@ func jainOf(xs []float64) float64 {
 // attached, reading demand after every change): what sharing adds to a
 // decision.
 func clusterDecisions(ctx context.Context, rd *benchRedis, d time.Duration) ([]ClusterDecide, error) {
-	svc := limiter.ServiceConfig{Name: "api", Limits: []limiter.Policy{{Quota: 1 << 40, Unit: limiter.Requests, Window: time.Second}}}
+	svc := limiter.ServiceConfig{Name: "api", Limits: []limiter.Policy{{Quota: 100_000_000, Unit: limiter.Requests, Window: time.Second}}}
 	// Alone and shared alternate, twice, and each keeps its better round:
 	// on a shared machine the load moves between rounds.
 	best := map[bool]ClusterDecide{}
-	for _, shared := range []bool{false, true, false, true} {
-		b, err := startBenchDaemon(rd, "decide", svc, shared)
+	for round, shared := range []bool{false, true, false, true} {
+		// A cluster of its own per round: the last round's member is still
+		// counted for its lease and a window.
+		b, err := startBenchDaemon(rd, fmt.Sprintf("decide%d", round), svc, shared)
 		if err != nil {
 			return nil, err
 		}
@@ -375,7 +377,7 @@ func clusterDecisions(ctx context.Context, rd *benchRedis, d time.Duration) ([]C
 			}
 		}
 		h, rate, err := timeLoop(ctx, 4, d, func(w int) error {
-			ls, err := b.lim.Acquire(ctx, limiter.Request{Agent: "a" + strconv.Itoa(w), Service: "api"})
+			ls, err := b.lim.Acquire(ctx, limiter.Request{Agent: "a" + strconv.Itoa(w), Service: "api", MaxWait: time.Second})
 			if err != nil {
 				return err
 			}
