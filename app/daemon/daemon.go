@@ -77,6 +77,7 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
+	alerts   *alertsPart
 	parts    []part // in building order
 
 	reloadMu sync.Mutex // one Reload at a time
@@ -85,6 +86,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fallbackOn map[string]bool // switches flipped at run time
+	notifyOn   *bool           // the menu's notifications switch, nil until flipped
 	cfgSubs    map[chan struct{}]struct{}
 
 	saverEnd  chan struct{}
@@ -212,6 +214,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	go d.saver()
 	go func() { d.serveErr <- d.Server.Serve(d.ln) }()
+	d.alerts.start()
 
 	if w, werr := d.watchConfig(); werr != nil {
 		// Without watching, edits need a restart: worth a warning, not a
@@ -245,7 +248,8 @@ func (d *Daemon) newParts() {
 	// itself calls (as the fallback is) gets a field too.
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
-	d.parts = []part{d.fallback, d.proxy}
+	d.alerts = newAlertsPart(d)
+	d.parts = []part{d.fallback, d.proxy, d.alerts}
 }
 
 // RunDaemon runs the daemon until ctx is done, SIGINT or SIGTERM arrives, or
@@ -393,6 +397,7 @@ func (d *Daemon) restoreState() {
 	for svc, on := range st.Fallback {
 		d.fallbackOn[svc] = on
 	}
+	d.notifyOn = st.Notify
 	d.mu.Unlock()
 }
 
@@ -445,6 +450,7 @@ func (d *Daemon) save() error {
 			st.Fallback[k] = v
 		}
 	}
+	st.Notify = d.notifyOn
 	d.mu.Unlock()
 	data, err := encodeState(st)
 	if err != nil {
