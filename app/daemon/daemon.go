@@ -354,6 +354,18 @@ func (d *Daemon) SetServicePaused(service string, paused bool) error {
 	return d.Persist()
 }
 
+// ResetService clears a service's cooldown and learned limits, as the menu
+// and POST /v1/services/{name}/reset do, and saves the state before it
+// returns.
+func (d *Daemon) ResetService(service string) error {
+	if err := d.Limiter.Reset(service); err != nil {
+		return err
+	}
+	d.Logger.Info("reset: cooldown and learned limits cleared", "service", service)
+	d.Server.Notify()
+	return d.Persist()
+}
+
 // UpdateAgent changes an agent's pause or priority, as the menu and the
 // API do, and saves the state before it returns.
 func (d *Daemon) UpdateAgent(agent string, u limiter.AgentUpdate) error {

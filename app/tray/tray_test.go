@@ -428,6 +428,29 @@ func TestTray(t *testing.T) {
 		}
 	})
 
+	t.Run("clear the cooldown", func(t *testing.T) {
+		m.click(t, "openai", "Clear cooldown and learned limits")
+		trayWait(t, "/v1/status to show no cooldown", func() error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if cu := st.Services[0].CooldownUntil; cu != nil {
+				return fmt.Errorf("cooldown_until %v", cu)
+			}
+			return nil
+		})
+		trayWait(t, "the cooldown row to go", func() error {
+			if _, err := m.find("openai: cooling down"); err == nil {
+				return errors.New("the title still says cooling down")
+			}
+			return nil
+		})
+		if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "research", Service: "openai", MaxWaitMS: wire.Wait(0)}); err != nil {
+			t.Errorf("acquire after clearing the cooldown: %v, want a grant", err)
+		}
+	})
+
 	t.Run("pause a service", func(t *testing.T) {
 		m.click(t, "openai", "Pause")
 		trayWait(t, "/v1/status to say paused", func() error {
