@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/internal/sim"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 // options are the command's flags.
@@ -245,7 +246,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 			if err != nil {
 				return err
 			}
-			w.Provider.Window, w.Provider.Dialect, w.Seed = o.provider, o.dialect, o.seed
+			w.Provider.Window, w.Provider.Dialect, w.Seed = o.provider, limiter.Dialect(o.dialect), o.seed
 			rep.Scenarios = appendScenario(rep.Scenarios, scenarioOf(o, w))
 			for _, s := range o.strategies {
 				progress("simulating %d agents at %d requests a window, %s (%v)...", n, q, s, w.Duration)
@@ -299,7 +300,7 @@ func scenarioOf(o options, w sim.Workload) Scenario {
 	for _, p := range w.Provider.Limits {
 		limits = append(limits, fmt.Sprintf("%d %s/%v", p.Quota, p.Unit, p.Window))
 	}
-	dialect := w.Provider.Dialect
+	dialect := string(w.Provider.Dialect)
 	if dialect == "" {
 		dialect = "none"
 	}

@@ -117,7 +117,7 @@ func StandardQuota(n int, quota int64, window time.Duration, windows int, compre
 				{Quota: 800 * quota, Unit: limiter.Tokens, Window: window},
 			},
 			Window:  Bucket,
-			Dialect: "openai",
+			Dialect: limiter.DialectOpenAI,
 			Latency: 40 * time.Millisecond,
 			Jitter:  20 * time.Millisecond,
 		},
