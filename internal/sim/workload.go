@@ -96,10 +96,12 @@ func Standard(n int, window time.Duration, windows int, compression float64) (Wo
 	return StandardQuota(n, 100, window, windows, compression)
 }
 
-// StandardQuota is Standard with a provider of quota requests (and 800
-// tokens per request) per window; the high-priority bursts shrink with the
-// quota (3 calls at 100, at least 1), so that they stay bursts, not a
-// saturating load, at small quotas such as 20 a window.
+// StandardQuota is Standard with a provider of quota requests per window
+// (and 800 tokens per request, at least 80,000: a small request quota, such
+// as a lower tier's 20 a minute, is the limit that binds, not calls that
+// are each a tenth of a small token quota); the high-priority bursts
+// shrink with the quota (3 calls at 100, at least 1), so that they stay
+// bursts, not a saturating load.
 func StandardQuota(n int, quota int64, window time.Duration, windows int, compression float64) (Workload, error) {
 	if quota < 1 {
 		return Workload{}, fmt.Errorf("sim: the standard workload needs a quota of at least 1 request a window, got %d", quota)
@@ -114,7 +116,7 @@ func StandardQuota(n int, quota int64, window time.Duration, windows int, compre
 		Provider: ProviderConfig{
 			Limits: []limiter.Policy{
 				{Quota: quota, Unit: limiter.Requests, Window: window},
-				{Quota: 800 * quota, Unit: limiter.Tokens, Window: window},
+				{Quota: max(800*quota, 80000), Unit: limiter.Tokens, Window: window},
 			},
 			Window:  Bucket,
 			Dialect: limiter.DialectOpenAI,
