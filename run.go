@@ -111,7 +111,7 @@ func (c *runCmd) Run(g *globals) error {
 			return err
 		}
 	}
-	err = syscall.Exec(path, command, env)
+	err = syscall.Exec(path, command, claudeEnv(command[0], env, info, agent, priority))
 	return &exitError{code: exitCannotExec, msg: fmt.Sprintf("quotabar run: cannot start %s: %v", path, err)}
 }
 

@@ -82,13 +82,15 @@ func codexCommand(command []string, environ []string, info wire.ProxyInfo, seg s
 	}
 	service := ""
 	for _, s := range info.Services {
-		if s.Preset == preset && (service == "" || s.Name == preset) {
+		// "codex" is the same preset as "chatgpt", by the tool's name.
+		match := s.Preset == preset || (preset == "chatgpt" && s.Preset == "codex")
+		if match && (service == "" || s.Name == s.Preset) {
 			service = s.Name
 		}
 	}
 	if service == "" {
 		if mode == "chatgpt" {
-			return nil, fmt.Errorf("quotabar run: Codex is signed in with ChatGPT, and no service with preset = \"chatgpt\" is configured; add [services.chatgpt] with preset = \"chatgpt\" to the config (or set CODEX_API_KEY to use an API key through the \"openai\" preset)")
+			return nil, fmt.Errorf("quotabar run: Codex is signed in with ChatGPT, and no service with preset = \"codex\" or preset = \"chatgpt\" is configured; add [services.codex] with preset = \"codex\" to the config (or set CODEX_API_KEY to use an API key through the \"openai\" preset)")
 		}
 		return nil, fmt.Errorf("quotabar run: Codex with an API key needs a service with preset = \"openai\" and a base_url; add [services.openai] with preset = \"openai\" to the config")
 	}

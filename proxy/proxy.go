@@ -220,7 +220,8 @@ type attempt struct {
 	body     *watchedBody
 	retry    bool // upstream said 429 and there is time to try again
 	result   *limiter.ReportResult
-	err      error // upstream could not be reached
+	err      error  // upstream could not be reached
+	errBody  []byte // the start of a refusal's body (windows.go)
 }
 
 type attemptKey struct{}
@@ -250,11 +251,12 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	if a.free {
 		return nil
 	}
+	a.errBody = peekErrorBody(res)
 	// The headers describe the provider's limits as of now: applied now,
 	// not when a stream that may last minutes ends, so that the windows
 	// learned from them are not shortened by the stream's length.
 	rr, err := p.lim.Observe(limiter.Report{Lease: a.lease.ID, Agent: a.lease.Agent, Service: a.lease.Service,
-		Status: res.StatusCode, Header: limitHeaders(res.Header)})
+		Status: res.StatusCode, Header: limitHeaders(res.Header), Body: a.errBody})
 	if err != nil {
 		p.log.Debug("proxy: observe", "service", a.lease.Service, "agent", a.lease.Agent, "error", err)
 	} else {
@@ -552,8 +554,10 @@ func (p *Proxy) report(a *attempt, usage limiter.Cost) limiter.ReportResult {
 		Usage:   usage,
 	}
 	if !a.observed {
-		r.Status, r.Header = a.status, limitHeaders(a.header)
+		r.Status, r.Header, r.Body = a.status, limitHeaders(a.header), a.errBody
 	}
+	// A stream's codex.rate_limits event comes after the headers.
+	r.Header = withStreamWindows(r.Header, a.watcher.windows())
 	rr, err := p.lim.Report(r)
 	var le *limiter.Error
 	if errors.As(err, &le) && le.Code == limiter.CodeBadRequest && r.Usage != nil {
@@ -594,7 +598,7 @@ func limitHeaders(h http.Header) map[string]string {
 	for k, v := range h {
 		lk := strings.ToLower(k)
 		if strings.Contains(lk, "ratelimit") || strings.Contains(lk, "rate-limit") ||
-			strings.HasPrefix(lk, "retry-after") || lk == "date" {
+			strings.HasPrefix(lk, "retry-after") || lk == "date" || windowHeader(lk) {
 			m[lk] = strings.Join(v, ", ")
 		}
 	}

@@ -36,6 +36,16 @@ type usageWatcher struct {
 	in   int64
 	out  int64
 	seen bool
+	win  streamWindows // codex.rate_limits events (windows.go)
+}
+
+// windows returns the subscription windows the stream reported; nil for a
+// nil watcher.
+func (u *usageWatcher) windows() *streamWindows {
+	if u == nil {
+		return nil
+	}
+	return &u.win
 }
 
 // newUsageWatcher returns a watcher for a response of the given
@@ -103,6 +113,7 @@ func (u *usageWatcher) event(line []byte) {
 	if !ok {
 		return
 	}
+	u.win.line(data)
 	if !bytes.Contains(data, []byte(`"usage`)) {
 		return
 	}

@@ -254,6 +254,9 @@ func (s *wsSession) fromUpstream(ctx context.Context, typ websocket.MessageType,
 	var header map[string]string
 	var usage limiter.Cost
 	switch t := wsType(msg); t {
+	case limiter.CodexEventType:
+		s.p.observeWindows(s.c.agent, s.c.service, msg)
+		return true
 	case "response.completed", "response.incomplete", "response.failed", "response.done":
 		status = http.StatusOK
 		uw := &usageWatcher{}
@@ -298,7 +301,11 @@ func (s *wsSession) fromUpstream(ctx context.Context, typ websocket.MessageType,
 		return true
 	}
 	pd.stop()
-	s.p.report(&attempt{lease: pd.lease, status: status, header: toHeader(header)}, usage)
+	a := &attempt{lease: pd.lease, status: status, header: toHeader(header)}
+	if status >= 400 {
+		a.errBody = msg // an error event says which window refused (windows.go)
+	}
+	s.p.report(a, usage)
 	return true
 }
 

@@ -61,6 +61,7 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
+	alerts   *alertsPart
 	parts    []part // in building order
 
 	reloadMu sync.Mutex // one Reload at a time
@@ -69,9 +70,9 @@ type Daemon struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fallbackOn map[string]bool // switches flipped at run time
+	notifyOn   *bool           // the menu's notifications switch, nil until flipped
 	cfgSubs    map[chan struct{}]struct{}
 
-	saveNow   chan struct{}
 	saverEnd  chan struct{}
 	saveMu    sync.Mutex // one write of the state file at a time
 	lastSaved []byte     // what the state file holds; guarded by saveMu
@@ -104,7 +105,6 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		socketPath: opts.SocketPath,
 		fallbackOn: map[string]bool{},
 		cfgSubs:    map[chan struct{}]struct{}{},
-		saveNow:    make(chan struct{}, 1),
 		saverEnd:   make(chan struct{}),
 		stopping:   make(chan struct{}),
 		done:       make(chan struct{}),
@@ -166,7 +166,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		}
 	}()
 
-	d.Limiter, err = limiter.New(cfg.Limiter())
+	d.Limiter, err = limiter.New(cfg.Limiter(), limiter.WithLogger(d.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.configPath, err)
 	}
@@ -183,6 +183,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
+		Persist:  d.Persist,
 	})
 	// Every route is registered before the server serves: a client that
 	// asks at once must not be told the route does not exist.
@@ -193,6 +194,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	go d.saver()
 	go func() { d.serveErr <- d.Server.Serve(d.ln) }()
+	d.alerts.start()
 
 	if w, werr := d.watchConfig(); werr != nil {
 		// Without watching, edits need a restart: worth a warning, not a
@@ -224,7 +226,8 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 func (d *Daemon) newParts() {
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
-	d.parts = []part{d.fallback, d.proxy}
+	d.alerts = newAlertsPart(d)
+	d.parts = []part{d.fallback, d.proxy, d.alerts}
 }
 
 // RunDaemon runs the daemon until ctx is done, SIGINT or SIGTERM arrives, or
@@ -372,15 +375,8 @@ func (d *Daemon) restoreState() {
 	for svc, on := range st.Fallback {
 		d.fallbackOn[svc] = on
 	}
+	d.notifyOn = st.Notify
 	d.mu.Unlock()
-}
-
-// requestSave asks the saver to write the state soon.
-func (d *Daemon) requestSave() {
-	select {
-	case d.saveNow <- struct{}{}:
-	default:
-	}
 }
 
 // saver writes the state after every change, a burst at a time, until
@@ -409,8 +405,6 @@ func (d *Daemon) saver() {
 				return
 			}
 			arm()
-		case <-d.saveNow:
-			arm()
 		case <-timer.C:
 			armed = false
 			if err := d.save(); err != nil {
@@ -434,6 +428,7 @@ func (d *Daemon) save() error {
 			st.Fallback[k] = v
 		}
 	}
+	st.Notify = d.notifyOn
 	d.mu.Unlock()
 	data, err := encodeState(st)
 	if err != nil {
