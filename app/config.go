@@ -46,6 +46,9 @@ type Config struct {
 	QueueLimit int           // 0: the limiter's default
 	ShowTitle  bool          // show the tightest quota as the menu-bar title
 	ChromePath string        // "" finds Chrome or Chromium on the system
+	// FallbackIdleTimeout closes a fallback tab or session no agent used for
+	// this long, and a browser left with none; 0: webfallback's default.
+	FallbackIdleTimeout time.Duration
 
 	Proxy    ProxyConfig
 	Services []ServiceConfig // in file order
@@ -280,14 +283,15 @@ func LoadConfig(path string) (*Config, error) {
 // rawConfig is the file as TOML decodes it; ParseConfig checks it and turns
 // it into a Config.
 type rawConfig struct {
-	LeaseTTL   string                `toml:"lease_ttl"`
-	MaxAging   string                `toml:"max_aging"`
-	QueueLimit int                   `toml:"queue_limit"`
-	ShowTitle  *bool                 `toml:"show_title"`
-	ChromePath string                `toml:"chrome_path"`
-	Proxy      rawProxy              `toml:"proxy"`
-	Services   map[string]rawService `toml:"services"`
-	Agents     map[string]rawAgent   `toml:"agents"`
+	LeaseTTL    string                `toml:"lease_ttl"`
+	MaxAging    string                `toml:"max_aging"`
+	QueueLimit  int                   `toml:"queue_limit"`
+	ShowTitle   *bool                 `toml:"show_title"`
+	ChromePath  string                `toml:"chrome_path"`
+	IdleTimeout string                `toml:"fallback_idle_timeout"`
+	Proxy       rawProxy              `toml:"proxy"`
+	Services    map[string]rawService `toml:"services"`
+	Agents      map[string]rawAgent   `toml:"agents"`
 }
 
 type rawProxy struct {
@@ -322,7 +326,7 @@ type rawAgent struct {
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "fallback_idle_timeout", "proxy", "services", "agents"},
 	"proxy":    {"enabled", "listen", "max_wait"},
 	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback"},
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
@@ -353,12 +357,13 @@ func ParseConfig(path string, data []byte) (*Config, error) {
 		}
 	}
 	cfg := &Config{
-		Path:       path,
-		LeaseTTL:   p.duration("lease_ttl", raw.LeaseTTL),
-		MaxAging:   p.duration("max_aging", raw.MaxAging),
-		QueueLimit: raw.QueueLimit,
-		ShowTitle:  raw.ShowTitle == nil || *raw.ShowTitle,
-		ChromePath: raw.ChromePath,
+		Path:                path,
+		LeaseTTL:            p.duration("lease_ttl", raw.LeaseTTL),
+		MaxAging:            p.duration("max_aging", raw.MaxAging),
+		QueueLimit:          raw.QueueLimit,
+		ShowTitle:           raw.ShowTitle == nil || *raw.ShowTitle,
+		ChromePath:          raw.ChromePath,
+		FallbackIdleTimeout: p.duration("fallback_idle_timeout", raw.IdleTimeout),
 		Proxy: ProxyConfig{
 			Enabled: raw.Proxy.Enabled == nil || *raw.Proxy.Enabled,
 			Listen:  raw.Proxy.Listen,
