@@ -9,6 +9,10 @@ import (
 	"strings"
 )
 
+// maxRelayHeader bounds the request line and headers a relay reads before
+// it can look at the secret.
+const maxRelayHeader = 16 << 10
+
 // newSecret returns 32 random bytes in hex: the path prefix that a relay
 // URL must carry. It is handed out only in the fallback/open answer, which
 // only this user can read over the peer-checked socket.

@@ -67,7 +67,7 @@ func newWDRelay(log *slog.Logger, service, driverURL, internalID string) (*wdRel
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxRelayHeader, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	go r.srv.Serve(ln)
 	return r, nil
 }
