@@ -420,15 +420,20 @@ func startOwner(t *testing.T, browser, u string) (*exec.Cmd, map[string]any, str
 	return cmd, info, dir
 }
 
-// TestBrowserDiesWithItsOwner: kill -9 of the process that started the
-// browser leaves no browser process and no listening port behind.
+// TestBrowserDiesWithItsOwner: kill -9 (or a SIGTERM that the owner does not
+// handle) of the process that started the browser leaves no browser process
+// and no listening port behind.
 func TestBrowserDiesWithItsOwner(t *testing.T) {
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
 		t.Skip("reads /proc")
 	}
 	site := testSite(t)
-	for _, browser := range []string{Chrome, WebKit} {
-		t.Run(browser, func(t *testing.T) {
+	for _, tc := range []struct {
+		browser string
+		sig     syscall.Signal
+	}{{Chrome, syscall.SIGKILL}, {Chrome, syscall.SIGTERM}, {WebKit, syscall.SIGKILL}, {WebKit, syscall.SIGTERM}} {
+		browser := tc.browser
+		t.Run(browser+"/"+tc.sig.String(), func(t *testing.T) {
 			if browser == Chrome {
 				chromeManager(t)
 			} else {
@@ -443,7 +448,7 @@ func TestBrowserDiesWithItsOwner(t *testing.T) {
 			if !groupAlive(pid) {
 				t.Fatalf("browser %d does not run", pid)
 			}
-			if err := owner.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := owner.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
 			}
 			owner.Wait()
@@ -451,11 +456,11 @@ func TestBrowserDiesWithItsOwner(t *testing.T) {
 			ctx := openCtx(t)
 			t.Cleanup(func() { killGroup(pid) }) // a dbus-launch, see browserProcesses
 			if !waitUntil(ctx, 30*time.Second, func() bool { return len(browserProcesses(pid)) == 0 && len(processesUsing(dir)) == 0 }) {
-				t.Fatalf("30s after kill -9 of its owner, browser group %d still has %v and the profile is used by %v", pid, browserProcesses(pid), processesUsing(dir))
+				t.Fatalf("30s after %v of its owner, browser group %d still has %v and the profile is used by %v", tc.sig, pid, browserProcesses(pid), processesUsing(dir))
 			}
 			for _, p := range ports {
 				if err := loopbackOnly(strconv.Itoa(p)); err == nil {
-					t.Errorf("port %d still listens after kill -9 of the owner", p)
+					t.Errorf("port %d still listens after %v of the owner", p, tc.sig)
 				}
 			}
 		})
