@@ -17,7 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quotabar/quotabar/app"
+	"github.com/quotabar/quotabar/app/config"
+	"github.com/quotabar/quotabar/app/daemon"
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
 	"github.com/quotabar/quotabar/ipc/wire"
@@ -154,8 +155,8 @@ func (e *env) must(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
-// daemon is a `quotabar serve` process.
-type daemon struct {
+// daemonProc is a `quotabar serve` process.
+type daemonProc struct {
 	cmd  *exec.Cmd
 	logs *testenv.Buffer
 	done chan struct{}
@@ -163,16 +164,16 @@ type daemon struct {
 }
 
 // serve starts a daemon and waits until it answers on its socket.
-func (e *env) serve(t *testing.T) *daemon {
+func (e *env) serve(t *testing.T) *daemonProc {
 	t.Helper()
 	return e.start(t, nil, "serve")
 }
 
 // start runs quotabar with args and extra environment, and waits until it
 // answers on its socket.
-func (e *env) start(t *testing.T, extraEnv []string, args ...string) *daemon {
+func (e *env) start(t *testing.T, extraEnv []string, args ...string) *daemonProc {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binary, args...), logs: &testenv.Buffer{}, done: make(chan struct{})}
+	d := &daemonProc{cmd: exec.Command(binary, args...), logs: &testenv.Buffer{}, done: make(chan struct{})}
 	d.cmd.Env = append(e.environ(), extraEnv...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logs, d.logs
 	if err := d.cmd.Start(); err != nil {
@@ -210,7 +211,7 @@ func (e *env) start(t *testing.T, extraEnv []string, args ...string) *daemon {
 }
 
 // wait waits for the daemon to exit and returns its exit status.
-func (d *daemon) wait(t *testing.T) int {
+func (d *daemonProc) wait(t *testing.T) int {
 	t.Helper()
 	select {
 	case <-d.done:
@@ -309,7 +310,7 @@ func TestConfigCommands(t *testing.T) {
 		t.Errorf("config path = %q, want $QUOTABAR_CONFIG %q", got, e.config)
 	}
 	e.must(t, "--config", fresh, "config", "init")
-	if data, err := os.ReadFile(fresh); err != nil || !bytes.Equal(data, app.DefaultConfig()) {
+	if data, err := os.ReadFile(fresh); err != nil || !bytes.Equal(data, config.DefaultConfig()) {
 		t.Fatalf("config init wrote %d bytes, %v; want the default config", len(data), err)
 	}
 	if r := e.run(t, "--config", fresh, "config", "init"); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
@@ -469,10 +470,10 @@ func TestCrashRestoresState(t *testing.T) {
 	}
 
 	// Wait for the state to reach the disk on its own: no shutdown will save it.
-	path := filepath.Join(e.stateDir, app.StateFile)
+	path := filepath.Join(e.stateDir, daemon.StateFile)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		st, err := app.LoadState(path)
+		st, err := daemon.LoadState(path)
 		if err == nil && st.Limiter.Services["svc"].Paused && st.Limiter.Agents["worker"].Paused &&
 			st.Limiter.Agents["worker"].Priority == "high" && len(st.Limiter.Services["learn"].Limits) == 1 &&
 			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) && st.Fallback["svc"] {
@@ -565,7 +566,7 @@ func TestSigtermAnswersWaitersAndSaves(t *testing.T) {
 	if _, err := os.Stat(e.socket); !os.IsNotExist(err) {
 		t.Errorf("socket left after SIGTERM: %v", err)
 	}
-	st, err := app.LoadState(filepath.Join(e.stateDir, app.StateFile))
+	st, err := daemon.LoadState(filepath.Join(e.stateDir, daemon.StateFile))
 	if err != nil || !st.Limiter.Agents["last-change"].Paused {
 		t.Errorf("the pause made just before SIGTERM was not saved: %+v, %v", st.Limiter.Agents, err)
 	}

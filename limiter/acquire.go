@@ -85,6 +85,7 @@ type waiter struct {
 	explicit Priority // as asked; PriorityUnset follows the agent
 	class    int      // index into service.classes
 	share    float64  // dominant fraction of the service's quotas, set by pick
+	aged     bool     // picked as an aged request of a level owed a grant
 	enqueued time.Time
 	state    waiterState
 	timer    Timer

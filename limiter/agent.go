@@ -6,19 +6,19 @@ import "time"
 // weight, registration on first use, and forgetting the idle ones.
 
 type agent struct {
-	name     string
-	cfg      AgentConfig
-	prio     Priority // run-time override, PriorityUnset when none
-	paused   bool
+	name   string
+	cfg    AgentConfig
+	prio   Priority // run-time override, PriorityUnset when none
+	paused bool
 	// configured says the agent is in Config.Agents; such agents, and
 	// those with a run-time override, are never forgotten.
 	configured bool
-	caps     []*ledger
-	lastSeen time.Time
-	inFlight int
-	queued   int
-	granted  int64
-	refused  int64
+	caps       []*ledger
+	lastSeen   time.Time
+	inFlight   int
+	queued     int
+	granted    int64
+	refused    int64
 }
 
 func (a *agent) priority() Priority {
@@ -40,7 +40,7 @@ func (a *agent) weight() float64 {
 
 func newAgent(now time.Time, ac AgentConfig) *agent {
 	a := &agent{name: ac.Name, cfg: ac, configured: true}
-	a.caps = rebuildLedgers(now, nil, ac.Limits, 0)
+	a.caps = rebuildLedgers(now, nil, ac.Limits, 0, false)
 	return a
 }
 

@@ -75,12 +75,18 @@ type Config struct {
 	Agents   []AgentConfig
 	// LeaseTTL is how long an unreported lease holds its concurrency slot.
 	LeaseTTL time.Duration
-	// MaxAging is how long a priority level may be passed over by higher
-	// ones before its next request is served as if it were high. So the
-	// level's head request waits at most MaxAging plus the time the service
-	// then needs to pay for it, and the level gets a request through at
-	// least that often.
+	// MaxAging is how long a request of a lower priority waits before it
+	// is served at its level's next owed grant, ahead of its level's
+	// younger requests (see NormalShare).
 	MaxAging time.Duration
+	// NormalShare and LowShare are the floor shares of the service's
+	// grants owed to normal and low priority while higher priorities keep
+	// the service saturated: under such load a lower level still receives
+	// that fraction of the grants, and none of its requests waits forever.
+	// Zero means the default (0.10 and 0.05); each, and their sum, may be
+	// at most 0.5.
+	NormalShare float64
+	LowShare    float64
 	// QueueLimit is the most requests queued per service; more are shed.
 	QueueLimit int
 	// LearnConcurrency is the in-flight cap of a service that has no limits

@@ -15,6 +15,8 @@ const (
 	DefaultQueueLimit       = 10000
 	DefaultLearnConcurrency = 4
 	DefaultAgentIdleTTL     = time.Hour
+	DefaultNormalShare      = 0.10
+	DefaultLowShare         = 0.05
 )
 
 func (c Config) withDefaults() Config {
@@ -30,11 +32,20 @@ func (c Config) withDefaults() Config {
 	if c.LearnConcurrency <= 0 {
 		c.LearnConcurrency = DefaultLearnConcurrency
 	}
+	if c.NormalShare <= 0 {
+		c.NormalShare = DefaultNormalShare
+	}
+	if c.LowShare <= 0 {
+		c.LowShare = DefaultLowShare
+	}
 	if c.AgentIdleTTL <= 0 {
 		c.AgentIdleTTL = DefaultAgentIdleTTL
 	}
 	return c
 }
+
+// maxFloorShare bounds the floor shares, alone and together.
+const maxFloorShare = 0.5
 
 func knownUnit(u Unit) bool { return slices.Contains(Units, u) }
 
@@ -55,6 +66,17 @@ func validatePolicies(ps []Policy) error {
 func validateConfig(c Config) error {
 	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.AgentIdleTTL < 0 {
 		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency and agent idle TTL must not be negative")
+	}
+	for _, sh := range []struct {
+		name string
+		v    float64
+	}{{"normal_share", c.NormalShare}, {"low_share", c.LowShare}} {
+		if !(sh.v >= 0 && sh.v <= maxFloorShare) { // also refuses NaN
+			return fmt.Errorf("%s %v must be between 0 (the default) and %v", sh.name, sh.v, maxFloorShare)
+		}
+	}
+	if c.NormalShare+c.LowShare > maxFloorShare {
+		return fmt.Errorf("normal_share %v plus low_share %v is %v; together they may be at most %v, so that priorities still mean something", c.NormalShare, c.LowShare, c.NormalShare+c.LowShare, maxFloorShare)
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Services {

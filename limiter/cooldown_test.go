@@ -239,9 +239,10 @@ func TestLateReportStillCools(t *testing.T) {
 	}
 }
 
-// Which grants are paced: every grant of a window up to a minute (a tenth
-// of the quota at once, then its rate), a backlog's only up to an hour, and
-// longer windows not at all (outside cooldowns).
+// Which grants are paced: every grant of a window up to a minute (the idle
+// burst at once: a tenth of the quota, or up to 10 but at most half of a
+// small one; then its rate), a backlog's only up to an hour, and longer
+// windows not at all (outside cooldowns).
 func TestPacingScope(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -249,7 +250,8 @@ func TestPacingScope(t *testing.T) {
 		want   int // of 100 asked for one after another, alone, at once
 	}{
 		{"per minute: a lone caller is paced too", pol(500, limiter.Requests, time.Minute), 50},
-		{"small per-minute quota: the burst is the quota", pol(8, limiter.Requests, time.Minute), 8},
+		{"small per-minute quota: the burst is half of it", pol(8, limiter.Requests, time.Minute), 4},
+		{"per-minute quota of 50: 10 at once", pol(50, limiter.Requests, time.Minute), 10},
 		{"per 10 minutes: a lone caller is not", pol(500, limiter.Requests, 10*time.Minute), 100},
 		{"per 5 hours: not paced", pol(500, limiter.Requests, 5*time.Hour), 100},
 	}

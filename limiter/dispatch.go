@@ -63,7 +63,7 @@ func (l *Limiter) dispatch(s *service) {
 	l.settle(s, now)
 	var wake time.Time
 	for s.queued > 0 {
-		w, aged, agentWake := l.pick(s, now)
+		w, floor, agentWake := l.pick(s, now)
 		if w == nil {
 			wake = agentWake
 			break
@@ -83,7 +83,7 @@ func (l *Limiter) dispatch(s *service) {
 			}
 			break
 		}
-		l.grant(s, w, aged, now)
+		l.grant(s, w, floor, now)
 	}
 	if s.queued == 0 && now.Before(s.cooldownUntil) {
 		wake = s.cooldownUntil // to tell subscribers the cooldown is over
@@ -147,19 +147,16 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 	return ok, until, nil
 }
 
-func (l *Limiter) grant(s *service, w *waiter, aged bool, now time.Time) {
+func (l *Limiter) grant(s *service, w *waiter, floor bool, now time.Time) {
 	backlog, agentBacklog := s.queued > 1, w.agent.queued > 1 // before w leaves
-	s.classes[w.class].served = now
-	f := s.classes[w.class].flows[w.agent]
-	if aged {
-		c := &s.classes[len(s.classes)-1]
-		start := math.Max(c.vtime, f.agedFinish)
-		f.agedFinish = start + w.share/w.agent.weight()
-		c.vtime = start
-	} else {
-		c := &s.classes[w.class]
-		start := math.Max(c.vtime, f.lastFinish)
-		f.lastFinish = start + w.share/w.agent.weight()
+	l.creditFloors(s, w, floor)
+	c := &s.classes[w.class]
+	f := c.flows[w.agent]
+	start := math.Max(c.vtime, f.lastFinish)
+	f.lastFinish = start + w.share/w.agent.weight()
+	if !w.aged {
+		// An aged request goes out of tag order; the class's virtual
+		// time stays with the order of the rest.
 		c.vtime = start
 	}
 	l.unqueue(w)

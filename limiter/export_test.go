@@ -71,6 +71,7 @@ func (l *Limiter) Books() string {
 	for _, s := range l.sortedServices() {
 		fmt.Fprintf(&b, "service %s queued=%d inFlight=%d granted=%d refused=%d 429=%d cooldown=%v/%d backoff=%d recent=%d paused=%v wake=%v\n",
 			s.name, s.queued, s.inFlight, s.granted, s.refused, s.provider429, s.cooldownUntil, s.cooldownSeq, s.backoff, len(s.recent), s.paused, s.wakeAt)
+		fmt.Fprintf(&b, "  floor credit=%v lastFloor=%v\n", s.credit, s.lastFloor)
 		ledgers(s.policies)
 		ledgers(s.learned)
 		for _, bg := range s.budgets {
@@ -80,7 +81,7 @@ func (l *Limiter) Books() string {
 			fmt.Fprintf(&b, "  class %d vtime=%v active=%d\n", ci, c.vtime, len(c.active))
 			var names []string
 			for a, f := range c.flows {
-				names = append(names, fmt.Sprintf("    flow %s q=%d last=%v aged=%v\n", a.name, len(f.q), f.lastFinish, f.agedFinish))
+				names = append(names, fmt.Sprintf("    flow %s q=%d last=%v\n", a.name, len(f.q), f.lastFinish))
 			}
 			slices.Sort(names)
 			b.WriteString(strings.Join(names, ""))

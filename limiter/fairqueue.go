@@ -13,9 +13,6 @@ type class struct {
 	flows  map[*agent]*flow
 	active []*flow // flows with waiters, in activation order
 	vtime  float64 // start tag of the last request served
-	// served is when the class last had a grant, or began to wait: aging
-	// measures how long a priority has been passed over from here.
-	served time.Time
 }
 
 // A flow is one agent's FIFO of waiters in one priority of one service.
@@ -29,7 +26,6 @@ type flow struct {
 	agent      *agent
 	q          []*waiter
 	lastFinish float64
-	agedFinish float64 // finish tag of its aged requests, in High's virtual time
 }
 
 // share is the request's dominant fraction of the service's quotas, the
@@ -67,9 +63,6 @@ func (l *Limiter) enqueue(w *waiter) {
 		f = &flow{agent: w.agent}
 		c.flows[w.agent] = f
 	}
-	if len(c.active) == 0 {
-		c.served = w.enqueued
-	}
 	if len(f.q) == 0 {
 		c.active = append(c.active, f)
 	}
@@ -103,7 +96,7 @@ func (l *Limiter) dequeue(w *waiter) {
 	}
 	if len(f.q) == 0 {
 		c.active = slices.DeleteFunc(c.active, func(x *flow) bool { return x == f })
-		if f.lastFinish <= c.vtime && f.agedFinish <= w.svc.classes[len(w.svc.classes)-1].vtime {
+		if f.lastFinish <= c.vtime {
 			delete(c.flows, w.agent) // its tags no longer matter
 		}
 	}
@@ -134,12 +127,11 @@ func (l *Limiter) requeueAgent(a *agent) {
 	}
 }
 
-// pickKey orders candidates: priority, then start tag, then finish tag
-// (among flows level at vtime, such as every flow that was idle, the
+// pickKey orders the candidates of one priority: start tag, then finish
+// tag (among flows level at vtime, such as every flow that was idle, the
 // smaller request goes first: a light agent's short call is not kept
 // waiting for a round of everyone's big ones), then arrival.
 type pickKey struct {
-	rank   int // 1 high (and aged), 2 normal, 3 low
 	start  float64
 	finish float64
 	seq    uint64
@@ -147,8 +139,6 @@ type pickKey struct {
 
 func (k pickKey) less(o pickKey) bool {
 	switch {
-	case k.rank != o.rank:
-		return k.rank < o.rank
 	case k.start != o.start:
 		return k.start < o.start
 	case k.finish != o.finish:
@@ -157,23 +147,20 @@ func (k pickKey) less(o pickKey) bool {
 	return k.seq < o.seq
 }
 
+// A candidate is a flow's head that its agent's own caps allow now.
+type candidate struct {
+	w *waiter
+	f *flow
+}
+
 // pick returns the head that goes next among the flows whose agent's own
-// caps allow it: by priority, then by fair-queueing finish tag. Aging: a
-// priority whose waiters have had no grant for MaxAging while a higher one
-// is waiting is served as if it were high, once; its heads then compete in
-// High's fair queue (each agent as its own flow there), so a starved
-// priority gets a request through at least every MaxAging without a
-// backlog of old low requests shutting out the real high ones. A priority
-// that is served, however slowly, does not age: under overload the levels
-// stay strict. An agent held back by its own cap holds back no one else;
-// agentWake is when the first such agent frees.
-func (l *Limiter) pick(s *service, now time.Time) (best *waiter, aged bool, agentWake time.Time) {
-	type cand struct {
-		w  *waiter
-		ci int
-		f  *flow
-	}
-	var cands []cand
+// caps allow it. The priority it comes from is the highest with a
+// candidate, unless a lower one is owed a grant (floor.go); within the
+// priority, the smallest fair-queueing tag, or for an owed grant the
+// oldest request that has aged, if any. An agent held back by its own cap
+// holds back no one else; agentWake is when the first such agent frees.
+func (l *Limiter) pick(s *service, now time.Time) (best *waiter, floor bool, agentWake time.Time) {
+	var cands [len(s.classes)][]candidate
 	var never []*waiter
 	top := -1
 	for ci := len(s.classes) - 1; ci >= 0; ci-- {
@@ -188,28 +175,38 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, aged bool, agen
 				continue
 			}
 			top = max(top, ci)
-			cands = append(cands, cand{w, ci, f})
-		}
-	}
-	var bestKey pickKey
-	hi := len(s.classes) - 1
-	for _, c := range cands {
-		isAged := c.ci < top && now.Sub(s.classes[c.ci].served) >= l.cfg.MaxAging
-		c.w.share = s.share(c.w.cost)
-		k := pickKey{rank: len(s.classes) - c.ci, start: math.Max(s.classes[c.ci].vtime, c.f.lastFinish), seq: c.w.seq}
-		if isAged {
-			k.rank, k.start = 1, math.Max(s.classes[hi].vtime, c.f.agedFinish)
-		}
-		k.finish = k.start + c.w.share/c.w.agent.weight()
-		if best == nil || k.less(bestKey) {
-			best, bestKey, aged = c.w, k, isAged
+			cands[ci] = append(cands[ci], candidate{w, f})
 		}
 	}
 	for _, w := range never {
 		l.unqueue(w)
 		w.done <- result{err: exceeds(s, w.agent, w.cost)}
 	}
-	return best, aged, agentWake
+	if top < 0 {
+		return nil, false, agentWake
+	}
+	ci, floor := top, false
+	if owed := l.owedLevel(s, &cands, top, now); owed >= 0 {
+		ci, floor = owed, true
+	}
+	if floor {
+		if w := l.oldestAged(cands[ci], now); w != nil {
+			w.share, w.aged = s.share(w.cost), true
+			return w, true, agentWake
+		}
+	}
+	var bestKey pickKey
+	c := &s.classes[ci]
+	for _, cd := range cands[ci] {
+		cd.w.share = s.share(cd.w.cost)
+		k := pickKey{start: math.Max(c.vtime, cd.f.lastFinish), seq: cd.w.seq}
+		k.finish = k.start + cd.w.share/cd.w.agent.weight()
+		if best == nil || k.less(bestKey) {
+			best, bestKey = cd.w, k
+		}
+	}
+	best.aged = false
+	return best, floor, agentWake
 }
 
 // agentAllows checks the agent's own caps; a zero time with false means the

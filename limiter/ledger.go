@@ -30,9 +30,7 @@ type grant struct {
 // sliding window of the policy's length ever holds more than the capacity.
 //
 // The log alone would let a backlog take a whole quota in one instant and
-// then, a window later, again: grants would come in synchronized bursts and
-// anyone arriving in between would wait for the next one. So a token bucket
-// paces grants too (see pacer).
+// then, a window later, again; so a pacer spaces grants too (pacer.go).
 type ledger struct {
 	policy Policy
 	cap    int64  // quota minus headroom
@@ -42,10 +40,18 @@ type ledger struct {
 	pace   pacer
 	// pacedUntil ends the pacing of a long window after a cooldown.
 	pacedUntil time.Time
+	// even says grants are spaced evenly under a backlog, as a service's
+	// are (pacer.go); an agent's own cap keeps a burst of a tenth of it.
+	even bool
+	// maxCost is the largest single cost charged: the pacer's burst.
+	maxCost int64
+	// burstAfter is when the idle burst is allowed again after a
+	// cooldown or a spent budget.
+	burstAfter time.Time
 }
 
-func newLedger(p Policy, headroom float64, source string) *ledger {
-	d := &ledger{policy: p, source: source}
+func newLedger(p Policy, headroom float64, source string, even bool) *ledger {
+	d := &ledger{policy: p, source: source, even: even}
 	d.setQuota(p.Quota, headroom)
 	return d
 }
@@ -53,13 +59,15 @@ func newLedger(p Policy, headroom float64, source string) *ledger {
 // setQuota sets the quota and, from it and the window, the pacer.
 func (d *ledger) setQuota(q int64, headroom float64) {
 	d.policy.Quota = q
+	old := d.cap
 	d.cap = max(0, q-int64(math.Floor(headroom*float64(q))))
-	d.pace.rate = rate.Limit(float64(d.cap) / d.span().Seconds())
-	burst := float64(max(1, d.cap/10, min(d.cap, 10)))
-	if grow := burst - d.pace.burst; grow > 0 && !d.pace.last.IsZero() {
-		d.pace.tokens += grow // a raised quota is there to use now
+	if grow := d.cap - old; grow > 0 && !d.pace.last.IsZero() {
+		// A raised quota is there to use now.
+		d.pace.tokens = d.pace.level(d.pace.last) + float64(grow)
 	}
-	d.pace.burst = burst
+	d.pace.rate = rate.Limit(float64(d.cap) / d.span().Seconds())
+	d.pace.burst = d.paceBurst()
+	d.pace.maxBank = max(d.pace.burst, float64(idleBurst(d.cap)))
 }
 
 // transitMax bounds the margin a ledger adds to its window (see span).
@@ -117,7 +125,7 @@ func (d *ledger) check(now time.Time, c int64, backlog bool) (bool, time.Time) {
 		// Only reachable if used is negative; fail safe, retry soon.
 		return false, now.Add(time.Second)
 	}
-	if (backlog || d.policy.Window <= alwaysPaced) && d.paced(now) {
+	if (backlog || d.policy.Window <= alwaysPaced) && d.paced(now) && !d.idle(now, c) {
 		if w := d.pace.wait(now, float64(c)); w > 0 {
 			return false, now.Add(w)
 		}
@@ -126,14 +134,19 @@ func (d *ledger) check(now time.Time, c int64, backlog bool) (bool, time.Time) {
 }
 
 // add logs g. A paced grant may leave the pacer in debt; an unpaced one
-// only empties it, so a lone caller's calls never delay the pacing of a
-// backlog that forms later.
+// (an idle burst's, or a lone caller's of a long window) only empties it,
+// so it never delays the pacing of a backlog that forms later.
 func (d *ledger) add(now time.Time, g *grant, backlog bool) {
 	d.prune(now)
-	d.log = append(d.log, g)
 	c := g.cost[d.policy.Unit]
+	idle := d.idle(now, c)
+	if c > d.maxCost {
+		d.maxCost = c
+		d.pace.burst = d.paceBurst()
+	}
+	d.log = append(d.log, g)
 	d.used += c
-	if backlog || d.policy.Window <= alwaysPaced {
+	if (backlog || d.policy.Window <= alwaysPaced) && !idle {
 		d.pace.add(now, float64(c))
 	} else {
 		d.pace.add(now, min(float64(c), max(0, d.pace.level(now))))
@@ -169,7 +182,7 @@ func (d *ledger) resetsAt(now time.Time) time.Time {
 // the same unit and window, and seeding a new one from the longest old log
 // (every ledger logs every grant), so that a reload cannot forget recent
 // grants and release a quota twice.
-func rebuildLedgers(now time.Time, old []*ledger, ps []Policy, headroom float64) []*ledger {
+func rebuildLedgers(now time.Time, old []*ledger, ps []Policy, headroom float64, even bool) []*ledger {
 	var longest *ledger
 	for _, d := range old {
 		if longest == nil || d.policy.Window > longest.policy.Window {
@@ -190,7 +203,7 @@ func rebuildLedgers(now time.Time, old []*ledger, ps []Policy, headroom float64)
 			out = append(out, d)
 			continue
 		}
-		d = newLedger(p, headroom, "config")
+		d = newLedger(p, headroom, "config", even)
 		if longest != nil {
 			d.seed(now, longest.log)
 		}

@@ -30,9 +30,9 @@ type Limiter struct {
 	seq      uint64 // grants so far
 	// nextSweep is when sweepAgents next looks for agents to forget.
 	nextSweep time.Time
-	closed   bool
-	subs     map[int]chan struct{}
-	nextSub  int
+	closed    bool
+	subs      map[int]chan struct{}
+	nextSub   int
 	// dialects maps each configured service to its dialect, for parsing
 	// a report's headers before the lock is taken; apply replaces it.
 	dialects atomic.Pointer[map[string]Dialect]
@@ -147,7 +147,7 @@ func (l *Limiter) apply(cfg Config) {
 			a.configured = false
 			before := a.priority()
 			a.cfg = AgentConfig{Name: name}
-			a.caps = rebuildLedgers(now, a.caps, nil, 0)
+			a.caps = rebuildLedgers(now, a.caps, nil, 0, false)
 			if a.priority() != before {
 				l.requeueAgent(a)
 			}
@@ -162,7 +162,7 @@ func (l *Limiter) apply(cfg Config) {
 		before := a.priority()
 		a.cfg = ac
 		a.configured = true
-		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0)
+		a.caps = rebuildLedgers(now, a.caps, ac.Limits, 0, false)
 		if a.priority() != before {
 			l.requeueAgent(a)
 		}

@@ -103,7 +103,7 @@ func (l *Limiter) learn(s *service, ol ObservedLimit, now time.Time) *ledger {
 	if w == 0 || len(s.learned) >= maxLearned {
 		return nil
 	}
-	d := newLedger(Policy{Quota: ol.Limit, Unit: ol.Unit, Window: w}, s.cfg.Headroom, "headers")
+	d := newLedger(Policy{Quota: ol.Limit, Unit: ol.Unit, Window: w}, s.cfg.Headroom, "headers", true)
 	src := s.recent
 	for _, o := range s.ledgers() {
 		if o.policy.Window >= w {

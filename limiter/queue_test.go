@@ -10,27 +10,29 @@ import (
 	"github.com/quotabar/quotabar/limiter"
 )
 
-// Rule 2, between priorities: strict order, but a low (or normal) request is
-// passed over for at most MaxAging (plus the slot it then waits for).
+// Rule 2, between priorities: strict order, but a lone low (or normal)
+// request behind a high backlog is served at its level's first owed grant:
+// when the level's floor credit reaches a whole grant (1/share grants), or
+// once the request has waited MaxAging, whichever comes first (plus the
+// slot it then waits for).
 func TestPriorityAgingBound(t *testing.T) {
 	tests := []struct {
 		name     string
 		maxAging time.Duration
 		prio     limiter.Priority
+		bound    time.Duration // at one grant a second
 	}{
-		{"low, 5s", 5 * time.Second, limiter.Low},
-		{"low, 20s", 20 * time.Second, limiter.Low},
-		{"normal, 10s", 10 * time.Second, limiter.Normal},
-		{"default bound", 0, limiter.Low},
+		{"low, 5s", 5 * time.Second, limiter.Low, 5 * time.Second},
+		{"low, 15s", 15 * time.Second, limiter.Low, 15 * time.Second},
+		{"normal, 8s", 8 * time.Second, limiter.Normal, 8 * time.Second},
+		{"low, default bound: the floor share comes first", 0, limiter.Low, 20 * time.Second},            // 1/0.05 grants
+		{"normal, 30s: the floor share comes first", 30 * time.Second, limiter.Normal, 10 * time.Second}, // 1/0.10
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			bound := tc.maxAging
-			if bound == 0 {
-				bound = limiter.DefaultMaxAging
-			}
 			// One request a second; a high-priority agent always has a
-			// backlog, so without aging the low request would starve.
+			// backlog, so without a floor or aging the low request would
+			// starve.
 			l, clk := newLim(t, limiter.Config{
 				Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Second))},
 				MaxAging: tc.maxAging,
@@ -49,12 +51,12 @@ func TestPriorityAgingBound(t *testing.T) {
 				if ls, ok = granted(t, low); ok {
 					break
 				}
-				if i > 10*int(bound/time.Second)*10 {
+				if i > 10*int(tc.bound/time.Second)*10 {
 					t.Fatalf("the %v request was never granted", tc.prio)
 				}
 			}
-			if ls.Waited < bound-time.Second || ls.Waited > bound+time.Second {
-				t.Errorf("waited %v; want between %v (strict priority first) and %v (aging bound plus one slot)", ls.Waited, bound-time.Second, bound+time.Second)
+			if ls.Waited < tc.bound-time.Second || ls.Waited > tc.bound+time.Second {
+				t.Errorf("waited %v; want between %v (strict priority first) and %v (the bound plus one slot)", ls.Waited, tc.bound-time.Second, tc.bound+time.Second)
 			}
 			if n := len(r.leases); n == 0 {
 				t.Error("the high-priority backlog got nothing")
@@ -282,24 +284,28 @@ func TestQueueLimitSheds(t *testing.T) {
 	}
 }
 
-// Aging is per level: a passed-over level gets one request through every
-// MaxAging (plus the slot it then waits for), so its k-th request waits
-// about k times the bound, never forever, and the high backlog keeps the
-// rest.
+// Aging is per request and does not promote a level at once: of four aged
+// low requests behind a high backlog, one goes at once, and each next one
+// a floor share's worth of grants (1/share) after the one before, so the
+// level receives
+// its floor share and no more (the first may use the credit the level had
+// saved, at most one grant), and the high backlog keeps the rest. The k-th
+// waits at most MaxAging plus k owed slots.
 func TestAgingServesLevelEveryBound(t *testing.T) {
 	tests := []struct {
 		name     string
 		maxAging time.Duration
+		lowShare float64
 		lows     []string // agents of the low requests, in order of asking
 	}{
-		{"one agent, 5s", 5 * time.Second, []string{"bg", "bg", "bg", "bg"}},
-		{"two agents, 8s", 8 * time.Second, []string{"bg1", "bg2", "bg1", "bg2"}},
+		{"one agent, 5s, share 0.05", 5 * time.Second, 0.05, []string{"bg", "bg", "bg", "bg"}},
+		{"two agents, 8s, share 0.1", 8 * time.Second, 0.1, []string{"bg1", "bg2", "bg1", "bg2"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, clk := newLim(t, limiter.Config{
 				Services: []limiter.ServiceConfig{svcCfg("s", pol(1, limiter.Requests, time.Second))},
-				MaxAging: tc.maxAging,
+				MaxAging: tc.maxAging, LowShare: tc.lowShare,
 			})
 			r := &runner{t: t, l: l, clk: clk}
 			for range 200 {
@@ -310,7 +316,8 @@ func TestAgingServesLevelEveryBound(t *testing.T) {
 			for _, a := range tc.lows {
 				lows = append(lows, submit(t, l, limiter.Request{Agent: a, Service: "s", Priority: limiter.Low, MaxWait: time.Hour}))
 			}
-			r.run(time.Duration(len(tc.lows)+2)*(tc.maxAging+time.Second), 100*time.Millisecond, true)
+			slot := time.Duration(float64(time.Second) / tc.lowShare) // grants between owed ones
+			r.run(tc.maxAging+time.Duration(len(tc.lows)+1)*slot, 100*time.Millisecond, true)
 			var waits []time.Duration
 			for k, p := range lows {
 				ls, ok := granted(t, p)
@@ -319,15 +326,23 @@ func TestAgingServesLevelEveryBound(t *testing.T) {
 				}
 				waits = append(waits, ls.Waited)
 			}
-			slices.Sort(waits) // fair queueing decides which low goes first
+			slices.Sort(waits)
 			for k, w := range waits {
-				lo := time.Duration(k+1)*tc.maxAging - time.Second
-				hi := time.Duration(k+1) * (tc.maxAging + time.Second)
-				if w < lo || w > hi {
-					t.Errorf("low grant %d waited %v, want between %v and %v", k+1, w, lo, hi)
+				hi := tc.maxAging + time.Duration(k)*(slot+time.Second) + time.Second
+				if w > hi {
+					t.Errorf("low grant %d waited %v, more than its bound %v", k+1, w, hi)
+				}
+				// The credit the level had when the first aged may go
+				// with it (at most one grant's worth); past that, one
+				// owed grant per slot.
+				if k > 0 && w-waits[0] < time.Duration(k-1)*slot-2*time.Second {
+					t.Errorf("low grant %d only %v after the first: aged requests were promoted together (want at least %v)", k+1, w-waits[0], time.Duration(k-1)*slot)
 				}
 			}
-			if high := len(r.leases); high < 2*int(tc.maxAging/time.Second) {
+			if waits[0] < tc.maxAging-time.Second {
+				t.Errorf("the first low grant waited %v, less than MaxAging %v: strict priority first", waits[0], tc.maxAging)
+			}
+			if high := len(r.leases); high < int(float64(len(r.leases)+len(tc.lows))*(1-tc.lowShare))-len(tc.lows) {
 				t.Errorf("the high backlog got only %d grants", high)
 			}
 		})

@@ -21,6 +21,10 @@ type service struct {
 
 	classes [3]class // Low, Normal, High
 	queued  int
+	// credit is what each lower level (Low, Normal) is owed of the
+	// grants, and lastFloor says the last grant was owed: see floor.go.
+	credit    [2]float64
+	lastFloor bool
 
 	inFlight      int
 	paused        bool
@@ -39,7 +43,7 @@ type service struct {
 func newService(sc ServiceConfig) *service {
 	s := &service{name: sc.Name, cfg: sc}
 	for _, p := range sc.Limits {
-		s.policies = append(s.policies, newLedger(p, sc.Headroom, "config"))
+		s.policies = append(s.policies, newLedger(p, sc.Headroom, "config", true))
 	}
 	return s
 }
@@ -47,7 +51,7 @@ func newService(sc ServiceConfig) *service {
 func (s *service) reconfigure(now time.Time, sc ServiceConfig) {
 	old := append(slices.Clone(s.policies), s.learned...)
 	s.cfg = sc
-	s.policies = rebuildLedgers(now, old, sc.Limits, sc.Headroom)
+	s.policies = rebuildLedgers(now, old, sc.Limits, sc.Headroom, true)
 	// A learned policy of a unit now configured gives way to the config.
 	s.learned = slices.DeleteFunc(s.learned, func(d *ledger) bool {
 		return slices.ContainsFunc(s.policies, func(p *ledger) bool { return p.policy.Unit == d.policy.Unit })

@@ -373,6 +373,12 @@ func parseCost(field string, raw map[string]json.RawMessage) (limiter.Cost, erro
 	cost := make(limiter.Cost, len(raw))
 	for unit, v := range raw {
 		n, err := strconv.ParseInt(string(v), 10, 64)
+		if errors.Is(err, strconv.ErrRange) && field == "usage" && isDigits(v) {
+			// A provider's usage past int64 is nonsense, but the call
+			// ran: the report must still end its lease. The limiter
+			// bounds what a usage may charge.
+			n, err = math.MaxInt64, nil
+		}
 		if err != nil || n < 0 {
 			return nil, badRequest("%s.%s is %s; allowed: a non-negative integer up to %d", field, unit, truncate(string(v)), int64(math.MaxInt64))
 		}
@@ -381,6 +387,16 @@ func parseCost(field string, raw map[string]json.RawMessage) (limiter.Cost, erro
 		}
 	}
 	return cost, nil
+}
+
+// isDigits reports whether v is a JSON integer without sign or exponent.
+func isDigits(v []byte) bool {
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return len(v) > 0
 }
 
 func known(u limiter.Unit) bool {

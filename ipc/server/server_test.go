@@ -16,6 +16,7 @@ import (
 	"github.com/quotabar/quotabar/ipc/internal/ipctest"
 	"github.com/quotabar/quotabar/ipc/server"
 	"github.com/quotabar/quotabar/ipc/wire"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 func TestClientEndToEnd(t *testing.T) {
@@ -516,5 +517,36 @@ func TestZeroClient(t *testing.T) {
 	err := gone.Health(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "is it running") {
 		t.Errorf("no daemon: %v, want an error that says what to do", err)
+	}
+}
+
+// TestReportOverflowingUsage: a usage number past int64 (a provider's
+// nonsense passed on) still ends the lease, so its slot is not held until
+// the lease's TTL.
+func TestReportOverflowingUsage(t *testing.T) {
+	cfg := limiter.Config{LeaseTTL: time.Hour, Services: []limiter.ServiceConfig{{
+		Name: "one", MaxConcurrent: 1,
+		Limits: []limiter.Policy{{Quota: 1000, Unit: limiter.Requests, Window: time.Minute}},
+	}}}
+	d := ipctest.StartDaemon(t, cfg, nil)
+	ctx := context.Background()
+	lease, err := d.Client.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := ipctest.RawHTTP(d.Path)
+	r := ipctest.DoRaw(t, hc, "POST", "/v1/report", ipctest.Str(`{"lease":"`+lease.ID+`","status":200,"usage":{"tokens":99999999999999999999999}}`))
+	if r.Status != 200 {
+		t.Fatalf("report with an overflowing usage: %d %s, want 200", r.Status, r.Body)
+	}
+	if in := ipctest.ServiceOf(t, d.Srv.Status(), "one").InFlight; in != 0 {
+		t.Errorf("in flight %d after the report, want 0 (the lease ended)", in)
+	}
+	// Still refused: a signed or fractional number is not a usage.
+	for _, bad := range []string{`-99999999999999999999999`, `1.5`, `1e30`} {
+		r := ipctest.DoRaw(t, hc, "POST", "/v1/report", ipctest.Str(`{"agent":"a","service":"one","usage":{"tokens":`+bad+`}}`))
+		if r.Status != 400 || !strings.Contains(string(r.Body), "non-negative integer") {
+			t.Errorf("usage %s: %d %s, want 400 naming what is allowed", bad, r.Status, r.Body)
+		}
 	}
 }

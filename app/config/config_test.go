@@ -1,0 +1,374 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quotabar/quotabar/limiter"
+)
+
+func TestDefaultConfigParses(t *testing.T) {
+	cfg, err := Parse("config.toml", DefaultConfig())
+	if err != nil {
+		t.Fatalf("the default config does not parse:\n%v", err)
+	}
+	var names []string
+	for _, s := range cfg.Services {
+		names = append(names, s.Name)
+	}
+	if got, want := strings.Join(names, ","), "openai,anthropic,github,gemini"; got != want {
+		t.Errorf("services = %s, want %s (file order)", got, want)
+	}
+	for _, s := range cfg.Services {
+		p, ok := LookupPreset(s.Name)
+		if !ok {
+			t.Errorf("service %s: no preset of that name", s.Name)
+			continue
+		}
+		if s.Preset != p.Name || s.BaseURL != p.BaseURL || s.Dialect != p.Dialect {
+			t.Errorf("service %s = preset %q base %q dialect %q, want the preset's %q %q %q", s.Name, s.Preset, s.BaseURL, s.Dialect, p.Name, p.BaseURL, p.Dialect)
+		}
+		if len(s.Limits) == 0 {
+			t.Errorf("service %s has no limits in the default config", s.Name)
+		}
+	}
+	if !cfg.Proxy.Enabled || cfg.Proxy.Listen != "127.0.0.1:7878" || cfg.Proxy.MaxWait != 2*time.Minute {
+		t.Errorf("proxy = %+v, want enabled on 127.0.0.1:7878 holding calls up to 2m", cfg.Proxy)
+	}
+	if cfg.LeaseTTL != 2*time.Minute || cfg.MaxAging != 30*time.Second || cfg.QueueLimit != 1000 || !cfg.ShowTitle || cfg.FallbackIdleTimeout != 15*time.Minute {
+		t.Errorf("top-level settings = %v %v %d %v %v", cfg.LeaseTTL, cfg.MaxAging, cfg.QueueLimit, cfg.ShowTitle, cfg.FallbackIdleTimeout)
+	}
+
+	// The anthropic fallback has web limits: the limiter gets a service for them.
+	lc := cfg.Limiter()
+	var web *limiter.ServiceConfig
+	for i := range lc.Services {
+		if lc.Services[i].Name == "anthropic.web" {
+			web = &lc.Services[i]
+		}
+	}
+	if web == nil || len(web.Limits) != 1 || web.Limits[0].Quota != 45 {
+		t.Errorf("limiter services %+v: want anthropic.web with 45 requests/5h", lc.Services)
+	}
+	if lc.LeaseTTL != cfg.LeaseTTL || lc.QueueLimit != cfg.QueueLimit {
+		t.Errorf("limiter config %+v does not carry the top-level settings", lc)
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte(`
+show_title = false
+
+[services.custom]
+base_url = "http://127.0.0.1:9000"
+limits = [
+  "10 requests/1s",
+  "1000 tokens/1m",
+]
+fallback = { url = "http://127.0.0.1:9001/", browser = "system", enabled = true, headless = true, web_limits = ["6 requests/1m"] }
+
+[services.openai]
+preset = "openai"
+dialect = ""
+base_url = "https://proxy.example.com"
+
+[agents.research]
+priority = "high"
+weight = 2.5
+limits = ["100 requests/1m"]
+
+[agents.bulk]
+priority = "low"
+
+[proxy]
+enabled = false
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Path:      "c.toml",
+		ShowTitle: false,
+		Proxy:     ProxyConfig{Enabled: false, Listen: DefaultProxyListen},
+		Services: []ServiceConfig{
+			{
+				Name:    "custom",
+				BaseURL: "http://127.0.0.1:9000",
+				Limits: []limiter.Policy{
+					{Quota: 10, Unit: limiter.Requests, Window: time.Second},
+					{Quota: 1000, Unit: limiter.Tokens, Window: time.Minute},
+				},
+				Fallback: FallbackConfig{
+					Browser: "system", URL: "http://127.0.0.1:9001/", Enabled: true, Headless: true,
+					WebLimits: []limiter.Policy{{Quota: 6, Unit: limiter.Requests, Window: time.Minute}},
+				},
+			},
+			// An explicit dialect = "" overrides the preset's: read every dialect.
+			{Name: "openai", Preset: "openai", BaseURL: "https://proxy.example.com", Dialect: ""},
+		},
+		Agents: []AgentConfig{
+			{Name: "research", Priority: limiter.High, Weight: 2.5, Limits: []limiter.Policy{{Quota: 100, Unit: limiter.Requests, Window: time.Minute}}},
+			{Name: "bulk", Priority: limiter.Low},
+		},
+	}
+	if d := diffConfig(cfg, want); d != "" {
+		t.Error(d)
+	}
+	if s, _ := cfg.Service("openai"); s.Fallback.Browser != "" {
+		t.Errorf("openai has fallback %+v without a fallback key", s.Fallback)
+	}
+}
+
+func TestParseConfigPresetFallbackDefaults(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte("[services.chat]\npreset = \"anthropic\"\nfallback = {}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Services[0]
+	want := FallbackConfig{Browser: "chrome", URL: "https://claude.ai/"}
+	if s.Fallback.Browser != want.Browser || s.Fallback.URL != want.URL || s.Fallback.Enabled {
+		t.Errorf("fallback = %+v, want %+v: browser chrome, the preset's web address, off", s.Fallback, want)
+	}
+	if s.Dialect != "anthropic" || s.BaseURL != "https://api.anthropic.com" {
+		t.Errorf("preset not applied: %+v", s)
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		line int
+		key  string
+		msg  string // a fragment of the message
+	}{
+		{"syntax", "[services.a]\nlimits = [\"1 requests/1s\"\nx = 1\n", 3, "services.a.limits", "expected a comma"},
+		{"missing value", "lease_ttl =\n", 1, "lease_ttl", "expected value"},
+		{"wrong type", "[services.a]\n\nheadroom = \"lots\"\n", 3, "services.a.headroom", "want a number, not a string"},
+		{"wrong type in list", "[services.a]\nlimits = [5]\n", 2, "services.a.limits", "want a string"},
+		{"bad unit", "[services.openai]\nlimits = [\n  \"1 requests/1s\",\n  \"5 reqs/1m\",\n]\n", 4, "services.openai.limits[1]", `"reqs"`},
+		{"bad unit inline", "[services.a]\nfallback = { web_limits = [\"1 requests/1m\", \"2 x/1m\"] }\n", 2, "services.a.fallback.web_limits[1]", `"x"`},
+		{"unknown preset", "\n[services.a]\npreset = \"opneai\"\n", 3, "services.a.preset", "built in: anthropic, gemini, github, openai"},
+		{"unknown browser", "[services.a]\npreset = \"openai\"\nfallback = { browser = \"firefox\" }\n", 3, "services.a.fallback.browser", "allowed: chrome, webkit, system"},
+		{"fallback without url", "[services.a]\nfallback = { browser = \"chrome\" }\n", 2, "services.a.fallback", "needs a url"},
+		{"bad priority", "[agents.x]\nweight = 1\npriority = \"urgent\"\n", 3, "agents.x.priority", "allowed: high, normal, low"},
+		{"zero weight", "[agents.x]\nweight = 0\n", 2, "agents.x.weight", "more than 0"},
+		{"negative weight", "[agents.x]\nweight = -1.5\n", 2, "agents.x.weight", "more than 0"},
+		{"headroom one", "[services.a]\nheadroom = 1.0\n", 2, "services.a.headroom", "fraction"},
+		{"negative headroom", "[services.a]\nheadroom = -0.1\n", 2, "services.a.headroom", "fraction"},
+		{"negative concurrency", "[services.a]\nmax_concurrent = -1\n", 2, "services.a.max_concurrent", "0 (no cap)"},
+		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "allowed: anthropic, github, ietf, openai"},
+		{"bad base url", "[services.a]\nbase_url = \"api.example.com\"\n", 2, "services.a.base_url", "http or https URL"},
+		{"bad duration", "queue_limit = 5\nlease_ttl = \"2 minutes\"\n", 2, "lease_ttl", "positive duration"},
+		{"bad idle timeout", "fallback_idle_timeout = \"soon\"\n", 1, "fallback_idle_timeout", "positive duration"},
+		{"negative queue limit", "queue_limit = -5\n", 1, "queue_limit", "0 (the default) or more"},
+		{"bad listen", "[proxy]\nlisten = \"7878\"\n", 2, "proxy.listen", "host:port"},
+		{"bad proxy wait", "[proxy]\nmax_wait = \"soon\"\n", 2, "proxy.max_wait", "positive duration"},
+		{"unknown top-level key", "lease_tl = \"1m\"\n", 1, "lease_tl", "allowed here: lease_ttl"},
+		{"unknown service key", "[services.a]\n\nlimts = []\n", 3, "services.a.limts", "allowed here: preset, base_url, limits"},
+		{"unknown fallback key", "[services.a]\nfallback = { url = \"https://x.example/\", browsr = \"chrome\" }\n", 2, "services.a.fallback.browsr", "allowed here: browser, url"},
+		{"misspelt table", "\n[service.openai]\npreset = \"openai\"\n", 2, "service", "allowed here: lease_ttl"},
+		{"unknown agent key", "[agents.b]\npriority = \"low\"\nweigth = 2\n", 3, "agents.b.weigth", "allowed here: priority, weight, limits"},
+		{"bad service name", "[services.\"open ai\"]\nlimits = []\n", 1, `services."open ai"`, "bad name"},
+		{"web name taken", "[services.a]\nfallback = { url = \"https://a.example/\", web_limits = [\"1 requests/1m\"] }\n[services.\"a.web\"]\n", 3, `services."a.web"`, "taken by the web limits"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("/etc/q/config.toml", []byte(tt.in))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %T %v is not a *Error", err, err)
+			}
+			if ce.File != "/etc/q/config.toml" || ce.Line != tt.line || ce.Key != tt.key {
+				t.Errorf("error at %s:%d key %q, want line %d key %q (%v)", ce.File, ce.Line, ce.Key, tt.line, tt.key, err)
+			}
+			if !strings.Contains(ce.Msg, tt.msg) {
+				t.Errorf("message %q does not contain %q", ce.Msg, tt.msg)
+			}
+			prefix := "/etc/q/config.toml:" + strconv.Itoa(tt.line) + ": "
+			if !strings.HasPrefix(err.Error(), prefix) {
+				t.Errorf("error %q does not start with %q", err, prefix)
+			}
+		})
+	}
+}
+
+func TestParseConfigUnknownTableOnce(t *testing.T) {
+	_, err := Parse("c.toml", []byte("[service.openai]\npreset = \"openai\"\nlimits = []\n"))
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 1 {
+		t.Errorf("a misspelt table gave %v; want one error", err)
+	}
+}
+
+func TestParseConfigReportsEveryProblem(t *testing.T) {
+	_, err := Parse("c.toml", []byte("[agents.b]\nweight = 0\n[services.a]\nlimits = [\"x\"]\npreset = \"nope\"\n"))
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v is not Errors", err)
+	}
+	var lines []int
+	for _, e := range errs {
+		lines = append(lines, e.Line)
+	}
+	if len(lines) != 3 || lines[0] != 2 || lines[1] != 4 || lines[2] != 5 {
+		t.Errorf("error lines %v, want [2 4 5] in order:\n%v", lines, err)
+	}
+}
+
+func TestLocateKeys(t *testing.T) {
+	src := `# comment with key = "x"
+a = 1
+s = """multi
+line = 3
+"""
+[t."quoted.key"]
+b = 'lit' # trailing
+arr = [
+  "one", # first
+  [2, 3],
+  { x = 1, y = "}" },
+]
+inl = { p = 1, q = [4, 5] }
+[[tables]]
+c.d = true
+`
+	got := locateKeys([]byte(src))
+	want := map[string]int{
+		"a":                        2,
+		"s":                        3,
+		`t."quoted.key"`:           6,
+		`t."quoted.key".b`:         7,
+		`t."quoted.key".arr`:       8,
+		`t."quoted.key".arr[0]`:    9,
+		`t."quoted.key".arr[1]`:    10,
+		`t."quoted.key".arr[1][1]`: 10,
+		`t."quoted.key".arr[2]`:    11,
+		`t."quoted.key".arr[2].y`:  11,
+		`t."quoted.key".inl.q[1]`:  13,
+		"tables":                   14,
+		"tables.c.d":               15,
+	}
+	for k, line := range want {
+		if got[k] != line {
+			t.Errorf("line of %s = %d, want %d", k, got[k], line)
+		}
+	}
+	if _, ok := got["line"]; ok {
+		t.Error("a line inside a multi-line string was taken for a key")
+	}
+}
+
+func TestWriteDefaultConfig(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new")
+	path := filepath.Join(dir, "config.toml")
+	if err := WriteDefaultConfig(path, false); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]fs.FileMode{dir: 0o700, path: 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+	if _, err := Load(path); err != nil {
+		t.Errorf("the written config does not load: %v", err)
+	}
+	if err := WriteDefaultConfig(path, false); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("second write: %v, want fs.ErrExist", err)
+	}
+	os.WriteFile(path, []byte("# mine\n"), 0o600)
+	if err := WriteDefaultConfig(path, true); err != nil {
+		t.Fatal(err)
+	}
+	if data, _ := os.ReadFile(path); string(data) != string(DefaultConfig()) {
+		t.Error("overwrite did not write the default config")
+	}
+}
+
+func TestDefaultPaths(t *testing.T) {
+	if runtime.GOOS == "darwin" {
+		t.Skip("the XDG layout is for Linux; macOS uses Application Support")
+	}
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	tests := []struct {
+		name                  string
+		env                   map[string]string
+		wantConfig, wantState string
+	}{
+		{"overrides", map[string]string{"QUOTABAR_CONFIG": "/x/c.toml", "QUOTABAR_STATE_DIR": "/y"}, "/x/c.toml", "/y"},
+		{"xdg", map[string]string{"XDG_CONFIG_HOME": "/cfg", "XDG_STATE_HOME": "/st"}, "/cfg/quotabar/config.toml", "/st/quotabar"},
+		{"home", nil, home + "/.config/quotabar/config.toml", home + "/.local/state/quotabar"},
+		{"relative xdg ignored", map[string]string{"XDG_CONFIG_HOME": "rel"}, home + "/.config/quotabar/config.toml", home + "/.local/state/quotabar"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"QUOTABAR_CONFIG", "QUOTABAR_STATE_DIR", "XDG_CONFIG_HOME", "XDG_STATE_HOME"} {
+				t.Setenv(k, tt.env[k])
+			}
+			c, err := DefaultConfigPath()
+			if err != nil || c != tt.wantConfig {
+				t.Errorf("DefaultConfigPath = %q, %v; want %q", c, err, tt.wantConfig)
+			}
+			s, err := DefaultStateDir()
+			if err != nil || s != tt.wantState {
+				t.Errorf("DefaultStateDir = %q, %v; want %q", s, err, tt.wantState)
+			}
+		})
+	}
+}
+
+// diffConfig describes how got differs from want, or returns "".
+func diffConfig(got, want *Config) string {
+	if reflect.DeepEqual(got, want) {
+		return ""
+	}
+	return fmt.Sprintf("config =\n%+v\nwant\n%+v", *got, *want)
+}
+
+// FuzzParseConfig checks that no input makes the parser or the key locator
+// panic or hang (the locator reads the file before the TOML parser has
+// judged it), and that every error it returns is located in the file.
+func FuzzParseConfig(f *testing.F) {
+	f.Add(DefaultConfig())
+	f.Add([]byte("a = [}\n"))
+	f.Add([]byte("[services.a]\nlimits = [\"1 x/1m\",\n fallback = { url = 'x' \n"))
+	f.Add([]byte("s = \"\"\"\nunterminated"))
+	f.Add([]byte("a = \"\\"))
+	f.Add([]byte("a = [[[[1, {x = ["))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		locateKeys(data) // also on input the TOML parser rejects
+		cfg, err := Parse("f.toml", data)
+		if err == nil {
+			if cfg == nil {
+				t.Fatal("no config and no error")
+			}
+			return
+		}
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) == 0 {
+			t.Fatalf("error %T %v is not a Errors", err, err)
+		}
+		for _, e := range errs {
+			if e.File != "f.toml" {
+				t.Fatalf("error without the file name: %v", e)
+			}
+		}
+	})
+}

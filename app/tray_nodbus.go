@@ -1,8 +1,0 @@
-//go:build !(linux || freebsd || openbsd || netbsd)
-
-package app
-
-import "log/slog"
-
-// trayAvailable: outside D-Bus desktops the menu bar is always there.
-func trayAvailable(*slog.Logger) error { return nil }
