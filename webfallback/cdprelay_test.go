@@ -64,6 +64,15 @@ func TestRelayEndpoints(t *testing.T) {
 			t.Errorf("GET %s = %s, want 404", bad, resp.Status)
 		}
 	}
+	// Without the secret: a bare 404, and the connection is not kept.
+	resp, err := http.Get(strings.Replace(base, "/"+strings.Split(base, "/")[3], "/"+newSecret(), 1) + "/json/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !resp.Close {
+		t.Errorf("GET without the secret = %s (close %v), want 404 and the connection closed", resp.Status, resp.Close)
+	}
 
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()

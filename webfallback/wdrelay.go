@@ -67,8 +67,7 @@ func newWDRelay(log *slog.Logger, service, driverURL, internalID string) (*wdRel
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxRelayHeader, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go r.srv.Serve(ln)
+	r.srv = newRelayServer(ln, r, log)
 	return r, nil
 }
 
