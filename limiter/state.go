@@ -25,6 +25,8 @@ type ServiceState struct {
 	Paused        bool         `json:"paused,omitempty"`
 	CooldownUntil time.Time    `json:"cooldown_until,omitzero"`
 	Limits        []LimitState `json:"limits,omitempty"`
+	// Windows are the utilization windows still ahead of their reset.
+	Windows []WindowState `json:"windows,omitempty"`
 }
 
 // LimitState is one limit in a State: its policy, and what was left of it
@@ -64,7 +66,9 @@ func (l *Limiter) Snapshot() State {
 				Remaining: ls.Remaining, ResetsAt: ls.ResetsAt, Source: ls.Source,
 			})
 		}
-		if ss.Paused || !ss.CooldownUntil.IsZero() || len(ss.Limits) > 0 {
+		l.settle(s, now)
+		ss.Windows = s.snapshotWindows(now)
+		if ss.Paused || !ss.CooldownUntil.IsZero() || len(ss.Limits) > 0 || len(ss.Windows) > 0 {
 			st.Services[s.name] = ss
 		}
 	}
@@ -99,11 +103,15 @@ func (l *Limiter) Restore(st State) error {
 		} else {
 			s.paused = ss.Paused
 		}
+		// What was saved is held to MaxHold too: a state saved before
+		// the bound, or under a longer one, must not freeze the service.
+		limit := now.Add(s.maxHold())
 		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
-			s.cooldownSeq, s.cooldownUntil = l.seq, ss.CooldownUntil
+			s.cooldownSeq, s.cooldownUntil = l.seq, minTime(ss.CooldownUntil, limit)
 		}
+		errs = append(errs, s.restoreWindows(ss.Windows, now)...)
 		for i, ls := range ss.Limits {
-			window := time.Duration(ls.WindowMS) * time.Millisecond
+			window := min(time.Duration(ls.WindowMS)*time.Millisecond, s.maxHold())
 			if !knownUnit(ls.Unit) || ls.Quota < 0 || window < 0 {
 				errs = append(errs, fmt.Errorf("service %q limit %d: unit %q, quota %d, window %v is not a limit", name, i+1, ls.Unit, ls.Quota, window))
 				continue
@@ -116,7 +124,7 @@ func (l *Limiter) Restore(st State) error {
 			if ls.ResetsAt.After(now) {
 				s.budgets = append(s.budgets, &budget{
 					unit: ls.Unit, limit: ls.Quota, window: window, remaining: ls.Remaining,
-					since: l.seq, until: ls.ResetsAt, source: ls.Source,
+					since: l.seq, until: minTime(ls.ResetsAt, limit), source: ls.Source,
 				})
 			}
 		}
@@ -156,4 +164,11 @@ func (l *Limiter) Restore(st State) error {
 	l.dispatchAll()
 	l.notify()
 	return errors.Join(errs...)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -92,7 +92,7 @@ func TestProxyInDaemon(t *testing.T) {
 	if res.StatusCode != http.StatusOK || calls.Load() != 1 {
 		t.Fatalf("call through the proxy: %d, upstream saw %d calls", res.StatusCode, calls.Load())
 	}
-	waitFor(t, "the real usage of 10 tokens in /v1/status", func() bool {
+	waitStatus(t, d, "the real usage of 10 tokens in /v1/status", func() bool {
 		s, _ := serviceStatus(t, td.client(), "openai")
 		return len(s.Limits) == 1 && s.Limits[0].Remaining == 100000-10 && s.InFlight == 0
 	})
@@ -144,4 +144,31 @@ func TestProxyRefusesNonLoopback(t *testing.T) {
 	if info := getProxyInfo(t, d.SocketPath()); !info.Enabled {
 		t.Errorf("after fixing listen: %+v; want enabled", info)
 	}
+}
+
+// A busy proxy port (issue 12 item 8): the proxy still runs, on a free port
+// that GET /v1/proxy publishes, and says what happened and what to do.
+func TestProxyBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	td := newTestDaemon(t, proxyConfig(true, busy.Addr().String(), "http://127.0.0.1:1"))
+	d := td.start(t)
+	info := getProxyInfo(t, d.SocketPath())
+	if !info.Enabled || info.URL == "http://"+busy.Addr().String() || !strings.HasPrefix(info.URL, "http://127.0.0.1:") {
+		t.Fatalf("GET /v1/proxy with the port taken = %+v; want the proxy enabled on another port", info)
+	}
+	if info.Listen != busy.Addr().String() || !strings.Contains(info.Problem, "in use") || !strings.Contains(info.Problem, "[proxy] listen") {
+		t.Errorf("listen %q, problem %q; want the configured address and a problem naming the busy port and the fix", info.Listen, info.Problem)
+	}
+	if !strings.Contains(td.logs.String(), "in use by another program") {
+		t.Errorf("the log does not say the port was busy:\n%s", td.logs)
+	}
+	res, err := http.Get(info.AgentURL("t", "openai") + "/v1/models")
+	if err != nil {
+		t.Fatalf("the published URL does not answer: %v", err)
+	}
+	res.Body.Close()
 }

@@ -33,6 +33,13 @@ type Config struct {
 	Fallback Fallback         // nil: no service has a web fallback
 	Version  string           // "" means wire.Version
 	Logger   *slog.Logger     // nil means slog.Default()
+	// Persist, when set, runs after a person's change made through the API
+	// (a service's pause, an agent's pause or priority) is applied and
+	// before it is answered: the daemon saves its state there, so that a
+	// change answered 200 survives a crash (API.md). An error is answered
+	// 500 with its message; the change stays applied until a restart. The
+	// fallback switch is saved by the Fallback itself.
+	Persist func() error
 }
 
 const (
@@ -50,6 +57,7 @@ const (
 type Server struct {
 	lim     *limiter.Limiter
 	fb      Fallback
+	persist func() error
 	version string
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -75,6 +83,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		lim:     cfg.Limiter,
 		fb:      cfg.Fallback,
+		persist: cfg.Persist,
 		version: cfg.Version,
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
@@ -99,6 +108,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("POST /v1/report", s.handleReport)
 	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
 	s.mux.HandleFunc("PUT /v1/services/{name}", s.handleService)
+	s.mux.HandleFunc("POST /v1/services/{name}/reset", s.handleReset)
 	s.mux.HandleFunc("PUT /v1/agents/{name}", s.handleAgent)
 	s.mux.HandleFunc("PUT /v1/services/{name}/fallback", s.handleFallbackSwitch)
 	s.mux.HandleFunc("POST /v1/services/{name}/fallback/open", s.handleFallbackOpen)
@@ -269,6 +279,8 @@ func (s *Server) serviceStatus(svc limiter.ServiceStatus) wire.ServiceStatus {
 		Queued:        svc.Queued,
 		CooldownUntil: timePtr(svc.CooldownUntil),
 		Counters:      wire.Counters{Granted: svc.Granted, Refused: svc.Refused, Provider429: svc.Provider429},
+		ReserveHigh:   svc.ReserveHigh,
+		Windows:       windowStatus(svc.Windows),
 	}
 	for _, l := range svc.Limits {
 		out.Limits = append(out.Limits, wire.LimitStatus{
