@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"time"
 
+	"github.com/quotabar/quotabar/alerts"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -22,6 +23,7 @@ type Config struct {
 	FallbackIdleTimeout time.Duration
 
 	Proxy    ProxyConfig
+	Alerts   alerts.Config   // [alerts]: notifications and hooks
 	Services []ServiceConfig // in file order
 	Agents   []AgentConfig   // in file order
 }
