@@ -63,7 +63,9 @@ func newWDRelay(log *slog.Logger, service, driverURL, internalID string) (*wdRel
 		},
 		ModifyResponse: r.rewriteAnswer,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			wdAnswerError(w, http.StatusBadGateway, "unknown error", "the WebDriver server did not answer: "+err.Error())
+			// The error names the driver's URL, which holds its own id.
+			msg := strings.ReplaceAll(err.Error(), r.internal, r.publicID)
+			wdAnswerError(w, http.StatusBadGateway, "unknown error", "the WebDriver server did not answer: "+msg)
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
