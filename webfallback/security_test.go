@@ -311,6 +311,17 @@ func TestWebKitRefusesOtherUser(t *testing.T) {
 	if got := probe(relayPort, "/"+secret, s.SessionID); !slices.Contains(got, "webdriver session cookies") {
 		t.Fatalf("this user with the secret got in by %v, want the session's cookies", got)
 	}
+	// With the secret, only the one session is reachable, and not ended.
+	for _, tc := range []struct{ method, path, code string }{
+		{http.MethodPost, "/session", "session not created"},
+		{http.MethodDelete, "/session/" + s.SessionID, "unsupported operation"},
+		{http.MethodGet, "/session/" + w.id + "/url", "invalid session id"},
+	} {
+		err := wd(ctx, tc.method, s.WebDriverURL+tc.path, map[string]any{"capabilities": map[string]any{}}, nil)
+		if wde, ok := err.(*webdriverError); !ok || wde.Code != tc.code {
+			t.Errorf("%s %s through the relay = %v, want WebDriver error %q", tc.method, tc.path, err, tc.code)
+		}
+	}
 	// The probe as nobody also tries the driver's port with the public id.
 	checkNobodyRefused(t, ports, s.SessionID)
 	if got := wdDrive(t, s, ""); got != "secret" {
