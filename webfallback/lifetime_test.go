@@ -50,7 +50,7 @@ func secretOf(t *testing.T, rawURL string) (int, string) {
 func TestChromeIdleTimeoutClosesBrowser(t *testing.T) {
 	path := testenv.LookPath(t, "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 	dir := shortDir(t)
-	events, opt := closedEvents(300 * time.Millisecond)
+	events, opt := closedEvents(time.Second)
 	o := Options{Dir: dir, ChromePath: path}
 	opt(&o)
 	m := New(o)
@@ -164,7 +164,7 @@ func TestWebKitIdleTimeoutClosesSession(t *testing.T) {
 	if _, err := findWebKitDriver(""); err != nil {
 		testenv.Missing(t, "%v", err)
 	}
-	events, opt := closedEvents(300 * time.Millisecond)
+	events, opt := closedEvents(time.Second)
 	o := Options{Dir: shortDir(t)}
 	opt(&o)
 	m := New(o)

@@ -85,6 +85,14 @@ func (r *wdRelay) idleFor(now time.Time, d time.Duration) bool {
 	return r.inflight == 0 && now.Sub(r.last) >= d
 }
 
+// touch restarts the idle clock: Open calls it when it hands the session
+// out, so that the time it took to start does not count.
+func (r *wdRelay) touch() {
+	r.mu.Lock()
+	r.last = time.Now()
+	r.mu.Unlock()
+}
+
 func (r *wdRelay) begin() {
 	r.mu.Lock()
 	r.inflight++
