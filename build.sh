@@ -10,7 +10,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 # Debian packages the tests drive for real: a private D-Bus session bus and an
 # SNI tray host, headless Chromium, WebKitWebDriver, Xvfb, and the screenshot tools.
-TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3)
+TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3 redis-server)
 
 install_test_deps() {
 	local missing=()
