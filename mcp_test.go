@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -30,6 +31,13 @@ import (
 // client to it.
 func (e *env) mcpSession(t *testing.T, agent string) *mcp.ClientSession {
 	t.Helper()
+	cs, _ := e.mcpSessionLog(t, agent)
+	return cs
+}
+
+// mcpSessionLog is mcpSession that also returns the server's stderr (its log).
+func (e *env) mcpSessionLog(t *testing.T, agent string) (*mcp.ClientSession, *testenv.Buffer) {
+	t.Helper()
 	cmd := exec.Command(binary, "mcp", "--agent", agent)
 	cmd.Env = e.environ()
 	stderr := &testenv.Buffer{}
@@ -47,7 +55,7 @@ func (e *env) mcpSession(t *testing.T, agent string) *mcp.ClientSession {
 			t.Logf("quotabar mcp stderr:\n%s", stderr)
 		}
 	})
-	return cs
+	return cs, stderr
 }
 
 // callTool calls a tool and decodes its structured answer into out. It
@@ -302,7 +310,7 @@ fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 	})
 
 	t.Run("go-sdk client", func(t *testing.T) {
-		cs := e.mcpSession(t, "browser-agent")
+		cs, serverLog := e.mcpSessionLog(t, "browser-agent")
 		var fb mcpserver.Fallback
 		text, isErr := callTool(t, cs, "open_web_fallback", map[string]any{"service": "web"}, &fb)
 		if isErr || fb.Browser != "chrome" || fb.CDPURL == "" || fb.TargetID == "" {
@@ -321,6 +329,12 @@ fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 		}
 		if s, _ := findService(e.status(t), "web"); s.Fallback == nil || s.Fallback.OpenSessions != 0 {
 			t.Errorf("after close the fallback is %+v, want no open session", s.Fallback)
+		}
+		// The endpoint carries the relay's secret: it goes to the agent
+		// that asked, never into the server's log.
+		cs.Close()
+		if u, _ := url.Parse(fb.CDPURL); u == nil || len(u.Path) < 2 || strings.Contains(serverLog.String(), strings.Split(u.Path[1:], "/")[0]) {
+			t.Errorf("the server's log holds the endpoint's secret (%s):\n%s", fb.CDPURL, serverLog)
 		}
 	})
 
