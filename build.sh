@@ -66,8 +66,28 @@ install_go_tools() {
 	STATICCHECK="$want"
 }
 
+# The real clients the proxy tests run through `quotabar run` (issue 12), at
+# pinned versions, installed once into a cache directory named for the pins;
+# QUOTABAR_NPM_DIR tells the tests where, and "current" links to it.
+NPM_CLIENTS=(openai@6.49.0 @anthropic-ai/sdk@1.14.0 @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0)
+
+install_npm_clients() {
+	command -v npm >/dev/null || { echo "build.sh: npm is missing; install Node.js 20 or later (apt-get install nodejs npm)" >&2; exit 1; }
+	local cache="${XDG_CACHE_HOME:-$HOME/.cache}/quotabar-npm"
+	local dir="$cache/$(printf '%s\n' "${NPM_CLIENTS[@]}" | sha256sum | cut -c1-12)"
+	if [ ! -f "$dir/.done" ]; then
+		echo "build.sh: installing ${NPM_CLIENTS[*]} into $dir" >&2
+		rm -rf "$dir" && mkdir -p "$dir"
+		npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${NPM_CLIENTS[@]}" >/dev/null
+		touch "$dir/.done"
+	fi
+	ln -sfn "$dir" "$cache/current"
+	export QUOTABAR_NPM_DIR="$dir"
+}
+
 cmd_test() {
 	install_test_deps
+	install_npm_clients
 	install_npm_tools
 	install_go_tools
 	export QUOTABAR_REQUIRE_TOOLS=1

@@ -90,6 +90,9 @@ func (c *runCmd) Run(g *globals) error {
 		return clientError(err, socket)
 	}
 	if !info.Enabled {
+		if info.Problem != "" {
+			return fmt.Errorf("quotabar run: %s; fix it in the config and the daemon picks it up", info.Problem)
+		}
 		cfg, _ := g.configPath()
 		return fmt.Errorf("quotabar run: the HTTP proxy is off; set enabled = true under [proxy] in %s", cfg)
 	}
@@ -103,7 +106,12 @@ func (c *runCmd) Run(g *globals) error {
 		return &exitError{code: code, msg: fmt.Sprintf("quotabar run: %v", err)}
 	}
 	env := runEnv(os.Environ(), info, agent, priority, socket)
-	err = syscall.Exec(path, command, env)
+	if isCodex(command[0]) {
+		if command, err = codexCommand(command, env, info, agentSegment(agent, priority)); err != nil {
+			return err
+		}
+	}
+	err = syscall.Exec(path, command, claudeEnv(command[0], env, info, agent, priority))
 	return &exitError{code: exitCannotExec, msg: fmt.Sprintf("quotabar run: cannot start %s: %v", path, err)}
 }
 
@@ -116,10 +124,7 @@ func (c *runCmd) Run(g *globals) error {
 // COMMAND then has it, without a header the tool cannot send, and without
 // changing the agent's saved priority, which outlives this run.
 func runEnv(environ []string, info wire.ProxyInfo, agent, priority, socket string) []string {
-	seg := agent
-	if priority != "" {
-		seg += "~" + priority
-	}
+	seg := agentSegment(agent, priority)
 	set := map[string]string{
 		"QUOTABAR_AGENT":  agent,
 		"QUOTABAR_SOCKET": socket,
@@ -151,6 +156,14 @@ func runEnv(environ []string, info wire.ProxyInfo, agent, priority, socket strin
 		env = append(env, k+"="+v)
 	}
 	return env
+}
+
+// agentSegment is the agent part of a proxy URL: NAME or NAME~PRIORITY.
+func agentSegment(agent, priority string) string {
+	if priority != "" {
+		return agent + "~" + priority
+	}
+	return agent
 }
 
 // defaultAgent names an agent after its command, with a random suffix so

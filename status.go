@@ -81,6 +81,7 @@ func printStatus(w io.Writer, st wire.StatusResponse, now time.Time) {
 		}
 	}
 	tw.Flush()
+	printWindows(w, st, now, time.Local)
 	if len(st.Agents) == 0 {
 		fmt.Fprintln(w, "\nNo agents yet.")
 		return

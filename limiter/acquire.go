@@ -140,6 +140,9 @@ func (l *Limiter) submit(req Request) (*waiter, error) {
 	if until := s.blockedByProvider(now, cost); until.Sub(now) > req.MaxWait {
 		return nil, l.refusal(w, ReasonCooldown, until.Sub(now))
 	}
+	if until := s.reservedUntil(w.class, now); until.Sub(now) > req.MaxWait {
+		return nil, l.refusal(w, ReasonReserved, until.Sub(now))
+	}
 	l.seq++ // waiters and grants share one sequence; only its order matters
 	w.seq = l.seq
 	l.enqueue(w)
@@ -179,6 +182,8 @@ func (l *Limiter) timeout(w *waiter) {
 	reason := ReasonTimeout
 	if !w.svc.blockedByProvider(now, w.cost).IsZero() {
 		reason = ReasonCooldown
+	} else if !w.svc.reservedUntil(w.class, now).IsZero() {
+		reason = ReasonReserved
 	}
 	est := l.estimate(w.svc, w, now)
 	l.unqueue(w)
@@ -226,6 +231,9 @@ func (l *Limiter) estimate(s *service, w *waiter, now time.Time) time.Duration {
 		d = s.wakeAt.Sub(now)
 	}
 	if until := s.blockedByProvider(now, w.cost); until.After(now) {
+		d = max(d, until.Sub(now))
+	}
+	if until := s.reservedUntil(w.class, now); until.After(now) {
 		d = max(d, until.Sub(now))
 	}
 	ahead := 0

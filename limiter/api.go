@@ -63,6 +63,12 @@ type ServiceConfig struct {
 	// is cut to it (and the report says so). 0 means DefaultMaxHold of the
 	// dialect: a day, for GitHub two hours.
 	MaxHold time.Duration
+	// ReserveHigh is the part of every utilization window (subscription
+	// windows such as Claude's 5-hour and weekly ones) kept for high
+	// priority, 0 <= r < 1: past 1 - ReserveHigh used, only high-priority
+	// requests are granted and the others wait, with ReasonReserved, until
+	// the window resets. 0 keeps no reserve.
+	ReserveHigh float64
 }
 
 // AgentConfig configures one agent. Agents not configured are registered on
@@ -97,6 +103,10 @@ type Config struct {
 	// LearnConcurrency is the in-flight cap of a service that has no limits
 	// configured and none learned yet, when it has no MaxConcurrent.
 	LearnConcurrency int
+	// ResumeSpacing is the gap between grants for a minute after a
+	// utilization window's hold (reserve or rejection) ends, so that the
+	// waiting agents do not all start again at its reset.
+	ResumeSpacing time.Duration
 	// AgentIdleTTL is how long an agent that is not configured and has no
 	// run-time override (pause or priority) stays listed after it was
 	// last seen (its last acquire or report), once nothing of it is queued
@@ -136,6 +146,9 @@ const (
 	ReasonTimeout  Reason = "timeout"
 	ReasonPaused   Reason = "paused"
 	ReasonShed     Reason = "shed"
+	// ReasonReserved: a utilization window is past 1 - ReserveHigh and the
+	// request is not high priority; RetryAfter is the window's reset.
+	ReasonReserved Reason = "reserved"
 )
 
 // RefusedError is returned by Acquire when the request was not granted.
@@ -174,6 +187,10 @@ type Report struct {
 	Status  int               // provider HTTP status, 0 if unknown
 	Header  map[string]string // provider response headers, names in any case
 	Usage   Cost              // real cost, nil if unknown
+	// Body is the start of a refusal's body (status 400 and up), when the
+	// reporter has it: Codex and Gemini say there which window refused
+	// and until when. At most 64 KiB is read.
+	Body []byte
 }
 
 // ReportResult is the limiter's answer to a Report.
@@ -210,6 +227,11 @@ type ServiceStatus struct {
 	Granted       int64
 	Refused       int64
 	Provider429   int64
+	// ReserveHigh is the service's configured reserve for high priority.
+	ReserveHigh float64
+	// Windows are the utilization windows learned from its answers,
+	// shortest first.
+	Windows []WindowStatus
 }
 
 // LimitStatus is one policy of a service with what is left of it now.

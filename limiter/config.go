@@ -32,6 +32,9 @@ func (c Config) withDefaults() Config {
 	if c.LearnConcurrency <= 0 {
 		c.LearnConcurrency = DefaultLearnConcurrency
 	}
+	if c.ResumeSpacing <= 0 {
+		c.ResumeSpacing = DefaultResumeSpacing
+	}
 	if c.NormalShare <= 0 {
 		c.NormalShare = DefaultNormalShare
 	}
@@ -64,8 +67,8 @@ func validatePolicies(ps []Policy) error {
 }
 
 func validateConfig(c Config) error {
-	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.AgentIdleTTL < 0 {
-		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency and agent idle TTL must not be negative")
+	if c.LeaseTTL < 0 || c.MaxAging < 0 || c.QueueLimit < 0 || c.LearnConcurrency < 0 || c.AgentIdleTTL < 0 || c.ResumeSpacing < 0 {
+		return fmt.Errorf("lease TTL, max aging, queue limit, learn concurrency, agent idle TTL and resume spacing must not be negative")
 	}
 	for _, sh := range []struct {
 		name string
@@ -98,6 +101,9 @@ func validateConfig(c Config) error {
 		}
 		if s.Headroom < 0 || s.Headroom >= 1 {
 			return fmt.Errorf("service %q: headroom %v must be at least 0 and below 1", s.Name, s.Headroom)
+		}
+		if !(s.ReserveHigh >= 0 && s.ReserveHigh < 1) {
+			return fmt.Errorf("service %q: reserve_high %v must be at least 0 and below 1 (0.10 keeps the last 10%% of every subscription window for high priority)", s.Name, s.ReserveHigh)
 		}
 		if !s.Dialect.Known() {
 			return fmt.Errorf("service %q: dialect %q is not one of %s (or empty for all)", s.Name, s.Dialect, DialectNames())

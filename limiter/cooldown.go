@@ -25,10 +25,14 @@ const (
 // observation, and a cooldown when the status says the provider refused.
 func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, now time.Time) ReportResult {
 	obs := p.obs
-	if len(r.Header) > 0 && (!p.done || p.dialect != s.cfg.Dialect) {
+	if (len(r.Header) > 0 || hasErrorBody(r)) && (!p.done || p.dialect != s.cfg.Dialect) {
 		// Parsed for another dialect: the configuration changed meanwhile,
-		// or the report named another service than its lease's. Rare.
+		// or the report named another service than its lease's. Rare;
+		// its notes go unlogged, the lock being held.
 		obs = l.parse(s.cfg.Dialect, r.Header, now)
+		if hasErrorBody(r) {
+			ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
+		}
 	}
 	w := &warner{service: s.name}
 	s.boundObservation(&obs, now, w.warn)
@@ -41,6 +45,14 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 		since = ls.g.seq
 	}
 	l.applyObservation(s, obs, since, now)
+	l.applyWindows(s, obs, now)
+	// A refusal that names a subscription window lasts until that
+	// window's reset: a 5-hour rejection does not wait for the weekly
+	// reset, and a weekly one does not end after 5 hours.
+	rej := windowRejection(s, obs, r.Status, now)
+	if rej != nil {
+		s.markRejected(rej, now)
+	}
 
 	if r.Status >= 200 && r.Status < 300 {
 		s.backoff = 0
@@ -49,16 +61,21 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 	for _, ol := range obs.Limits {
 		spent = spent || (ol.HasRemaining && ol.Remaining <= 0)
 	}
-	refused := r.Status == 429 ||
+	refused := rej != nil || r.Status == 429 ||
 		(r.Status == 503 && obs.HasRetryAfter) ||
 		(r.Status == 403 && (obs.HasRetryAfter || spent))
 	if r.Status == 429 {
 		s.provider429++
+		if ls != nil {
+			ls.refused = true
+		}
 	}
 	var res ReportResult
 	if refused {
 		var d time.Duration
 		switch {
+		case rej != nil:
+			d = rej.Until.Sub(now)
 		case obs.HasRetryAfter:
 			d = obs.RetryAfter
 		case spent:

@@ -20,6 +20,14 @@ type Observation struct {
 	// 31 days. HasRetryAfter tells a "retry now" (0) from no header.
 	RetryAfter    time.Duration
 	HasRetryAfter bool
+	// Windows are the subscription windows the answer reports (Claude's
+	// unified windows, Codex's primary and secondary; window.go).
+	Windows []ObservedWindow
+	// Rejected is set when the answer says a window refused the call.
+	Rejected *WindowRejection
+	// Notes say what was ignored and why (an absurd reset, a garbled
+	// utilization), for the log.
+	Notes []string
 }
 
 // ObservedLimit is one limit read from headers.
@@ -143,6 +151,14 @@ func ParseHeaders(dialect Dialect, h map[string]string, now time.Time) Observati
 		if all || p.dialect == d {
 			o.Limits = p.parse(hs, !all, now, o.Limits)
 		}
+	}
+	// Subscription windows ride on the API dialects' answers: Claude's
+	// on Anthropic's, Codex's on OpenAI's.
+	if all || d == DialectAnthropic {
+		parseClaude(hs, now, &o)
+	}
+	if all || d == DialectOpenAI {
+		parseCodex(hs, now, &o)
 	}
 	o.RetryAfter, o.HasRetryAfter = parseRetryAfter(hs["retry-after"], hs["retry-after-ms"], now)
 	return o

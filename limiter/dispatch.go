@@ -121,6 +121,9 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 	if now.Before(s.cooldownUntil) {
 		return false, s.cooldownUntil, nil
 	}
+	if ok, at := s.resumeAllows(now); !ok {
+		return false, at, nil
+	}
 	if c := l.concurrencyCap(s); c > 0 && s.inFlight >= c {
 		return false, time.Time{}, nil // a lease ending dispatches again
 	}
@@ -167,6 +170,7 @@ func (l *Limiter) grant(s *service, w *waiter, floor bool, now time.Time) {
 	for _, d := range w.agent.caps {
 		d.add(now, g, agentBacklog)
 	}
+	l.resumeGranted(s, now)
 	s.inFlight++
 	s.granted++
 	w.agent.inFlight++

@@ -148,6 +148,24 @@
 // what is left of every limit until its reset (restored as a fixed amount
 // until then, without the refill: a restart errs on the safe side).
 //
+// # Subscription windows
+//
+// A plan's windows (Claude's 5-hour and weekly ones, Codex's primary and
+// secondary) have no quota, only a fraction used, a length and a reset:
+// utilization windows, learned from the answers (Claude's
+// anthropic-ratelimit-unified-* and Codex's x-codex-* headers, a Codex
+// codex.rate_limits event turned into those headers by CodexEventHeaders,
+// and the body of a Codex or Gemini refusal through Report.Body). A reset
+// in the past or further ahead than the window lasts is ignored, and the
+// reason logged. A rejection cools the whole service until the reset of
+// the window it names, not any other. Past 1 - ServiceConfig.ReserveHigh
+// used, only high priority is granted; the others wait, or are refused
+// with ReasonReserved, until the reset. After either hold, grants are
+// spaced by Config.ResumeSpacing for a minute, so the waiting agents do
+// not all start again at once. Each window counts the requests and tokens
+// of every agent's calls since it started, for Status; Snapshot saves the
+// windows still ahead of their reset.
+//
 // # Where the rules live
 //
 // Each rule of behaviour has a file named for it: policies and their exact
@@ -156,6 +174,8 @@
 // header budgets and learned limits in budget.go and observe.go (the
 // header dialects in dialect.go and ietf.go, single HTTP values in
 // httpvalue.go), cooldowns in cooldown.go, leases in lease.go, cancellation
-// in acquire.go, pauses in pause.go, saved state in state.go. A service's
+// in acquire.go, pauses in pause.go, saved state in state.go, subscription
+// windows in utilization.go (their dialects in dialect_claude.go,
+// dialect_codex.go and dialect_gemini.go, what they share in window.go). A service's
 // own state is in service.go, an agent's in agent.go.
 package limiter

@@ -170,6 +170,16 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, floor bool, age
 	var never []*waiter
 	top := -1
 	for ci := len(s.classes) - 1; ci >= 0; ci-- {
+		if len(s.classes[ci].active) == 0 {
+			continue
+		}
+		if at := s.reservedUntil(ci, now); !at.IsZero() {
+			// Past a window's reserve: this priority waits for its reset.
+			if agentWake.IsZero() || at.Before(agentWake) {
+				agentWake = at
+			}
+			continue
+		}
 		for _, f := range s.classes[ci].active {
 			w := f.q[0]
 			if ok, at := agentAllows(w, now); !ok {

@@ -16,6 +16,10 @@ type lease struct {
 	grantedAt time.Time
 	expiresAt time.Time
 	timer     Timer
+	// refused is set when the provider answered the call 429 (observed
+	// before its report, as a stream's headers are): it does not count in
+	// the subscription windows' use.
+	refused bool
 }
 
 // Report ends a lease (when r.Lease is set), corrects its cost from r.Usage,
@@ -80,6 +84,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 		}
 	}
 
+	var spent Cost // what the call cost, for the windows' counts
 	if ls == nil {
 		// Charged first: the provider's headers already count this call.
 		c := usage
@@ -90,6 +95,7 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 			c[Requests] = 1
 		}
 		l.charge(s, a, c, now)
+		spent = c
 	}
 	res := l.observe(s, a, ls, r, p, now)
 	if ls != nil {
@@ -97,6 +103,12 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 			l.correct(s, ls.g, usage, now)
 		}
 		l.endLease(ls)
+		spent = ls.g.cost
+	}
+	if r.Status != 429 && (ls == nil || !ls.refused) {
+		// Counted after the answer is applied, so that the call that
+		// first reveals a window counts in it.
+		s.countWindows(a, spent)
 	}
 	l.dispatchAll()
 	l.notify()
@@ -207,7 +219,7 @@ type parsed struct {
 // publishes; a report that names no service but a lease looks up the
 // lease's service under the lock, briefly.
 func (l *Limiter) parseReport(r Report) parsed {
-	if len(r.Header) == 0 {
+	if len(r.Header) == 0 && !hasErrorBody(r) {
 		return parsed{}
 	}
 	name := r.Service
@@ -226,5 +238,18 @@ func (l *Limiter) parseReport(r Report) parsed {
 	if !ok {
 		return parsed{}
 	}
-	return parsed{obs: l.parse(d, r.Header, l.clock.Now()), dialect: d, done: true}
+	now := l.clock.Now()
+	obs := l.parse(d, r.Header, now)
+	if hasErrorBody(r) {
+		ParseErrorBody(d, r.Body, now, &obs)
+	}
+	// Logged here, before the lock: what a provider's answer held that
+	// could not be used (utilization.go).
+	for _, note := range obs.Notes {
+		l.log.Warn("limiter: ignored part of a provider answer", "service", name, "reason", note)
+	}
+	return parsed{obs: obs, dialect: d, done: true}
 }
+
+// hasErrorBody reports whether r carries a refusal's body to read.
+func hasErrorBody(r Report) bool { return r.Status >= 400 && len(r.Body) > 0 }

@@ -3,6 +3,7 @@ package limiter
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -38,15 +39,26 @@ type Limiter struct {
 	dialects atomic.Pointer[map[string]Dialect]
 	// parse reads provider headers; tests replace it to inject observations.
 	parse func(dialect Dialect, h map[string]string, now time.Time) Observation
+	// log hears what the limiter ignored in providers' answers, and why.
+	log *slog.Logger
 }
 
 // Option configures New.
 type Option func(*options)
 
-type options struct{ clock Clock }
+type options struct {
+	clock Clock
+	log   *slog.Logger
+}
 
 // WithClock injects the clock (tests use a fake one).
 func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
+// WithLogger sets where the limiter says what it ignored in providers'
+// answers (an absurd reset, a garbled utilization) and why; without it,
+// slog.Default(). Nothing it logs comes from a request: no credential can
+// reach it.
+func WithLogger(log *slog.Logger) Option { return func(o *options) { o.log = log } }
 
 // New returns a limiter for cfg, timed by the real clock unless WithClock
 // says otherwise. Zero fields of cfg take the Default values; the zero
@@ -61,6 +73,9 @@ func New(cfg Config, opts ...Option) (*Limiter, error) {
 	}
 	if o.clock == nil {
 		o.clock = realClock{}
+	}
+	if o.log == nil {
+		o.log = slog.Default()
 	}
 	if err := validateConfig(cfg); err != nil {
 		return nil, fmt.Errorf("limiter config: %w", err)
@@ -79,6 +94,7 @@ func New(cfg Config, opts ...Option) (*Limiter, error) {
 		leases:   map[string]*lease{},
 		subs:     map[int]chan struct{}{},
 		parse:    ParseHeaders,
+		log:      o.log,
 	}
 	l.apply(cfg)
 	return l, nil

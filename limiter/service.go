@@ -38,6 +38,12 @@ type service struct {
 	wakeGen   uint64
 
 	granted, refused, provider429 int64
+
+	// Utilization windows (utilization.go), and the spacing of grants
+	// after one of them held requests back.
+	windows     []*uwindow
+	resumeNext  time.Time
+	resumeUntil time.Time
 }
 
 func newService(sc ServiceConfig) *service {
@@ -125,8 +131,13 @@ func (l *Limiter) settle(s *service, now time.Time) {
 		for _, d := range s.ledgers() {
 			d.startPacing(s.cooldownUntil)
 		}
+		if len(s.windows) > 0 {
+			// Subscription services often have no ledgers to pace with.
+			s.startResume(s.cooldownUntil)
+		}
 		s.cooldownUntil = time.Time{}
 	}
+	s.settleWindows(now)
 	s.budgets = slices.DeleteFunc(s.budgets, func(b *budget) bool {
 		if now.Before(b.until) {
 			return false

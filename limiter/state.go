@@ -25,6 +25,8 @@ type ServiceState struct {
 	Paused        bool         `json:"paused,omitempty"`
 	CooldownUntil time.Time    `json:"cooldown_until,omitzero"`
 	Limits        []LimitState `json:"limits,omitempty"`
+	// Windows are the utilization windows still ahead of their reset.
+	Windows []WindowState `json:"windows,omitempty"`
 }
 
 // LimitState is one limit in a State: its policy, and what was left of it
@@ -64,7 +66,9 @@ func (l *Limiter) Snapshot() State {
 				Remaining: ls.Remaining, ResetsAt: ls.ResetsAt, Source: ls.Source,
 			})
 		}
-		if ss.Paused || !ss.CooldownUntil.IsZero() || len(ss.Limits) > 0 {
+		l.settle(s, now)
+		ss.Windows = s.snapshotWindows(now)
+		if ss.Paused || !ss.CooldownUntil.IsZero() || len(ss.Limits) > 0 || len(ss.Windows) > 0 {
 			st.Services[s.name] = ss
 		}
 	}
@@ -105,6 +109,7 @@ func (l *Limiter) Restore(st State) error {
 		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
 			s.cooldownSeq, s.cooldownUntil = l.seq, minTime(ss.CooldownUntil, limit)
 		}
+		errs = append(errs, s.restoreWindows(ss.Windows, now)...)
 		for i, ls := range ss.Limits {
 			window := min(time.Duration(ls.WindowMS)*time.Millisecond, s.maxHold())
 			if !knownUnit(ls.Unit) || ls.Quota < 0 || window < 0 {

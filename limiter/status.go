@@ -45,6 +45,7 @@ func (l *Limiter) serviceStatus(s *service, now time.Time) ServiceStatus {
 		Name: s.name, Paused: s.paused, MaxConcurrent: l.concurrencyCap(s),
 		InFlight: s.inFlight, Queued: s.queued,
 		Granted: s.granted, Refused: s.refused, Provider429: s.provider429,
+		ReserveHigh: s.cfg.ReserveHigh, Windows: s.windowStatus(now),
 	}
 	if now.Before(s.cooldownUntil) {
 		ss.CooldownUntil = s.cooldownUntil

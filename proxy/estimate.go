@@ -10,33 +10,32 @@ import (
 )
 
 // Estimate returns the cost to reserve for one upstream call before it is
-// made: one request and, when body is a JSON request of the OpenAI (chat
-// completions, responses), Anthropic (messages) or Gemini shape, tokens of
-// about a quarter of the prompt's characters plus the most output tokens the
-// request allows. The estimate is corrected by the usage reported after the
-// call, so it only needs to be the right size, not exact.
-func Estimate(body []byte) limiter.Cost {
-	cost := limiter.Cost{limiter.Requests: 1}
+// made under the default rule, ReserveMaxTokens: one request and, when body
+// is a JSON request of the OpenAI (chat completions, responses), Anthropic
+// (messages) or Gemini shape, tokens of about a quarter of the prompt's
+// characters plus the most output tokens the request allows. The estimate is
+// corrected by the usage reported after the call, so it only needs to be the
+// right size, not exact.
+func Estimate(body []byte) limiter.Cost { return ReserveMaxTokens.Estimate(body) }
+
+// EstimateBody reads a request body: in is about a quarter of the prompt's
+// characters, out the most output tokens the request allows (times n for
+// OpenAI's n choices); ok is false when the body is not a JSON object.
+func EstimateBody(body []byte) (in, out int64, ok bool) {
 	body = bytes.TrimSpace(body)
 	if len(body) == 0 || body[0] != '{' {
-		return cost
+		return 0, 0, false
 	}
 	var req map[string]any
 	if err := json.Unmarshal(body, &req); err != nil {
-		return cost
+		return 0, 0, false
 	}
-	in := (promptChars(req) + 3) / 4
-	out := maxOutput(req)
+	in = (promptChars(req) + 3) / 4
+	out = maxOutput(req)
 	if n, ok := number(req["n"]); ok && n > 1 {
 		out *= n // OpenAI: n choices, each up to the output limit
 	}
-	if in == 0 && out == 0 {
-		return cost
-	}
-	cost[limiter.Tokens] = in + out
-	cost[limiter.InputTokens] = in
-	cost[limiter.OutputTokens] = out
-	return cost
+	return in, out, true
 }
 
 // maxOutput is the request's output-token cap under any of the names the

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"math"
 	"mime"
+	"strconv"
 
 	"github.com/quotabar/quotabar/limiter"
 )
@@ -34,6 +36,16 @@ type usageWatcher struct {
 	in   int64
 	out  int64
 	seen bool
+	win  streamWindows // codex.rate_limits events (windows.go)
+}
+
+// windows returns the subscription windows the stream reported; nil for a
+// nil watcher.
+func (u *usageWatcher) windows() *streamWindows {
+	if u == nil {
+		return nil
+	}
+	return &u.win
 }
 
 // newUsageWatcher returns a watcher for a response of the given
@@ -101,6 +113,7 @@ func (u *usageWatcher) event(line []byte) {
 	if !ok {
 		return
 	}
+	u.win.line(data)
 	if !bytes.Contains(data, []byte(`"usage`)) {
 		return
 	}
@@ -122,7 +135,7 @@ func (u *usageWatcher) Usage() (cost limiter.Cost, ok bool) {
 	}
 	return limiter.Cost{
 		limiter.Requests:     1,
-		limiter.Tokens:       u.in + u.out,
+		limiter.Tokens:       satAdd(u.in, u.out),
 		limiter.InputTokens:  u.in,
 		limiter.OutputTokens: u.out,
 	}, true
@@ -133,18 +146,18 @@ func (u *usageWatcher) Usage() (cost limiter.Cost, ok bool) {
 // not erase the input count of message_start.
 type usageFields struct {
 	// OpenAI chat completions.
-	PromptTokens     *int64 `json:"prompt_tokens"`
-	CompletionTokens *int64 `json:"completion_tokens"`
+	PromptTokens     *count `json:"prompt_tokens"`
+	CompletionTokens *count `json:"completion_tokens"`
 	// OpenAI responses and Anthropic messages.
-	InputTokens  *int64 `json:"input_tokens"`
-	OutputTokens *int64 `json:"output_tokens"`
+	InputTokens  *count `json:"input_tokens"`
+	OutputTokens *count `json:"output_tokens"`
 	// Anthropic prompt caching: writes count against the input limit,
 	// reads do not.
-	CacheCreationInputTokens *int64 `json:"cache_creation_input_tokens"`
+	CacheCreationInputTokens *count `json:"cache_creation_input_tokens"`
 	// Gemini usageMetadata.
-	PromptTokenCount     *int64 `json:"promptTokenCount"`
-	CandidatesTokenCount *int64 `json:"candidatesTokenCount"`
-	ThoughtsTokenCount   *int64 `json:"thoughtsTokenCount"`
+	PromptTokenCount     *count `json:"promptTokenCount"`
+	CandidatesTokenCount *count `json:"candidatesTokenCount"`
+	ThoughtsTokenCount   *count `json:"thoughtsTokenCount"`
 }
 
 type usageCarrier struct {
@@ -180,7 +193,7 @@ func (u *usageWatcher) fields(f *usageFields) {
 	}
 	if in, ok := sum(f.PromptTokens, f.InputTokens, f.PromptTokenCount); ok {
 		if c := f.CacheCreationInputTokens; c != nil && *c > 0 {
-			in += *c
+			in = satAdd(in, int64(*c))
 		}
 		u.in, u.seen = in, true
 	}
@@ -190,14 +203,54 @@ func (u *usageWatcher) fields(f *usageFields) {
 }
 
 // sum adds the counts present; ok is false when none is.
-func sum(vs ...*int64) (total int64, ok bool) {
+func sum(vs ...*count) (total int64, ok bool) {
 	for _, v := range vs {
 		if v != nil && *v >= 0 {
-			total += *v
+			total = satAdd(total, int64(*v))
 			ok = true
 		}
 	}
 	return total, ok
+}
+
+// maxCount bounds every usage count read from a provider: about a
+// trillion tokens, more than any call could use, and far enough from the
+// int64 limit that the limiter's sums of them cannot overflow. Provider
+// bodies are untrusted input.
+const maxCount = 1 << 40
+
+// count is a usage number as a provider wrote it, clamped to 0..maxCount:
+// a number too large for int64 (or written with an exponent) is taken as
+// maxCount rather than failing the whole usage object; a negative one is
+// absent.
+type count int64
+
+func (c *count) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		if string(b) == "null" {
+			*c = -1
+			return nil
+		}
+		return nil // not a number: ignored, like an absent field
+	}
+	switch {
+	case f < 0 || math.IsNaN(f):
+		*c = -1
+	case f >= maxCount:
+		*c = maxCount
+	default:
+		*c = count(f)
+	}
+	return nil
+}
+
+// satAdd adds two counts, stopping at maxCount.
+func satAdd(a, b int64) int64 {
+	if a > maxCount-b {
+		return maxCount
+	}
+	return a + b
 }
 
 // watchedBody passes a response body through and feeds what it reads to a

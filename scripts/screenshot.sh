@@ -4,8 +4,8 @@
 # D-Bus session bus, a tray host (gtk-sni-tray-standalone, which also provides
 # the StatusNotifierWatcher), and quotabar with a throw-away config, socket
 # and state. It drives quotabar into an interesting state through the socket
-# (one service near its limits, one cooling down after a 429 with agents
-# queued behind it), clicks the tray icon with xdotool, opens submenus from
+# (a Claude subscription past 90% of its 5-hour window, one service near its
+# limits; then one cooling down after a 429 with agents queued behind it), clicks the tray icon with xdotool, opens submenus from
 # the keyboard, and writes PNGs with ImageMagick's import.
 #
 #   scripts/screenshot.sh [OUTDIR]     default OUTDIR: dist/screenshots
@@ -100,6 +100,10 @@ preset = "anthropic"
 limits = ["50 requests/1m"]
 fallback = { browser = "chrome", url = "https://claude.ai/" }
 
+[services.claude]
+preset = "claude"
+reserve_high = 0.10
+
 [agents.research]
 priority = "high"
 weight = 2
@@ -122,14 +126,23 @@ done
 # Two calls in flight on openai.
 qb acquire --agent research --service openai >/dev/null
 qb acquire --agent coder --service openai >/dev/null
-# anthropic: a 429 with Retry-After starts a cooldown; three agents queue.
-lease=$(qb acquire --agent coder --service anthropic --json | sed -n 's/.*"lease": *"\([^"]*\)".*/\1/p')
-qb report --lease "$lease" --status 429 -H retry-after=45 >/dev/null
-for a in coder reviewer research; do
-	qb acquire --agent "$a" --service anthropic --wait 5m >/dev/null 2>&1 &
-	pids+=($!)
+# claude: Claude Code's answers say the 5-hour window is 93% used (the
+# provider warns), the week 31%; three agents spent it.
+now=$(date +%s)
+r5=$((now + 102 * 60 + 30)) r7=$((now + 71 * 3600))
+u=0.55
+for a in research coder research reviewer research coder; do
+	u=$(echo "$u + 0.063" | bc)
+	status=allowed
+	[ "$(echo "$u > 0.75" | bc)" = 1 ] && status=allowed_warning
+	qb report --agent "$a" --service claude --status 200 --usage-tokens 42000 \
+		-H anthropic-ratelimit-unified-status=$status -H anthropic-ratelimit-unified-representative-claim=five_hour \
+		-H anthropic-ratelimit-unified-5h-utilization=$u -H anthropic-ratelimit-unified-5h-reset=$r5 \
+		-H anthropic-ratelimit-unified-5h-status=$status \
+		-H anthropic-ratelimit-unified-7d-utilization=0.31 -H anthropic-ratelimit-unified-7d-reset=$r7 \
+		-H anthropic-ratelimit-unified-7d-status=allowed >/dev/null
 done
-wait_for "the queue" sh -c "\"$work/quotabar\" status --json | grep -q '\"queued\": *3'"
+wait_for "the windows" sh -c "\"$work/quotabar\" status --json | grep -q '\"reserved\": *true'"
 
 # The tray window, and our icon at its right end.
 # (--onlyvisible: GTK also makes a hidden 10×10 leader window.)
@@ -137,10 +150,13 @@ wait_for "the tray window" xdotool search --onlyvisible --class gtk-sni-tray
 win=$(xdotool search --onlyvisible --class gtk-sni-tray | head -n1)
 eval "$(xdotool getwindowgeometry --shell "$win")"
 barx=$X bary=$Y barw=$WIDTH barh=$HEIGHT
-# The menu shows a change within a second; wait until it shows the queue.
-wait_for "the menu to show the queue" sh -c "dbus-send --session --print-reply --dest=\$(dbus-send --session --print-reply \
+# menu_shows TEXT: the menu shows a change within a second; wait for it.
+menu_shows() {
+	wait_for "the menu to show $1" sh -c "dbus-send --session --print-reply --dest=\$(dbus-send --session --print-reply \
 	--dest=org.freedesktop.DBus / org.freedesktop.DBus.ListNames | grep -o 'org.kde.StatusNotifierItem-[0-9]*-1' | head -n1) \
-	/StatusNotifierItem/menu com.canonical.dbusmenu.GetLayout int32:0 int32:-1 array:string: | grep -q '3 queued'"
+	/StatusNotifierItem/menu com.canonical.dbusmenu.GetLayout int32:0 int32:-1 array:string: | grep -q '$1'"
+}
+menu_shows "5-hour: 93% used"
 
 # GTK maps a menu and draws it a moment later: the pauses below are for the
 # X server, not for quotabar.
@@ -172,19 +188,33 @@ hover() {
 	[ "$mx" -ge 0 ] || { echo "screenshot.sh: the menu did not open" >&2; exit 1; }
 	# Items are evenly spaced; the two separators and the frame take about
 	# 10 pixels. The rows asked for (services, Agents) come before either.
-	local items=7 # top-level items with this config's two services
+	local items=8 # top-level items with this config's three services
 	local rowh=$(((mh - 10) / items))
 	xdotool mousemove $((mx - mwidth / 2)) $((my + 5 + rowh * ($1 - 1) + rowh / 2))
 	sleep 0.8 # GTK opens a submenu after a hover delay
 }
+# First the near-limit state: the icon follows claude's 5-hour window.
 open_menu
+hover 2 # claude: past the reserve of its 5-hour window
 shot menu
+open_menu
+hover 3 # openai: near its limits
+shot menu-openai
+
+# anthropic: a 429 with Retry-After starts a cooldown; three agents queue.
+lease=$(qb acquire --agent coder --service anthropic --json | sed -n 's/.*"lease": *"\([^"]*\)".*/\1/p')
+qb report --lease "$lease" --status 429 -H retry-after=45 >/dev/null
+for a in coder reviewer research; do
+	qb acquire --agent "$a" --service anthropic --wait 5m >/dev/null 2>&1 &
+	pids+=($!)
+done
+wait_for "the queue" sh -c "\"$work/quotabar\" status --json | grep -q '\"queued\": *3'"
+menu_shows "3 queued"
+open_menu
+shot menu-top
 open_menu
 hover 1 # anthropic: cooling down, agents queued
 shot menu-anthropic
 open_menu
-hover 2 # openai: near its limits
-shot menu-openai
-open_menu
-hover 3 # Agents
+hover 4 # Agents
 shot menu-agents

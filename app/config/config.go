@@ -34,7 +34,10 @@ type ServiceConfig struct {
 	Limits        []limiter.Policy
 	MaxConcurrent int
 	Headroom      float64
-	Fallback      FallbackConfig
+	// ReserveHigh is the part of every subscription window kept for high
+	// priority (reserve_high).
+	ReserveHigh float64
+	Fallback    FallbackConfig
 }
 
 // FallbackConfig is a service's web fallback. Browser is "" when the service
@@ -94,6 +97,7 @@ func (c *Config) Limiter() limiter.Config {
 			MaxConcurrent: s.MaxConcurrent,
 			Headroom:      s.Headroom,
 			Dialect:       s.Dialect,
+			ReserveHigh:   s.ReserveHigh,
 		})
 		if len(s.Fallback.WebLimits) > 0 {
 			lc.Services = append(lc.Services, limiter.ServiceConfig{

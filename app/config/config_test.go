@@ -160,7 +160,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"wrong type in list", "[services.a]\nlimits = [5]\n", 2, "services.a.limits", "want a string"},
 		{"bad unit", "[services.openai]\nlimits = [\n  \"1 requests/1s\",\n  \"5 reqs/1m\",\n]\n", 4, "services.openai.limits[1]", `"reqs"`},
 		{"bad unit inline", "[services.a]\nfallback = { web_limits = [\"1 requests/1m\", \"2 x/1m\"] }\n", 2, "services.a.fallback.web_limits[1]", `"x"`},
-		{"unknown preset", "\n[services.a]\npreset = \"opneai\"\n", 3, "services.a.preset", "built in: anthropic, gemini, github, openai"},
+		{"unknown preset", "\n[services.a]\npreset = \"opneai\"\n", 3, "services.a.preset", "built in: anthropic, chatgpt, claude, codex, gemini, github, openai"},
 		{"unknown browser", "[services.a]\npreset = \"openai\"\nfallback = { browser = \"firefox\" }\n", 3, "services.a.fallback.browser", "allowed: chrome, webkit, system"},
 		{"fallback without url", "[services.a]\nfallback = { browser = \"chrome\" }\n", 2, "services.a.fallback", "needs a url"},
 		{"bad priority", "[agents.x]\nweight = 1\npriority = \"urgent\"\n", 3, "agents.x.priority", "allowed: high, normal, low"},
@@ -168,6 +168,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"negative weight", "[agents.x]\nweight = -1.5\n", 2, "agents.x.weight", "more than 0"},
 		{"headroom one", "[services.a]\nheadroom = 1.0\n", 2, "services.a.headroom", "fraction"},
 		{"negative headroom", "[services.a]\nheadroom = -0.1\n", 2, "services.a.headroom", "fraction"},
+		{"reserve_high one", "[services.a]\nreserve_high = 1\n", 2, "services.a.reserve_high", "fraction"},
+		{"negative reserve_high", "[services.a]\nreserve_high = -0.1\n", 2, "services.a.reserve_high", "high priority"},
 		{"negative concurrency", "[services.a]\nmax_concurrent = -1\n", 2, "services.a.max_concurrent", "0 (no cap)"},
 		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "is not one of " + limiter.DialectNames()},
 		{"bad base url", "[services.a]\nbase_url = \"api.example.com\"\n", 2, "services.a.base_url", "http or https URL"},
@@ -478,6 +480,49 @@ func BenchmarkParseDefaultConfig(b *testing.B) {
 	for b.Loop() {
 		if _, err := Parse("c.toml", data); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// The subscription presets: Claude Code's and Codex's plan traffic, with
+// their upstreams and web addresses, and a reserve for high priority.
+func TestSubscriptionPresets(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte(`
+[services.claude]
+preset = "claude"
+reserve_high = 0.10
+
+[services.codex]
+preset = "codex"
+reserve_high = 0.2
+fallback = { browser = "system" }
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		base, dialect string
+		reserve       float64
+	}{
+		"claude": {"https://api.anthropic.com", "anthropic", 0.10},
+		"codex":  {"https://chatgpt.com/backend-api/codex", "openai", 0.2},
+	}
+	for _, s := range cfg.Services {
+		w := want[s.Name]
+		if s.BaseURL != w.base || string(s.Dialect) != w.dialect || s.ReserveHigh != w.reserve {
+			t.Errorf("service %s: %+v, want base %s, dialect %s, reserve %v", s.Name, s, w.base, w.dialect, w.reserve)
+		}
+	}
+	if fb := cfg.Services[1].Fallback; fb.URL != "https://chatgpt.com/" {
+		t.Errorf("codex fallback %+v, want chatgpt.com", fb)
+	}
+	if p, ok := LookupPreset("claude"); !ok || p.WebURL != "https://claude.ai/" {
+		t.Errorf("claude preset %+v", p)
+	}
+	lc := cfg.Limiter()
+	for _, s := range lc.Services {
+		if s.ReserveHigh != want[s.Name].reserve {
+			t.Errorf("limiter service %s reserve %v, want %v", s.Name, s.ReserveHigh, want[s.Name].reserve)
 		}
 	}
 }

@@ -33,7 +33,7 @@ var allowedKeys = map[string][]string{
 	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "alerts", "services", "agents"},
 	"proxy":    {"enabled", "listen", "max_wait"},
 	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
-	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "dialect", "fallback"},
+	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback"},
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
 }
@@ -199,11 +199,12 @@ func (p *parser) service(t table, name string) ServiceConfig {
 	key := t.path()
 	t.unknown(allowedKeys["service"])
 	s := ServiceConfig{
-		Name:     name,
-		Preset:   t.str("preset"),
-		BaseURL:  t.str("base_url"),
-		Limits:   t.policies("limits"),
-		Headroom: t.number("headroom"),
+		Name:        name,
+		Preset:      t.str("preset"),
+		BaseURL:     t.str("base_url"),
+		Limits:      t.policies("limits"),
+		Headroom:    t.number("headroom"),
+		ReserveHigh: t.number("reserve_high"),
 	}
 	if n, ok := t.integer("max_concurrent"); ok {
 		if n < 0 {
@@ -233,6 +234,9 @@ func (p *parser) service(t table, name string) ServiceConfig {
 	}
 	if s.Headroom < 0 || s.Headroom >= 1 {
 		p.errorf(key+".headroom", "must be a fraction from 0 up to (not including) 1, such as 0.05; got %v", s.Headroom)
+	}
+	if !(s.ReserveHigh >= 0 && s.ReserveHigh < 1) {
+		p.errorf(key+".reserve_high", "must be a fraction from 0 up to (not including) 1, such as 0.10 (the last 10%% of every subscription window is for high priority); got %v", s.ReserveHigh)
 	}
 	if fb, ok := t.sub("fallback"); ok {
 		fkey := fb.path()

@@ -13,21 +13,56 @@ type Preset struct {
 	Dialect limiter.Dialect // limiter.DialectAll parses every known dialect
 	BaseURL string          // the API's base URL
 	WebURL  string          // the web interface a fallback opens
+	// Reservation is the provider's rule for what a call counts against
+	// its token limits before it runs (proxy.Reservation): "openai",
+	// "anthropic", or "" (prompt plus max output, the safe default).
+	Reservation string
 }
 
 // presets are the built-in providers a service names with `preset = "..."`.
 var presets = map[string]Preset{
 	"openai": {
-		Name:    "openai",
-		Dialect: limiter.DialectOpenAI,
-		BaseURL: "https://api.openai.com",
-		WebURL:  "https://chatgpt.com/",
+		Name:        "openai",
+		Dialect:     limiter.DialectOpenAI,
+		BaseURL:     "https://api.openai.com",
+		WebURL:      "https://chatgpt.com/",
+		Reservation: "openai",
+	},
+	// Codex signed in with ChatGPT sends its model calls to the ChatGPT
+	// backend, under the plan's limits instead of an API key's.
+	"chatgpt": {
+		Name:        "chatgpt",
+		Dialect:     limiter.DialectAll,
+		BaseURL:     "https://chatgpt.com/backend-api/codex",
+		WebURL:      "https://chatgpt.com/",
+		Reservation: "openai",
 	},
 	"anthropic": {
-		Name:    "anthropic",
-		Dialect: limiter.DialectAnthropic,
-		BaseURL: "https://api.anthropic.com",
-		WebURL:  "https://claude.ai/",
+		Name:        "anthropic",
+		Dialect:     limiter.DialectAnthropic,
+		BaseURL:     "https://api.anthropic.com",
+		WebURL:      "https://claude.ai/",
+		Reservation: "anthropic",
+	},
+	// Claude Code signed in to a Claude Pro or Max plan: the same API,
+	// with an OAuth bearer, and answers that carry the plan's 5-hour and
+	// weekly windows (anthropic-ratelimit-unified-*).
+	"claude": {
+		Name:        "claude",
+		Dialect:     limiter.DialectAnthropic,
+		BaseURL:     "https://api.anthropic.com",
+		WebURL:      "https://claude.ai/",
+		Reservation: "anthropic",
+	},
+	// Codex signed in with ChatGPT: its backend, whose answers carry the
+	// plan's windows (x-codex-*, and codex.rate_limits events). The same
+	// as "chatgpt", by the name of the tool.
+	"codex": {
+		Name:        "codex",
+		Dialect:     limiter.DialectOpenAI,
+		BaseURL:     "https://chatgpt.com/backend-api/codex",
+		WebURL:      "https://chatgpt.com/",
+		Reservation: "openai",
 	},
 	"github": {
 		Name:    "github",

@@ -166,7 +166,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		}
 	}()
 
-	d.Limiter, err = limiter.New(cfg.Limiter())
+	d.Limiter, err = limiter.New(cfg.Limiter(), limiter.WithLogger(d.Logger))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", d.configPath, err)
 	}

@@ -3,12 +3,13 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/quotabar/quotabar/app/config"
@@ -33,13 +34,16 @@ type proxyPart struct {
 	p       *proxy.Proxy
 	srv     *http.Server
 
-	live atomic.Pointer[proxyLive] // nil while off
+	live    atomic.Pointer[proxyLive] // nil while off
+	failure atomic.Pointer[string]    // why the last change failed; nil when it did not
 }
 
 // proxyLive is what GET /v1/proxy says about a running proxy.
 type proxyLive struct {
-	url   string // what the listener really got, e.g. port 0 resolved
-	token string
+	url    string // what the listener really got, e.g. port 0 resolved
+	token  string
+	listen string // the configured address
+	note   string // why the proxy is not at listen; "" when it is
 }
 
 // proxyShutdownWait bounds how long a stopping proxy lets calls in flight
@@ -87,15 +91,23 @@ func (pp *proxyPart) apply(cfg *config.Config) error {
 		return err
 	}
 	ln, err := net.Listen("tcp", want)
+	note := ""
+	if errors.Is(err, syscall.EADDRINUSE) {
+		// Another program has the port. Agents started by `quotabar run`
+		// find the proxy wherever it is (GET /v1/proxy), so it still
+		// runs, on a free port of the same host; tools given the fixed
+		// URL by hand need the port freed or [proxy] listen changed.
+		host, _, _ := net.SplitHostPort(want)
+		if ln, err = net.Listen("tcp", net.JoinHostPort(host, "0")); err == nil {
+			note = fmt.Sprintf("proxy.listen %s is in use by another program; the proxy listens on %s instead, which `quotabar run` finds; to keep a fixed address, stop that program or set another port under [proxy] listen", want, ln.Addr())
+			pp.d.Logger.Warn(note)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("proxy.listen %q: %w; another program may use the port: set another in [proxy] listen, or enabled = false", want, err)
 	}
-	srv := &http.Server{
-		Handler:           p,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(pp.d.Logger.Handler(), slog.LevelDebug),
-	}
+	ln = proxy.Listen(ln)
+	srv := proxy.NewServer(p, pp.d.Logger)
 	go func() {
 		if err := srv.Serve(ln); err != http.ErrServerClosed {
 			pp.d.Logger.Error("the HTTP proxy stopped", "err", err)
@@ -103,7 +115,7 @@ func (pp *proxyPart) apply(cfg *config.Config) error {
 	}()
 	pp.p, pp.srv, pp.listen = p, srv, want
 	url := "http://" + ln.Addr().String()
-	pp.live.Store(&proxyLive{url: url, token: pp.token})
+	pp.live.Store(&proxyLive{url: url, token: pp.token, listen: want, note: note})
 	pp.d.Logger.Info("HTTP proxy for agents listening", "url", url)
 	return nil
 }
@@ -127,9 +139,14 @@ func (pp *proxyPart) stop() {
 func (pp *proxyPart) Reconfigure(cfg *config.Config) {
 	pp.applyMu.Lock()
 	defer pp.applyMu.Unlock()
-	if err := pp.apply(cfg); err != nil {
+	err := pp.apply(cfg)
+	if err != nil {
 		pp.d.Logger.Error("the HTTP proxy is off; agents using it will fail", "err", err)
+		msg := "the HTTP proxy did not start: " + err.Error()
+		pp.failure.Store(&msg)
+		return
 	}
+	pp.failure.Store(nil)
 }
 
 func (pp *proxyPart) Shutdown(ctx context.Context) error {
@@ -144,9 +161,13 @@ func (pp *proxyPart) Shutdown(ctx context.Context) error {
 func (pp *proxyPart) info() proxy.Info {
 	live := pp.live.Load()
 	if live == nil {
-		return proxy.Info{}
+		in := proxy.Info{}
+		if f := pp.failure.Load(); f != nil {
+			in.Problem = *f
+		}
+		return in
 	}
-	in := proxy.Info{Enabled: true, URL: live.url, Token: live.token}
+	in := proxy.Info{Enabled: true, URL: live.url, Token: live.token, Listen: live.listen, Problem: live.note}
 	for _, s := range pp.d.Config().Services {
 		if s.BaseURL != "" {
 			in.Services = append(in.Services, proxy.ServiceInfo{Name: s.Name, Preset: s.Preset, BaseURL: s.BaseURL})
@@ -164,7 +185,8 @@ func (pp *proxyPart) serveInfo(w http.ResponseWriter, r *http.Request) {
 func proxyServices(cfg *config.Config) []proxy.Service {
 	svcs := make([]proxy.Service, 0, len(cfg.Services))
 	for _, s := range cfg.Services {
-		svcs = append(svcs, proxy.Service{Name: s.Name, BaseURL: s.BaseURL})
+		pr, _ := config.LookupPreset(s.Preset)
+		svcs = append(svcs, proxy.Service{Name: s.Name, BaseURL: s.BaseURL, Reservation: proxy.Reservation(pr.Reservation)})
 	}
 	return svcs
 }

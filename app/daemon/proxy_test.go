@@ -145,3 +145,30 @@ func TestProxyRefusesNonLoopback(t *testing.T) {
 		t.Errorf("after fixing listen: %+v; want enabled", info)
 	}
 }
+
+// A busy proxy port (issue 12 item 8): the proxy still runs, on a free port
+// that GET /v1/proxy publishes, and says what happened and what to do.
+func TestProxyBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	td := newTestDaemon(t, proxyConfig(true, busy.Addr().String(), "http://127.0.0.1:1"))
+	d := td.start(t)
+	info := getProxyInfo(t, d.SocketPath())
+	if !info.Enabled || info.URL == "http://"+busy.Addr().String() || !strings.HasPrefix(info.URL, "http://127.0.0.1:") {
+		t.Fatalf("GET /v1/proxy with the port taken = %+v; want the proxy enabled on another port", info)
+	}
+	if info.Listen != busy.Addr().String() || !strings.Contains(info.Problem, "in use") || !strings.Contains(info.Problem, "[proxy] listen") {
+		t.Errorf("listen %q, problem %q; want the configured address and a problem naming the busy port and the fix", info.Listen, info.Problem)
+	}
+	if !strings.Contains(td.logs.String(), "in use by another program") {
+		t.Errorf("the log does not say the port was busy:\n%s", td.logs)
+	}
+	res, err := http.Get(info.AgentURL("t", "openai") + "/v1/models")
+	if err != nil {
+		t.Fatalf("the published URL does not answer: %v", err)
+	}
+	res.Body.Close()
+}

@@ -155,6 +155,7 @@ func glance(in menuInput) (icons.State, string, string) {
 		queued        int
 		paused, total int
 		notes         []string
+		warned        bool // a subscription window warns
 	)
 	for _, s := range in.Status.Services {
 		total++
@@ -171,12 +172,13 @@ func glance(in menuInput) (icons.State, string, string) {
 			notes = append(notes, fmt.Sprintf("%s cooling down, %s left", s.Name, fmtDuration(c)))
 			continue
 		}
-		if f := left(s); f >= 0 {
+		if f := tightest(s); f >= 0 {
 			if tight < 0 || f < tight {
 				tight = f
 			}
 			notes = append(notes, fmt.Sprintf("%s %s left", s.Name, percent(f)))
 		}
+		warned = warned || windowWarning(s)
 	}
 	if queued > 0 {
 		notes = append(notes, fmt.Sprintf("%d queued", queued))
@@ -191,7 +193,7 @@ func glance(in menuInput) (icons.State, string, string) {
 		state = icons.Cooldown
 	case queued > 0:
 		state = icons.Queued
-	case tight >= 0 && tight < nearLimit:
+	case (tight >= 0 && tight < nearLimit) || warned:
 		state = icons.NearLimit
 	case total > 0 && paused == total:
 		state = icons.Paused
@@ -219,13 +221,17 @@ func serviceMenu(s wire.ServiceStatus, in menuInput, m *menuModel) menuItem {
 		label += ": paused"
 	case cool > 0:
 		label += ": cooling down, " + fmtDuration(cool)
-	case left(s) >= 0:
-		label += ": " + percent(left(s)) + " left"
+	case tightest(s) >= 0:
+		label += ": " + percent(tightest(s)) + " left"
+		if reserved(s) {
+			label += ", high priority only"
+		}
 	}
 	if s.Queued > 0 && !s.Paused {
 		label += fmt.Sprintf(", %d queued", s.Queued)
 	}
-	var kids []menuItem
+	kids, ticking := windowItems(s, key, in.Now)
+	m.Ticking = m.Ticking || ticking
 	units := map[string]int{}
 	for _, l := range s.Limits {
 		units[l.Unit]++
@@ -235,7 +241,7 @@ func serviceMenu(s wire.ServiceStatus, in menuInput, m *menuModel) menuItem {
 		m.Ticking = m.Ticking || ticking
 		kids = append(kids, menuItem{Key: fmt.Sprintf("%s/limit/%d", key, i), Kind: kindText, Label: text, Disabled: true})
 	}
-	if len(s.Limits) == 0 {
+	if len(s.Limits) == 0 && len(s.Windows) == 0 {
 		kids = append(kids, menuItem{Key: key + "/limit/none", Kind: kindText, Label: "No limits known yet", Disabled: true})
 	}
 	inFlight := fmt.Sprintf("%d in flight", s.InFlight)

@@ -103,12 +103,17 @@ func (s *Server) handleReport(w http.ResponseWriter, r *http.Request) {
 		Status  *int                       `json:"status"`
 		Headers map[string]string          `json:"headers"`
 		Usage   map[string]json.RawMessage `json:"usage"`
+		// ErrorBody is the body of a refusal (windows.go).
+		ErrorBody string `json:"error_body"`
 	}
 	if !s.decode(w, r, &body, true) {
 		return
 	}
 	needNames := body.Lease == ""
 	rep := limiter.Report{Lease: body.Lease, Agent: body.Agent, Service: body.Service, Header: body.Headers}
+	if body.ErrorBody != "" {
+		rep.Body = []byte(body.ErrorBody)
+	}
 	err := errors.Join(checkName("agent", body.Agent, needNames), checkName("service", body.Service, needNames))
 	if err == nil && body.Status != nil {
 		if st := *body.Status; st != 0 && (st < 100 || st > 599) {
@@ -143,6 +148,37 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, wire.HealthResponse{OK: true, Version: s.version})
+}
+
+// handleReset clears what the provider's answers left on a service (its
+// cooldown and the limits learned from headers): the person's way out of
+// an answer that froze the service. It is a person's change, so it is
+// durable before it is answered.
+func (s *Server) handleReset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !s.decode(w, r, &struct{}{}, false) {
+		return
+	}
+	err := checkName("service name in the path", name, true)
+	if err == nil {
+		if _, err = s.findService(name); err == nil {
+			err = s.lim.Reset(name)
+		}
+	}
+	if err == nil {
+		s.Notify()
+		err = s.persistChange()
+	}
+	var st limiter.ServiceStatus
+	if err == nil {
+		st, err = s.findService(name)
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.log.Info("reset: cooldown and learned limits cleared", "service", name)
+	WriteJSON(w, http.StatusOK, s.serviceStatus(st))
 }
 
 func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {

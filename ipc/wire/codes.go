@@ -62,4 +62,7 @@ const (
 	ReasonPaused Reason = "paused"
 	// ReasonShed: the service's queue is full.
 	ReasonShed Reason = "shed"
+	// ReasonReserved: a subscription window is past 1 - reserve_high and
+	// the request is not high priority; it may go on at the window's reset.
+	ReasonReserved Reason = "reserved"
 )

@@ -10,6 +10,12 @@ type ProxyInfo struct {
 	URL      string             `json:"url,omitempty"`   // e.g. "http://127.0.0.1:7878"
 	Token    string             `json:"token,omitempty"` // absent when disabled
 	Services []ProxyServiceInfo `json:"services,omitempty"`
+	// Listen is the configured [proxy] listen address; URL differs from
+	// it when that address was taken (Problem then says so).
+	Listen string `json:"listen,omitempty"`
+	// Problem says what is wrong with the proxy and what to do: why it
+	// did not start (Enabled false), or why it is not at Listen.
+	Problem string `json:"problem,omitempty"`
 }
 
 // ProxyServiceInfo is one service the proxy forwards to.

@@ -71,6 +71,10 @@ type ReportRequest struct {
 	Headers map[string]string `json:"headers,omitempty"`
 	// Usage is what the call really cost, nil if unknown.
 	Usage Cost `json:"usage,omitempty"`
+	// ErrorBody is the body of a refusal (status 400 and up), when the
+	// caller has it: Codex and Gemini say there which subscription window
+	// refused and until when.
+	ErrorBody string `json:"error_body,omitempty"`
 }
 
 // ReportResponse is the 200 answer of POST /v1/report.
@@ -109,6 +113,12 @@ type ServiceStatus struct {
 	// Fallback is present when the service has a web fallback configured.
 	Fallback *FallbackInfo `json:"fallback,omitempty"`
 	Counters Counters      `json:"counters"`
+	// ReserveHigh is the part of every utilization window kept for high
+	// priority (reserve_high); absent when 0.
+	ReserveHigh float64 `json:"reserve_high,omitempty"`
+	// Windows are the service's utilization windows (subscriptions), when
+	// its answers carry any; shortest first.
+	Windows []WindowStatus `json:"windows,omitempty"`
 }
 
 // LimitStatus is one limit of a service with what is left of it.
