@@ -471,3 +471,50 @@ func TestMCPInspectorCLI(t *testing.T) {
 		t.Fatalf("wait_for_quota through the inspector = %+v at %v, want granted after the cooldown (until %v)", w, time.Now(), rep.CooldownUntil)
 	}
 }
+
+// TestMCPWebFallbackInWebKit: for a WebKit fallback the tool returns the
+// WebDriver session, which the agent drives with plain WebDriver HTTP.
+func TestMCPWebFallbackInWebKit(t *testing.T) {
+	testenv.LookPath(t, "WebKitWebDriver")
+	testenv.StartXvfb(t)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<!doctype html><title>web-chat</title><body>chat</body>")
+	}))
+	defer site.Close()
+	e := newEnv(t)
+	e.writeConfigFile(t, fmt.Sprintf("[proxy]\nenabled = false\n\n[services.web]\nlimits = [\"1 requests/1h\"]\nfallback = { browser = \"webkit\", url = %q, enabled = true }\n", site.URL+"/chat"))
+	d := e.serve(t)
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.wait(t)
+	})
+	cs := e.mcpSession(t, "webkit-agent")
+	var fb mcpserver.Fallback
+	text, isErr := callTool(t, cs, "open_web_fallback", map[string]any{"service": "web"}, &fb)
+	if isErr || fb.Browser != "webkit" || fb.WebDriverURL == "" || fb.SessionID == "" {
+		t.Fatalf("open_web_fallback = %+v (%q), want a WebDriver session", fb, text)
+	}
+	if !strings.Contains(text, fb.SessionID) {
+		t.Errorf("text %q does not name the session", text)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fb.WebDriverURL+"/session/"+fb.SessionID+"/title", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("WebDriver %s: %v", fb.WebDriverURL, err)
+	}
+	var title struct{ Value string }
+	err = json.NewDecoder(resp.Body).Decode(&title)
+	resp.Body.Close()
+	if err != nil || title.Value != "web-chat" {
+		t.Errorf("the session's title = %q (%v), want web-chat", title.Value, err)
+	}
+	var closed mcpserver.Closed
+	if text, isErr := callTool(t, cs, "close_web_fallback", map[string]any{"service": "web", "session_id": fb.SessionID}, &closed); isErr || !closed.Closed {
+		t.Fatalf("close_web_fallback = %q (error %v)", text, isErr)
+	}
+}
