@@ -9,6 +9,7 @@ Run by the Go test TestPythonClient (python_test.go), which starts
 """
 
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -209,6 +210,23 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(quotabar.NotRunning) as cm:
                 quotabar.Client(path=os.path.join(d, "none.sock")).status()
             self.assertIn("quotabar serve", str(cm.exception))
+
+    def test_untrusted_directory_is_refused_before_sending(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.chmod(d, 0o755)
+            with self.assertRaises(quotabar.Untrusted) as cm:
+                quotabar.Client(path=os.path.join(d, "q.sock")).status()
+            self.assertIn("open to other users (mode 755)", str(cm.exception))
+            self.assertIn("chmod 700", str(cm.exception))
+
+    def test_peer_is_this_user(self):
+        # The real daemon runs as this user: the check passes and is made.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(os.environ["QUOTABAR_SOCKET"])
+            self.assertEqual(quotabar._peer_uid(s), os.getuid())
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":
