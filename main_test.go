@@ -96,11 +96,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	sockDir, err := os.MkdirTemp("", "qb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sockDir := testenv.ShortTempDir(t) // socket paths must stay short
 	dir := t.TempDir()
 	e := &env{
 		socket:   filepath.Join(sockDir, "q.sock"),
@@ -192,22 +188,16 @@ func (e *env) start(t *testing.T, extraEnv []string, args ...string) *daemonProc
 	})
 	c := &ipc.Client{SocketPath: e.socket}
 	defer c.CloseIdleConnections()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := c.Health(context.Background())
-		if err == nil {
-			return d
-		}
+	// Another process coming up publishes no event: poll its socket.
+	testenv.WaitFor(t, 30*time.Second, "the daemon to answer on "+e.socket, func() bool {
 		select {
 		case <-d.done:
 			t.Fatalf("the daemon exited before serving: %v\n%s", d.err, d.logs)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the daemon does not answer on %s: %v\n%s", e.socket, err, d.logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return c.Health(context.Background()) == nil
+	})
+	return d
 }
 
 // wait waits for the daemon to exit and returns its exit status.
@@ -471,20 +461,15 @@ func TestCrashRestoresState(t *testing.T) {
 
 	// Wait for the state to reach the disk on its own: no shutdown will save it.
 	path := filepath.Join(e.stateDir, daemon.StateFile)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// The person's changes were saved before they were answered; the
+	// learned limit and the cooldown follow after the save delay, and a
+	// file on disk publishes no event.
+	testenv.WaitFor(t, 10*time.Second, "the changes to be saved", func() bool {
 		st, err := daemon.LoadState(path)
-		if err == nil && st.Limiter.Services["svc"].Paused && st.Limiter.Agents["worker"].Paused &&
+		return err == nil && st.Limiter.Services["svc"].Paused && st.Limiter.Agents["worker"].Paused &&
 			st.Limiter.Agents["worker"].Priority == "high" && len(st.Limiter.Services["learn"].Limits) == 1 &&
-			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) && st.Fallback["svc"] {
-			break
-		}
-		if time.Now().After(deadline) {
-			data, _ := os.ReadFile(path)
-			t.Fatalf("the changes were not saved: %v\n%s", err, data)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+			st.Limiter.Services["cool"].CooldownUntil.After(time.Now()) && st.Fallback["svc"]
+	})
 
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -541,15 +526,12 @@ func TestSigtermAnswersWaitersAndSaves(t *testing.T) {
 	if err := waiter.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for s, _ := findService(e.status(t), "one"); s.Queued != 1; s, _ = findService(e.status(t), "one") {
-		if time.Now().After(deadline) {
-			waiter.Process.Kill()
-			waiter.Wait()
-			t.Fatalf("the second acquire never queued: %+v", s)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	t.Cleanup(func() { waiter.Process.Kill() }) // if the wait below fails
+	// Another process's request queueing: poll the daemon's status.
+	testenv.WaitFor(t, 15*time.Second, "the second acquire to queue", func() bool {
+		s, _ := findService(e.status(t), "one")
+		return s.Queued == 1
+	})
 	e.must(t, "pause", "agent", "last-change")
 
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {

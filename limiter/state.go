@@ -103,8 +103,11 @@ func (l *Limiter) Restore(st State) error {
 		} else {
 			s.paused = ss.Paused
 		}
-		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
-			s.cooldownSeq, s.cooldownUntil = l.seq, ss.CooldownUntil
+		// A saved cooldown is held to the bound a provider's answer is
+		// (maxHorizon): a state file is input too, and a cooldown beyond
+		// ~290 years would overflow the retry time to 0.
+		if until := minTime(ss.CooldownUntil, now.Add(maxHorizon)); until.After(now) && until.After(s.cooldownUntil) {
+			s.cooldownSeq, s.cooldownUntil = l.seq, until
 		}
 		errs = append(errs, s.restoreWindows(ss.Windows, now)...)
 		for i, ls := range ss.Limits {
@@ -161,4 +164,11 @@ func (l *Limiter) Restore(st State) error {
 	l.dispatchAll()
 	l.notify()
 	return errors.Join(errs...)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -168,7 +169,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"reserve_high one", "[services.a]\nreserve_high = 1\n", 2, "services.a.reserve_high", "fraction"},
 		{"negative reserve_high", "[services.a]\nreserve_high = -0.1\n", 2, "services.a.reserve_high", "high priority"},
 		{"negative concurrency", "[services.a]\nmax_concurrent = -1\n", 2, "services.a.max_concurrent", "0 (no cap)"},
-		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "allowed: anthropic, github, ietf, openai"},
+		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "is not one of " + limiter.DialectNames()},
 		{"bad base url", "[services.a]\nbase_url = \"api.example.com\"\n", 2, "services.a.base_url", "http or https URL"},
 		{"bad duration", "queue_limit = 5\nlease_ttl = \"2 minutes\"\n", 2, "lease_ttl", "positive duration"},
 		{"negative queue limit", "queue_limit = -5\n", 1, "queue_limit", "0 (the default) or more"},
@@ -229,7 +230,7 @@ func TestParseConfigReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestLocateKeys(t *testing.T) {
+func TestKeyLines(t *testing.T) {
 	src := `# comment with key = "x"
 a = 1
 s = """multi
@@ -246,7 +247,7 @@ inl = { p = 1, q = [4, 5] }
 [[tables]]
 c.d = true
 `
-	got := locateKeys([]byte(src))
+	got := keyLines([]byte(src))
 	want := map[string]int{
 		"a":                        2,
 		"s":                        3,
@@ -343,18 +344,36 @@ func diffConfig(got, want *Config) string {
 	return fmt.Sprintf("config =\n%+v\nwant\n%+v", *got, *want)
 }
 
-// FuzzParseConfig checks that no input makes the parser or the key locator
-// panic or hang (the locator reads the file before the TOML parser has
-// judged it), and that every error it returns is located in the file.
+// FuzzParseConfig checks that no input makes the parser, the nesting check
+// or the key locator panic or hang (the locator and the nesting check read
+// the file before the TOML parser has judged it), and that every error it
+// returns is located in the file.
+//
+// Inputs are small on purpose. The fuzzer minimizes every new interesting
+// input before it goes on, in a number of runs that grows with the square
+// of the input's size (removing every span of bytes in turn): with the 4 KB
+// default file as a seed, and the kilobytes mutation grows inputs to, it
+// spent its whole time minimizing (0 execs/s) unless -fuzzminimizetime was
+// cut. The default file is TestDefaultConfigParses's; inputs over
+// maxFuzzInput bytes are passed over, which keeps every minimization to
+// seconds. The size and nesting caps, which need big inputs, have their own
+// tests.
 func FuzzParseConfig(f *testing.F) {
-	f.Add(DefaultConfig())
+	const maxFuzzInput = 512
+	f.Add([]byte("lease_ttl = \"1m\"\n[proxy]\nenabled = false\n"))
+	f.Add([]byte("[services.openai]\npreset = \"openai\"\nlimits = [\"500 requests/1m\"]\nfallback = { web_limits = [\"1 requests/1m\"] }\n"))
+	f.Add([]byte("[agents.a]\npriority = \"high\"\nweight = 2.5\n"))
 	f.Add([]byte("a = [}\n"))
 	f.Add([]byte("[services.a]\nlimits = [\"1 x/1m\",\n fallback = { url = 'x' \n"))
 	f.Add([]byte("s = \"\"\"\nunterminated"))
 	f.Add([]byte("a = \"\\"))
 	f.Add([]byte("a = [[[[1, {x = ["))
+	f.Add([]byte("a = '''x''''\nb = [\"#\", '''\n]''']"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		locateKeys(data) // also on input the TOML parser rejects
+		if len(data) > maxFuzzInput {
+			return
+		}
+		keyLines(data) // also on input the TOML parser rejects
 		cfg, err := Parse("f.toml", data)
 		if err == nil {
 			if cfg == nil {
@@ -374,6 +393,95 @@ func FuzzParseConfig(f *testing.F) {
 	})
 }
 
+// TestParseHostileFiles feeds the files of issue 14.5: each must be refused
+// with an error naming the file and, where there is one, the line, without
+// a stack overflow or gigabytes of memory.
+func TestParseHostileFiles(t *testing.T) {
+	deep := func(open, close string, n int) []byte {
+		return []byte("a = " + strings.Repeat(open, n) + "1" + strings.Repeat(close, n) + "\n")
+	}
+	tests := []struct {
+		name string
+		data []byte
+		line int
+		msg  string
+	}{
+		{"10 MB of [", bytes.Repeat([]byte("["), 10<<20), 0, "over the 1048576-byte cap"},
+		{"1 MB of [", bytes.Repeat([]byte("["), MaxFileSize), 1, "nest more than 32 deep"},
+		{"inline tables 5000 deep", []byte("\n\na = " + strings.Repeat("{b=", 5000) + "1" + strings.Repeat("}", 5000) + "\n"), 3, "nest more than 32 deep"},
+		{"lists 40000 deep", deep("[", "]", 40000), 1, "nest more than 32 deep"},
+		{"33 deep", deep("[", "]", 33), 1, "nest more than 32 deep"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.toml", tt.data)
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Parse = %v, want an *Error", err)
+			}
+			if ce.File != "c.toml" || ce.Line != tt.line || !strings.Contains(ce.Msg, tt.msg) {
+				t.Errorf("error %v; want line %d and %q", err, tt.line, tt.msg)
+			}
+		})
+	}
+	// Brackets inside strings and comments are not nesting, and 32 deep is
+	// allowed.
+	ok := "a = \"" + strings.Repeat("[", 100) + "\" # " + strings.Repeat("{", 100) + "\n" +
+		"b = '''\n" + strings.Repeat("[", 100) + "'''\n" + strings.Replace(string(deep("[", "]", 32)), "a", "c", 1)
+	if line, ok := checkNesting([]byte(ok), maxNesting); !ok {
+		t.Errorf("checkNesting refused brackets in strings and comments, or 32 levels, at line %d", line)
+	}
+	if _, err := Parse("c.toml", []byte(ok)); err == nil || !strings.Contains(err.Error(), "unknown key") {
+		t.Errorf("Parse of a shallow file with unknown keys = %v; want the unknown keys reported", err)
+	}
+}
+
+// TestParseManyKeysIsLinear checks issue 14.7's finding (80,000 unknown keys
+// took 22.8 s): parsing 8 times as many keys must take less than 24 times as
+// long (linear work is about 8 times; the quadratic checks were 64 times).
+// Both sizes run in this test, so the ratio does not depend on the machine.
+func TestParseManyKeysIsLinear(t *testing.T) {
+	if testing.Short() {
+		t.Skip("times two parses")
+	}
+	doc := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString("[services.a]\n")
+		for i := range n {
+			fmt.Fprintf(&b, "k%d = 1\n", i)
+		}
+		return []byte(b.String())
+	}
+	small, big := doc(10000), doc(80000)
+	measure := func(data []byte) time.Duration {
+		best := time.Duration(1<<63 - 1)
+		for range 3 {
+			start := time.Now()
+			_, err := Parse("c.toml", data)
+			best = min(best, time.Since(start))
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) != maxErrors+1 || !strings.Contains(errs[maxErrors].Msg, "more problems") {
+				t.Fatalf("Parse of many unknown keys: %d errors, want the first %d and a count of the rest", len(errs), maxErrors)
+			}
+		}
+		return best
+	}
+	ts, tb := measure(small), measure(big)
+	t.Logf("10,000 keys: %v; 80,000 keys: %v (ratio %.1f)", ts, tb, float64(tb)/float64(ts))
+	if tb > 24*ts {
+		t.Errorf("80,000 keys took %v, %.0f times 10,000 keys' %v: not linear", tb, float64(tb)/float64(ts), ts)
+	}
+}
+
+func BenchmarkParseDefaultConfig(b *testing.B) {
+	data := DefaultConfig()
+	for b.Loop() {
+		if _, err := Parse("c.toml", data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // The subscription presets: Claude Code's and Codex's plan traffic, with
 // their upstreams and web addresses, and a reserve for high priority.
 func TestSubscriptionPresets(t *testing.T) {
@@ -391,8 +499,9 @@ fallback = { browser = "system" }
 		t.Fatal(err)
 	}
 	want := map[string]struct {
-		base, dialect string
-		reserve       float64
+		base    string
+		dialect limiter.Dialect
+		reserve float64
 	}{
 		"claude": {"https://api.anthropic.com", "anthropic", 0.10},
 		"codex":  {"https://chatgpt.com/backend-api/codex", "openai", 0.2},

@@ -1,14 +1,18 @@
 package config
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/quotabar/quotabar/limiter"
+)
 
 // Preset is what quotabar knows about a provider: how to read its rate-limit
 // headers, where its API lives and where its web interface is.
 type Preset struct {
 	Name    string
-	Dialect string // limiter header dialect; "" parses every known dialect
-	BaseURL string // the API's base URL
-	WebURL  string // the web interface a fallback opens
+	Dialect limiter.Dialect // limiter.DialectAll parses every known dialect
+	BaseURL string          // the API's base URL
+	WebURL  string          // the web interface a fallback opens
 	// Reservation is the provider's rule for what a call counts against
 	// its token limits before it runs (proxy.Reservation): "openai",
 	// "anthropic", or "" (prompt plus max output, the safe default).
@@ -19,7 +23,7 @@ type Preset struct {
 var presets = map[string]Preset{
 	"openai": {
 		Name:        "openai",
-		Dialect:     "openai",
+		Dialect:     limiter.DialectOpenAI,
 		BaseURL:     "https://api.openai.com",
 		WebURL:      "https://chatgpt.com/",
 		Reservation: "openai",
@@ -28,14 +32,14 @@ var presets = map[string]Preset{
 	// backend, under the plan's limits instead of an API key's.
 	"chatgpt": {
 		Name:        "chatgpt",
-		Dialect:     "",
+		Dialect:     limiter.DialectAll,
 		BaseURL:     "https://chatgpt.com/backend-api/codex",
 		WebURL:      "https://chatgpt.com/",
 		Reservation: "openai",
 	},
 	"anthropic": {
 		Name:        "anthropic",
-		Dialect:     "anthropic",
+		Dialect:     limiter.DialectAnthropic,
 		BaseURL:     "https://api.anthropic.com",
 		WebURL:      "https://claude.ai/",
 		Reservation: "anthropic",
@@ -45,7 +49,7 @@ var presets = map[string]Preset{
 	// weekly windows (anthropic-ratelimit-unified-*).
 	"claude": {
 		Name:        "claude",
-		Dialect:     "anthropic",
+		Dialect:     limiter.DialectAnthropic,
 		BaseURL:     "https://api.anthropic.com",
 		WebURL:      "https://claude.ai/",
 		Reservation: "anthropic",
@@ -55,14 +59,14 @@ var presets = map[string]Preset{
 	// as "chatgpt", by the name of the tool.
 	"codex": {
 		Name:        "codex",
-		Dialect:     "openai",
+		Dialect:     limiter.DialectOpenAI,
 		BaseURL:     "https://chatgpt.com/backend-api/codex",
 		WebURL:      "https://chatgpt.com/",
 		Reservation: "openai",
 	},
 	"github": {
 		Name:    "github",
-		Dialect: "github",
+		Dialect: limiter.DialectGitHub,
 		BaseURL: "https://api.github.com",
 		WebURL:  "https://github.com/",
 	},
@@ -70,7 +74,7 @@ var presets = map[string]Preset{
 		Name: "gemini",
 		// Gemini sends no rate-limit headers of its own; a 429 carries
 		// Retry-After, which every dialect reads.
-		Dialect: "",
+		Dialect: limiter.DialectAll,
 		BaseURL: "https://generativelanguage.googleapis.com",
 		WebURL:  "https://gemini.google.com/",
 	},
@@ -91,9 +95,6 @@ func PresetNames() []string {
 	sort.Strings(names)
 	return names
 }
-
-// dialects are the header dialects the limiter understands; "" means all.
-var dialects = []string{"anthropic", "github", "ietf", "openai"}
 
 // browsers are the fallback browsers webfallback can drive.
 var browsers = []string{"chrome", "webkit", "system"}

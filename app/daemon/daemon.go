@@ -71,7 +71,6 @@ type Daemon struct {
 	fallbackOn map[string]bool // switches flipped at run time
 	cfgSubs    map[chan struct{}]struct{}
 
-	saveNow   chan struct{}
 	saverEnd  chan struct{}
 	saveMu    sync.Mutex // one write of the state file at a time
 	lastSaved []byte     // what the state file holds; guarded by saveMu
@@ -104,7 +103,6 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		socketPath: opts.SocketPath,
 		fallbackOn: map[string]bool{},
 		cfgSubs:    map[chan struct{}]struct{}{},
-		saveNow:    make(chan struct{}, 1),
 		saverEnd:   make(chan struct{}),
 		stopping:   make(chan struct{}),
 		done:       make(chan struct{}),
@@ -183,6 +181,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
+		Persist:  d.Persist,
 	})
 	// Every route is registered before the server serves: a client that
 	// asks at once must not be told the route does not exist.
@@ -375,14 +374,6 @@ func (d *Daemon) restoreState() {
 	d.mu.Unlock()
 }
 
-// requestSave asks the saver to write the state soon.
-func (d *Daemon) requestSave() {
-	select {
-	case d.saveNow <- struct{}{}:
-	default:
-	}
-}
-
 // saver writes the state after every change, a burst at a time, until
 // shutdown, which writes the last one itself.
 func (d *Daemon) saver() {
@@ -408,8 +399,6 @@ func (d *Daemon) saver() {
 			if !ok {
 				return
 			}
-			arm()
-		case <-d.saveNow:
 			arm()
 		case <-timer.C:
 			armed = false

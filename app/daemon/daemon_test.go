@@ -45,11 +45,7 @@ type testDaemon struct {
 func newTestDaemon(t *testing.T, config string) *testDaemon {
 	t.Helper()
 	// Socket paths must stay short; t.TempDir's can be too long.
-	sockDir, err := os.MkdirTemp("", "qb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sockDir := testenv.ShortTempDir(t)
 	dir := t.TempDir()
 	td := &testDaemon{logs: &testenv.Buffer{}}
 	td.opts = Options{
@@ -88,16 +84,37 @@ func (td *testDaemon) start(t *testing.T) *Daemon {
 
 func (td *testDaemon) client() *ipc.Client { return &ipc.Client{SocketPath: td.opts.SocketPath} }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitStatus waits until cond holds, checking it at every change the
+// daemon announces (the limiter's and the server's), for a change made
+// through the daemon.
+func waitStatus(t *testing.T, d *Daemon, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	changed, stop := d.Server.Changed()
+	defer stop()
+	testenv.WaitEvent(t, 10*time.Second, what, changed, cond)
+}
+
+// waitConfig waits until cond holds, checking it after every configuration
+// edit the daemon applies.
+func waitConfig(t *testing.T, d *Daemon, what string, cond func() bool) {
+	t.Helper()
+	changed, stop := d.ConfigChanged()
+	defer stop()
+	testenv.WaitEvent(t, 10*time.Second, what, changed, cond)
+}
+
+// waitLog waits until the daemon's log holds text: a log line publishes no
+// event.
+func (td *testDaemon) waitLog(t *testing.T, what, text string) {
+	t.Helper()
+	td.waitUntil(t, what, func() bool { return strings.Contains(td.logs.String(), text) })
+}
+
+// waitUntil waits for a condition that publishes no event (a log line, a
+// file on disk).
+func (td *testDaemon) waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	testenv.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func serviceStatus(t *testing.T, c *ipc.Client, name string) (wire.ServiceStatus, bool) {
@@ -176,12 +193,37 @@ func TestDaemonSavesChangesWhileRunning(t *testing.T) {
 	if _, err := td.client().SetServicePaused(context.Background(), "svc", true); err != nil {
 		t.Fatal(err)
 	}
-	// No shutdown: the change must reach the disk on its own (a crash keeps it).
-	path := filepath.Join(td.opts.StateDir, StateFile)
-	waitFor(t, "the pause to be saved", func() bool {
-		data, err := os.ReadFile(path)
-		return err == nil && strings.Contains(string(data), "svc")
-	})
+	// No shutdown: a person's change is on disk by the time it is answered
+	// (a crash keeps it; TestAnsweredChangeSurvivesKill9 kills a daemon).
+	st, err := LoadState(filepath.Join(td.opts.StateDir, StateFile))
+	if err != nil || !st.Limiter.Services["svc"].Paused {
+		t.Errorf("state right after the answer: %+v, %v; want svc paused", st.Limiter.Services, err)
+	}
+}
+
+// TestDaemonAnswersUnsavedChange: a change that cannot be saved is answered
+// 500 saying a restart would undo it, not 200.
+func TestDaemonAnswersUnsavedChange(t *testing.T) {
+	td := newTestDaemon(t, testConfig)
+	d := td.start(t)
+	// A non-empty directory where the state file goes: the rename fails.
+	if err := os.MkdirAll(filepath.Join(td.opts.StateDir, StateFile, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err := td.client().SetServicePaused(ctx, "svc", true)
+	apiErr, ok := errors.AsType[*wire.APIError](err)
+	if !ok || apiErr.Status != 500 || !strings.Contains(apiErr.Message, "not saved") {
+		t.Errorf("pause with an unwritable state = %v; want 500 saying the change is not saved", err)
+	}
+	yes := true
+	if _, err := td.client().UpdateAgent(ctx, "a1", wire.AgentUpdate{Paused: &yes}); err == nil {
+		t.Error("agent pause with an unwritable state answered 200")
+	}
+	if err := d.SetFallbackEnabled("svc", true); err == nil || !strings.Contains(err.Error(), "not saved") {
+		t.Errorf("fallback switch with an unwritable state = %v; want an error saying it is not saved", err)
+	}
+	os.RemoveAll(filepath.Join(td.opts.StateDir, StateFile))
 }
 
 func TestDaemonAlreadyRunning(t *testing.T) {
@@ -303,14 +345,14 @@ func TestDaemonReloadsConfig(t *testing.T) {
 		l, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a2", Service: "svc", MaxWaitMS: wire.Wait(time.Minute)})
 		queued <- result{l, err}
 	}()
-	waitFor(t, "the second request to queue", func() bool {
+	waitStatus(t, d, "the second request to queue", func() bool {
 		s, _ := serviceStatus(t, c, "svc")
 		return s.Queued == 1
 	})
 
 	// A good edit: a new service and a new limit on the old one.
 	td.writeConfig(t, strings.Replace(testConfig, `"1000 requests/1m"`, `"900 requests/1m"`, 1)+"\n[services.added]\n")
-	waitFor(t, "the edit to apply", func() bool {
+	waitConfig(t, d, "the edit to apply", func() bool {
 		_, ok := d.Config().Service("added")
 		return ok
 	})
@@ -323,9 +365,7 @@ func TestDaemonReloadsConfig(t *testing.T) {
 
 	// A broken edit keeps everything and says where the problem is.
 	td.writeConfig(t, testConfig+"\n[services.broken]\nlimits = [\"1 reqs/1m\"]\n")
-	waitFor(t, "the broken edit to be reported", func() bool {
-		return strings.Contains(td.logs.String(), "configuration edit not applied")
-	})
+	td.waitLog(t, "the broken edit to be reported", "configuration edit not applied")
 	logs := td.logs.String()
 	if !strings.Contains(logs, "config.toml:") || !strings.Contains(logs, "services.broken.limits[0]") {
 		t.Errorf("the log does not name the file, line and key:\n%s", logs)
@@ -338,9 +378,7 @@ func TestDaemonReloadsConfig(t *testing.T) {
 	}
 	// Undoing the broken edit is acknowledged: the file is good again.
 	td.writeConfig(t, strings.Replace(testConfig, `"1000 requests/1m"`, `"900 requests/1m"`, 1)+"\n[services.added]\n")
-	waitFor(t, "the undone edit to be acknowledged", func() bool {
-		return strings.Contains(td.logs.String(), "back to the configuration in force")
-	})
+	td.waitLog(t, "the undone edit to be acknowledged", "back to the configuration in force")
 
 	// The queued request survived both edits and is granted when the slot frees.
 	if _, err := c.Report(ctx, wire.ReportRequest{Lease: lease.ID, Status: 200}); err != nil {
@@ -369,7 +407,7 @@ func TestDaemonShutdownAnswersWaiters(t *testing.T) {
 		_, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "a1", Service: "svc", MaxWaitMS: wire.Wait(time.Minute)})
 		errc <- err
 	}()
-	waitFor(t, "the request to queue", func() bool {
+	waitStatus(t, d, "the request to queue", func() bool {
 		s, _ := serviceStatus(t, c, "svc")
 		return s.Queued == 1
 	})
@@ -423,7 +461,7 @@ func TestDaemonSavesUnderSteadyTraffic(t *testing.T) {
 		traffic <- nil
 	}()
 	path := filepath.Join(td.opts.StateDir, StateFile)
-	waitFor(t, "a save while calls keep coming", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "a save while calls keep coming", func() bool {
 		_, err := os.Stat(path)
 		return err == nil
 	})
@@ -439,15 +477,13 @@ func TestDaemonKeepsConfigWhenFileIsRemoved(t *testing.T) {
 	if err := os.Remove(td.opts.ConfigPath); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the daemon to notice", func() bool {
-		return strings.Contains(td.logs.String(), "the configuration file is gone")
-	})
+	td.waitLog(t, "the daemon to notice", "the configuration file is gone")
 	if _, ok := d.Config().Service("svc"); !ok {
 		t.Error("the configuration was dropped with its file")
 	}
 	// Putting it back (with a change) is picked up again.
 	td.writeConfig(t, testConfig+"\n[services.back]\n")
-	waitFor(t, "the restored file to apply", func() bool {
+	waitConfig(t, d, "the restored file to apply", func() bool {
 		_, ok := d.Config().Service("back")
 		return ok
 	})

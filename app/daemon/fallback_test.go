@@ -331,7 +331,8 @@ func TestFallbackConfigEditClosesBrowser(t *testing.T) {
 		t.Fatalf("open: %v", err)
 	}
 	td.writeConfig(t, conf(false))
-	waitFor(t, "the edit to close the browser", func() bool {
+	// Chrome exiting publishes no event.
+	testenv.WaitFor(t, 30*time.Second, "the edit to close the browser", func() bool {
 		return !devToolsAnswers(res.CDPURL) && len(testenv.ProcessesNaming(profiles)) == 0
 	})
 	if _, err := c.OpenFallback(ctx, "svc", "a1"); apiCode(err) != "409 fallback_disabled" {

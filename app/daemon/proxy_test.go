@@ -92,7 +92,7 @@ func TestProxyInDaemon(t *testing.T) {
 	if res.StatusCode != http.StatusOK || calls.Load() != 1 {
 		t.Fatalf("call through the proxy: %d, upstream saw %d calls", res.StatusCode, calls.Load())
 	}
-	waitFor(t, "the real usage of 10 tokens in /v1/status", func() bool {
+	waitStatus(t, d, "the real usage of 10 tokens in /v1/status", func() bool {
 		s, _ := serviceStatus(t, td.client(), "openai")
 		return len(s.Limits) == 1 && s.Limits[0].Remaining == 100000-10 && s.InFlight == 0
 	})

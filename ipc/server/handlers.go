@@ -165,6 +165,9 @@ func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {
 	if body.Paused != nil {
 		st, err = s.lim.SetServicePaused(name, *body.Paused)
 		s.Notify()
+		if err == nil {
+			err = s.persistChange()
+		}
 	} else {
 		st, err = s.findService(name)
 	}
@@ -196,11 +199,14 @@ func (s *Server) handleAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := s.lim.UpdateAgent(name, u)
+	if err == nil {
+		s.Notify()
+		err = s.persistChange()
+	}
 	if err != nil {
 		s.writeErr(w, err)
 		return
 	}
-	s.Notify()
 	WriteJSON(w, http.StatusOK, agentStatus(st))
 }
 
@@ -415,6 +421,15 @@ func known(u limiter.Unit) bool {
 
 func badRequest(format string, args ...any) error {
 	return wire.Errorf(wire.CodeBadRequest, format, args...)
+}
+
+// persistChange makes a person's change durable before it is answered
+// (Config.Persist).
+func (s *Server) persistChange() error {
+	if s.persist == nil {
+		return nil
+	}
+	return s.persist()
 }
 
 func (s *Server) writeErr(w http.ResponseWriter, err error) {

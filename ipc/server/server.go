@@ -33,6 +33,13 @@ type Config struct {
 	Fallback Fallback         // nil: no service has a web fallback
 	Version  string           // "" means wire.Version
 	Logger   *slog.Logger     // nil means slog.Default()
+	// Persist, when set, runs after a person's change made through the API
+	// (a service's pause, an agent's pause or priority) is applied and
+	// before it is answered: the daemon saves its state there, so that a
+	// change answered 200 survives a crash (API.md). An error is answered
+	// 500 with its message; the change stays applied until a restart. The
+	// fallback switch is saved by the Fallback itself.
+	Persist func() error
 }
 
 const (
@@ -50,6 +57,7 @@ const (
 type Server struct {
 	lim     *limiter.Limiter
 	fb      Fallback
+	persist func() error
 	version string
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -75,6 +83,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		lim:     cfg.Limiter,
 		fb:      cfg.Fallback,
+		persist: cfg.Persist,
 		version: cfg.Version,
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
