@@ -58,6 +58,11 @@ type ServiceConfig struct {
 	// Dialect names the provider header dialect; DialectAll ("") parses
 	// every known dialect.
 	Dialect Dialect
+	// MaxHold is the longest one provider answer may hold the service: a
+	// cooldown, the reset of a spent limit or a learned window beyond it
+	// is cut to it (and the report says so). 0 means DefaultMaxHold of the
+	// dialect: a day, for GitHub two hours.
+	MaxHold time.Duration
 	// ReserveHigh is the part of every utilization window (subscription
 	// windows such as Claude's 5-hour and weekly ones) kept for high
 	// priority, 0 <= r < 1: past 1 - ReserveHigh used, only high-priority
@@ -192,6 +197,10 @@ type Report struct {
 type ReportResult struct {
 	CooldownUntil time.Time     // zero when the service is not cooling down
 	RetryAfter    time.Duration // after a 429/503: this agent's jittered wait
+	// Warnings say what of the report was cut to bounds (a retry time or
+	// reset beyond MaxHold, a usage beyond any real count), for the
+	// daemon's log; each names the service. Nil when nothing was.
+	Warnings []string
 }
 
 // AgentUpdate changes an agent at run time; nil fields are left alone.

@@ -93,6 +93,9 @@ func validateConfig(c Config) error {
 		if err := validatePolicies(s.Limits); err != nil {
 			return fmt.Errorf("service %q: %w", s.Name, err)
 		}
+		if s.MaxHold < 0 {
+			return fmt.Errorf("service %q: max_hold %v must not be negative", s.Name, s.MaxHold)
+		}
 		if s.MaxConcurrent < 0 {
 			return fmt.Errorf("service %q: max_concurrent %d must not be negative", s.Name, s.MaxConcurrent)
 		}

@@ -34,6 +34,8 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 			ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
 		}
 	}
+	w := &warner{service: s.name}
+	s.boundObservation(&obs, now, w.warn)
 	l.settle(s, now)
 	// The provider's answer counts the reporting call and, as far as can be
 	// known, every call granted before it (they were sent first). A report
@@ -108,5 +110,6 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 	if now.Before(s.cooldownUntil) {
 		res.CooldownUntil = s.cooldownUntil
 	}
+	res.Warnings = w.out
 	return res
 }

@@ -35,19 +35,25 @@
 // quota less the largest single cost, less the 1% margin: 97% or more
 // whenever no single request costs more than 2% of a quota (a 4000-token
 // call against 200000 tokens/1m), and less for calls that take a large
-// share of it. A token bucket at the policy's own rate (quota per window;
-// burst a tenth of the quota, at least 10 or the whole quota when smaller)
-// paces grants as well. A cost above that burst passes once the bucket is
-// full and leaves it in debt, so the bucket never refuses what the quota
-// allows: in effect its burst is at least the largest single request. It cannot lower the long-run rate, which is also the log's, but it
-// spreads the grants across the window instead of letting a backlog take
-// the quota in one burst that would then repeat every window; it also makes
-// the backlog after a cooldown or a spent budget trickle out instead of
-// rushing back. Windows up to a minute pace every grant; up to an hour only
+// share of it.
+//
+// Under a backlog grants are evenly spaced at the policy's rate: a request
+// policy's pacer holds one grant, so the backlog goes out 1/rate apart,
+// exactly what the log can take, and no window starts with a herd (in any
+// quarter of a window a backlog gets at most a quarter of the quota plus
+// one grant, after its first window). A burst is kept only for a caller
+// that finds the service idle: a tenth of the quota (up to 10 for small
+// quotas, at most half) may go at once when the log is that empty, and the
+// pacer leaves room for it for the rest of the window. The burst cannot
+// recur under a backlog, whose log stays near the quota, and is off for a
+// window after a cooldown or a spent budget, so the backlog that waited
+// for that moment trickles out. Token policies bank a tenth of their quota
+// (calls vary in size, and the request pacer spaces the grants). Windows
+// up to a minute pace every grant beyond the idle burst; up to an hour only
 // requests that wait behind others (a lone caller is not held back); longer
 // ones ("40 requests/5h") are left to burst, except for a minute after a
-// cooldown.
-// TestSimulation checks that bound in a simulated backlog.
+// cooldown. TestSimulation and TestEvenSpacingUnderSaturation check these
+// bounds.
 // The bucket is x/time/rate's arithmetic (a rate.Limit; tokens grow with
 // elapsed time up to the burst) written out here rather than a
 // rate.Limiter, because a rate.Limiter cannot take tokens back once a
@@ -66,19 +72,26 @@
 // # Queueing
 //
 // Each service has one queue and reserves only at its head: a waiting
-// request charges nothing. Priorities are strict (high, normal, low), with
-// aging per level: a priority that has had no grant for Config.MaxAging
-// while a higher one was served gets its next request served as if it were
-// high. So the request at the head of a passed-over level waits at most
-// MaxAging plus the time the service needs to pay for it, and the level
-// gets one request through at least that often; a level that is served,
-// however slowly, does not age, so under overload the levels stay strict.
+// request charges nothing. Between priorities the order is strict (high,
+// normal, low) with a floor: while higher priorities keep the service
+// busy, normal is still owed Config.NormalShare of the grants (default
+// 10%) and low Config.LowShare (5%); a level served anyway is owed
+// nothing, and two owed grants never follow each other while a higher
+// request waits, so a high request waits at most about two grant
+// intervals beyond the high requests served before it. A lower request
+// that has waited Config.MaxAging (30 s) goes at its level's next owed
+// grant, oldest first, using at most one grant of the level's future
+// credit: aging moves a request forward, it never promotes a level, so the
+// level still receives its floor share and no more. So no request
+// starves: a lower request waits at most MaxAging plus about 1/share + 1
+// grant intervals for itself and for each aged request of its level ahead
+// of it.
 // Within a priority, start-time fair queueing between agents: each
 // request's size is its largest fraction of any of the service's quotas,
 // divided by the agent's weight, so busy agents share in proportion to
 // their weights, an agent alone may use everything, and an agent that was
-// idle starts level with the rest instead of behind a heavy agent's
-// backlog. Requests of one agent keep their order. An agent held back only
+// idle goes ahead of the backlogged ones instead of behind a heavy
+// agent's backlog. Requests of one agent keep their order. An agent held back only
 // by its own cap does not hold back anyone else.
 //
 // A grant is a lease that holds the reserved cost and a concurrency slot
@@ -120,6 +133,15 @@
 // for a random time up to 1 s, 2 s, 4 s ... 60 s for successive refusals
 // without one. Waiters stay queued; refused acquires get a retry time with
 // jitter so that agents do not come back together.
+//
+// One answer cannot hold a service for long: a cooldown, the reset of a
+// spent limit and a learned window are each held to the service's
+// MaxHold (by default a day, for GitHub two hours), and the report's
+// Warnings say what was cut, for the daemon to log; a usage beyond any real
+// count is counted as the largest one, and said. A learned window is the
+// longest of its recent estimates, so it shrinks again once a long one is
+// no longer among them. Reset clears a service's cooldown, header budgets
+// and learned limits: the way out of a wrong one.
 //
 // Snapshot and Restore carry the state worth keeping across a restart:
 // pauses and priorities set at run time, cooldowns, learned limits and

@@ -127,12 +127,16 @@ func (l *Limiter) requeueAgent(a *agent) {
 	}
 }
 
-// pickKey orders the candidates of one priority: start tag, then finish
-// tag (among flows level at vtime, such as every flow that was idle, the
-// smaller request goes first: a light agent's short call is not kept
-// waiting for a round of everyone's big ones), then arrival.
+// pickKey orders the candidates of one priority: start tag; then, among
+// flows level at vtime, the one whose last request finished earliest (an
+// agent that was idle, having used less than its share, before the
+// backlogged ones, whose last finish is their start: a light agent's
+// request goes ahead of a heavy agent's backlog, not after a round of
+// everyone's); then the finish tag (the smaller request first: a short
+// call is not kept waiting for everyone's big ones); then arrival.
 type pickKey struct {
 	start  float64
+	last   float64
 	finish float64
 	seq    uint64
 }
@@ -141,6 +145,8 @@ func (k pickKey) less(o pickKey) bool {
 	switch {
 	case k.start != o.start:
 		return k.start < o.start
+	case k.last != o.last:
+		return k.last < o.last
 	case k.finish != o.finish:
 		return k.finish < o.finish
 	}
@@ -209,7 +215,7 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, floor bool, age
 	c := &s.classes[ci]
 	for _, cd := range cands[ci] {
 		cd.w.share = s.share(cd.w.cost)
-		k := pickKey{start: math.Max(c.vtime, cd.f.lastFinish), seq: cd.w.seq}
+		k := pickKey{start: math.Max(c.vtime, cd.f.lastFinish), last: cd.f.lastFinish, seq: cd.w.seq}
 		k.finish = k.start + cd.w.share/cd.w.agent.weight()
 		if best == nil || k.less(bestKey) {
 			best, bestKey = cd.w, k

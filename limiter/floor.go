@@ -9,9 +9,9 @@ import "time"
 // oldest first.
 //
 // The books are one credit per lower level. Every grant adds the level's
-// share to its credit while the level waits below the level being served
-// (at most up to 1: nothing is banked for later bursts); an owed grant
-// takes 1 off. A level is owed a grant when its credit reaches 1, or, for
+// share to its credit while the level waits (at most up to 1: nothing is
+// banked for later bursts); every grant to the level, owed or not, takes 1
+// off (down to -1), so a level that is served anyway is owed nothing. A level is owed a grant when its credit reaches 1, or, for
 // an aged request, as soon as it is not negative: aging moves an owed grant
 // earlier, it does not add one. So under saturation by higher levels a
 // level receives its share, give or take a grant, however many of its
@@ -69,19 +69,23 @@ func (l *Limiter) oldestAged(cands []candidate, now time.Time) *waiter {
 }
 
 // creditFloors updates the floor credits for a grant to w; floor says it
-// was an owed grant.
+// was an owed grant (two never follow each other while a higher level
+// waits).
 func (l *Limiter) creditFloors(s *service, w *waiter, floor bool) {
 	served := w.class
 	for ci := range len(s.classes) - 1 {
 		share := l.floorShare(ci)
 		switch {
-		case ci == served && floor:
-			s.credit[ci]--
-		case ci < served && len(s.classes[ci].active) > 0:
+		case ci == served:
+			// Any grant to the level counts against what it is owed: a
+			// level served anyway (no one above it waiting) is owed
+			// nothing, down to one grant's debt.
+			s.credit[ci] = max(-1, s.credit[ci]+share-1)
+		case len(s.classes[ci].active) > 0:
 			s.credit[ci] = min(1, s.credit[ci]+share)
 		default:
-			// Not waiting below the served level: a debt is paid back
-			// over time, nothing is banked.
+			// Not waiting: a debt is paid back over time, nothing is
+			// banked.
 			s.credit[ci] = min(0, s.credit[ci]+share)
 		}
 	}

@@ -39,11 +39,18 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 	}
 	now := l.clock.Now()
 	var usage Cost
+	var usageWarn []string
 	if r.Usage != nil {
 		var err error
 		if usage, err = checkCost("usage", r.Usage); err != nil {
 			return ReportResult{}, err
 		}
+		w := &warner{service: r.Service}
+		if ls := l.leases[r.Lease]; ls != nil && r.Lease != "" {
+			w.service = ls.svc.name
+		}
+		clampUsage(usage, w.warn)
+		usageWarn = w.out
 	}
 	var (
 		ls *lease
@@ -105,6 +112,9 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 	}
 	l.dispatchAll()
 	l.notify()
+	if usageWarn != nil {
+		res.Warnings = append(usageWarn, res.Warnings...)
+	}
 	return res, nil
 }
 

@@ -165,11 +165,11 @@ func TestCancelLeavesNoTrace(t *testing.T) {
 				Services: []limiter.ServiceConfig{svcCfg("s", pol(5, limiter.Requests, time.Minute), pol(10000, limiter.Tokens, time.Minute))},
 				Agents:   []limiter.AgentConfig{{Name: "a0", Limits: []limiter.Policy{pol(3, limiter.Requests, time.Minute)}}},
 			})
-			for range 3 { // spaced as the 5/min pacer spaces them
+			for range 3 { // spaced as the 5/min pacer spaces them after its burst
 				if _, ok := granted(t, submit(t, l, limiter.Request{Agent: "a0", Service: "s", Cost: limiter.Cost{limiter.Requests: 1, limiter.Tokens: 100}})); !ok {
 					t.Fatal("setup grant failed")
 				}
-				clk.Advance(13 * time.Second)
+				clk.Advance(16 * time.Second)
 			}
 			clk.Advance(time.Second)
 			before, booksBefore, timersBefore := l.Status(), l.Books(), clk.Pending()

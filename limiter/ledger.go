@@ -4,8 +4,6 @@ import (
 	"math"
 	"slices"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // Rule 1, limits are policies: a ledger enforces one policy exactly, so no
@@ -43,11 +41,23 @@ type ledger struct {
 	// even says grants are spaced evenly under a backlog, as a service's
 	// are (pacer.go); an agent's own cap keeps a burst of a tenth of it.
 	even bool
+	// bursts are the grants of the idle burst still in the window, and
+	// burstUsed their sum: the pacer leaves room for them (paceRate).
+	bursts    []burstEntry
+	burstUsed int64
+	// estimates are the recent window estimates of a learned policy
+	// (bounds.go).
+	estimates []time.Duration
 	// maxCost is the largest single cost charged: the pacer's burst.
 	maxCost int64
 	// burstAfter is when the idle burst is allowed again after a
 	// cooldown or a spent budget.
 	burstAfter time.Time
+}
+
+type burstEntry struct {
+	at time.Time
+	n  int64
 }
 
 func newLedger(p Policy, headroom float64, source string, even bool) *ledger {
@@ -65,7 +75,7 @@ func (d *ledger) setQuota(q int64, headroom float64) {
 		// A raised quota is there to use now.
 		d.pace.tokens = d.pace.level(d.pace.last) + float64(grow)
 	}
-	d.pace.rate = rate.Limit(float64(d.cap) / d.span().Seconds())
+	d.pace.setRate(d.pace.last, d.paceRate())
 	d.pace.burst = d.paceBurst()
 	d.pace.maxBank = max(d.pace.burst, float64(idleBurst(d.cap)))
 }
@@ -99,6 +109,18 @@ func (d *ledger) prune(now time.Time) {
 	if len(d.log) == 0 {
 		d.log = nil
 		d.used = 0
+	}
+	j := 0
+	for j < len(d.bursts) && !d.bursts[j].at.After(cut) {
+		d.burstUsed -= d.bursts[j].n
+		j++
+	}
+	if j > 0 {
+		d.bursts = d.bursts[j:]
+		if len(d.bursts) == 0 {
+			d.bursts, d.burstUsed = nil, 0
+		}
+		d.pace.setRate(now, d.paceRate())
 	}
 }
 
@@ -140,12 +162,20 @@ func (d *ledger) add(now time.Time, g *grant, backlog bool) {
 	d.prune(now)
 	c := g.cost[d.policy.Unit]
 	idle := d.idle(now, c)
+	// A grant of the idle burst that the pacer would have held back: the
+	// pacer leaves room for it while it is in the window.
+	burst := idle && d.even && c > 0 && d.pace.wait(now, float64(c)) > 0
 	if c > d.maxCost {
 		d.maxCost = c
 		d.pace.burst = d.paceBurst()
 	}
 	d.log = append(d.log, g)
 	d.used += c
+	if burst {
+		d.bursts = append(d.bursts, burstEntry{now, c})
+		d.burstUsed += c
+		d.pace.setRate(now, d.paceRate())
+	}
 	if (backlog || d.policy.Window <= alwaysPaced) && !idle {
 		d.pace.add(now, float64(c))
 	} else {

@@ -91,9 +91,15 @@ func (l *Limiter) learn(s *service, ol ObservedLimit, now time.Time) *ledger {
 	w := inferWindow(ol, now)
 	for _, d := range s.learned {
 		if d.policy.Unit == ol.Unit && (ol.Window == 0 || d.policy.Window == ol.Window) {
-			// Estimates only ever lengthen the window: a too-short one
-			// would let through more than the provider allows.
-			if w > d.policy.Window {
+			// An estimate too short would let through more than the
+			// provider allows: the window is the longest of the recent
+			// estimates, so it lengthens at once and shortens only once
+			// a long one is no longer among them (a reset far out, from
+			// a broken answer, gives way to the honest ones).
+			if ol.Window == 0 && w > 0 {
+				w = d.estimate(w)
+			}
+			if w > 0 && w != d.policy.Window {
 				d.policy.Window = w
 			}
 			d.setQuota(ol.Limit, s.cfg.Headroom)

@@ -140,6 +140,23 @@ func (p *pacer) wait(now time.Time, c float64) time.Duration {
 	return time.Duration((need-lvl)/float64(p.rate)*float64(time.Second)) + time.Microsecond
 }
 
+// paceRate is the pacer's rate: the capacity per span, less what the idle
+// burst took of the current window. Without that, a backlog that began
+// with a burst would be paced at the full rate on top of it, fill the log
+// before the window ends and stall there for the burst's length: the
+// requests arriving meanwhile would wait that long.
+func (d *ledger) paceRate() rate.Limit {
+	return rate.Limit(float64(max(1, d.cap-d.burstUsed)) / d.span().Seconds())
+}
+
+// setRate changes the rate from now on.
+func (p *pacer) setRate(now time.Time, r rate.Limit) {
+	if !p.last.IsZero() && now.After(p.last) {
+		p.tokens, p.last = p.level(now), now
+	}
+	p.rate = r
+}
+
 // startPacing marks t, the end of a cooldown or of a spent budget: the
 // backlog waiting for that moment is paced from it, without the idle
 // burst for a window, instead of being released at once. A long window,

@@ -76,7 +76,7 @@ func TestSimulation(t *testing.T) {
 	}
 	highLeft := total - sent
 	var busyUntil time.Time // when the first normal agent ran dry
-	for step := 0; r.pending != nil && len(r.pending) > 0 || highLeft > 0; step++ {
+	for step := 0; len(r.pending) > 0 || highLeft > 0; step++ {
 		if step%3 == 0 && highLeft > 0 {
 			send("high0")
 			send("high1")

@@ -103,15 +103,15 @@ func (l *Limiter) Restore(st State) error {
 		} else {
 			s.paused = ss.Paused
 		}
-		// A saved cooldown is held to the bound a provider's answer is
-		// (maxHorizon): a state file is input too, and a cooldown beyond
-		// ~290 years would overflow the retry time to 0.
-		if until := minTime(ss.CooldownUntil, now.Add(maxHorizon)); until.After(now) && until.After(s.cooldownUntil) {
-			s.cooldownSeq, s.cooldownUntil = l.seq, until
+		// What was saved is held to MaxHold too: a state saved before
+		// the bound, or under a longer one, must not freeze the service.
+		limit := now.Add(s.maxHold())
+		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
+			s.cooldownSeq, s.cooldownUntil = l.seq, minTime(ss.CooldownUntil, limit)
 		}
 		errs = append(errs, s.restoreWindows(ss.Windows, now)...)
 		for i, ls := range ss.Limits {
-			window := time.Duration(ls.WindowMS) * time.Millisecond
+			window := min(time.Duration(ls.WindowMS)*time.Millisecond, s.maxHold())
 			if !knownUnit(ls.Unit) || ls.Quota < 0 || window < 0 {
 				errs = append(errs, fmt.Errorf("service %q limit %d: unit %q, quota %d, window %v is not a limit", name, i+1, ls.Unit, ls.Quota, window))
 				continue
@@ -124,7 +124,7 @@ func (l *Limiter) Restore(st State) error {
 			if ls.ResetsAt.After(now) {
 				s.budgets = append(s.budgets, &budget{
 					unit: ls.Unit, limit: ls.Quota, window: window, remaining: ls.Remaining,
-					since: l.seq, until: ls.ResetsAt, source: ls.Source,
+					since: l.seq, until: minTime(ls.ResetsAt, limit), source: ls.Source,
 				})
 			}
 		}

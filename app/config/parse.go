@@ -197,13 +197,11 @@ func (p *parser) service(t table, name string) ServiceConfig {
 	key := t.path()
 	t.unknown(allowedKeys["service"])
 	s := ServiceConfig{
-		Name:     name,
-		Preset:   t.str("preset"),
-		BaseURL:  t.str("base_url"),
-		Limits:   t.policies("limits"),
-		Headroom: t.number("headroom"),
-		// reserve_high: the part of every subscription window kept for
-		// high priority.
+		Name:        name,
+		Preset:      t.str("preset"),
+		BaseURL:     t.str("base_url"),
+		Limits:      t.policies("limits"),
+		Headroom:    t.number("headroom"),
 		ReserveHigh: t.number("reserve_high"),
 	}
 	if n, ok := t.integer("max_concurrent"); ok {

@@ -14,6 +14,7 @@ import (
 	"github.com/quotabar/quotabar/internal/readfile"
 	"github.com/quotabar/quotabar/ipc"
 	"github.com/quotabar/quotabar/ipc/wire"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 // mkfifo makes a named pipe at path, and a writer that never writes would
@@ -162,8 +163,8 @@ func TestDaemonStateTrailingGarbage(t *testing.T) {
 
 // TestDaemonFarFutureCooldownFromState: a cooldown restored from state that
 // ends centuries from now is refused with the real remaining time, capped
-// at the 31 days a provider's Retry-After may ask for (issue 14.7: it
-// answered retry_after_ms 0).
+// at the longest one answer may hold the service (limiter.DefaultMaxHold;
+// issue 14.7: it answered retry_after_ms 0).
 func TestDaemonFarFutureCooldownFromState(t *testing.T) {
 	td := newTestDaemon(t, testConfig)
 	if err := os.MkdirAll(td.opts.StateDir, 0o700); err != nil {
@@ -179,12 +180,12 @@ func TestDaemonFarFutureCooldownFromState(t *testing.T) {
 	if !ok || refused.Reason != wire.ReasonCooldown {
 		t.Fatalf("acquire during the restored cooldown = %v, want a cooldown refusal", err)
 	}
-	const month = 31 * 24 * time.Hour
-	if refused.RetryAfter < month-time.Hour || refused.RetryAfter > month+month/10+time.Second {
-		t.Errorf("retry after %v; want about 31 days (the cap), plus at most a tenth of jitter", refused.RetryAfter)
+	hold := limiter.DefaultMaxHold("") // svc names no dialect
+	if refused.RetryAfter < hold-time.Hour || refused.RetryAfter > hold+hold/10+time.Second {
+		t.Errorf("retry after %v; want about %v (the cap), plus at most a tenth of jitter", refused.RetryAfter, hold)
 	}
-	if s, _ := serviceStatus(t, td.client(), "svc"); s.CooldownUntil == nil || s.CooldownUntil.After(time.Now().Add(month+time.Minute)) {
-		t.Errorf("status cooldown_until = %v; want at most 31 days from now", s.CooldownUntil)
+	if s, _ := serviceStatus(t, td.client(), "svc"); s.CooldownUntil == nil || s.CooldownUntil.After(time.Now().Add(hold+time.Minute)) {
+		t.Errorf("status cooldown_until = %v; want at most %v from now", s.CooldownUntil, hold)
 	}
 }
 

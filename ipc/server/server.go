@@ -108,6 +108,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("POST /v1/report", s.handleReport)
 	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
 	s.mux.HandleFunc("PUT /v1/services/{name}", s.handleService)
+	s.mux.HandleFunc("POST /v1/services/{name}/reset", s.handleReset)
 	s.mux.HandleFunc("PUT /v1/agents/{name}", s.handleAgent)
 	s.mux.HandleFunc("PUT /v1/services/{name}/fallback", s.handleFallbackSwitch)
 	s.mux.HandleFunc("POST /v1/services/{name}/fallback/open", s.handleFallbackOpen)
