@@ -10,7 +10,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 # Debian packages the tests drive for real: a private D-Bus session bus and an
 # SNI tray host, headless Chromium, WebKitWebDriver, Xvfb, and the screenshot tools.
-TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils)
+TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3)
 
 install_test_deps() {
 	local missing=()
@@ -28,6 +28,26 @@ install_test_deps() {
 	"${sudo[@]}" apt-get update -q -o DPkg::Lock::Timeout=300 >/dev/null
 	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q \
 		-o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
+}
+
+# npm tools the tests drive (MCP clients nobody here wrote: the MCP Inspector
+# and Claude Code), at pinned versions, installed once into a cache directory
+# and put on PATH.
+NPM_TOOLS=(@modelcontextprotocol/inspector@1.0.3 @anthropic-ai/claude-code@2.1.197)
+
+install_npm_tools() {
+	command -v npm >/dev/null || { echo "build.sh: npm is missing (Debian package nodejs/npm)" >&2; exit 1; }
+	local cache="${XDG_CACHE_HOME:-$HOME/.cache}/quotabar-test/npm" t dir
+	for t in "${NPM_TOOLS[@]}"; do
+		dir="$cache/${t//\//+}"
+		if [ ! -f "$dir/.installed" ]; then
+			echo "build.sh: installing $t into $dir" >&2
+			npm install --no-audit --no-fund --silent --prefix "$dir" "$t" >&2
+			touch "$dir/.installed"
+		fi
+		PATH="$dir/node_modules/.bin:$PATH"
+	done
+	export PATH
 }
 
 # Go tools the checks run, pinned, built from the Go module proxy into a
@@ -68,6 +88,7 @@ install_npm_clients() {
 cmd_test() {
 	install_test_deps
 	install_npm_clients
+	install_npm_tools
 	install_go_tools
 	export QUOTABAR_REQUIRE_TOOLS=1
 	echo "== gofmt" >&2

@@ -4,6 +4,7 @@ import (
 	_ "embed"
 	"time"
 
+	"github.com/quotabar/quotabar/alerts"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -19,6 +20,7 @@ type Config struct {
 	ChromePath string        // "" finds Chrome or Chromium on the system
 
 	Proxy    ProxyConfig
+	Alerts   alerts.Config   // [alerts]: notifications and hooks
 	Services []ServiceConfig // in file order
 	Agents   []AgentConfig   // in file order
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/alerts"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -100,6 +101,7 @@ enabled = false
 		Path:      "c.toml",
 		ShowTitle: false,
 		Proxy:     ProxyConfig{Enabled: false, Listen: DefaultProxyListen},
+		Alerts:    alerts.Config{Notify: true}, // the default: on
 		Services: []ServiceConfig{
 			{
 				Name:    "custom",

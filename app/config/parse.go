@@ -30,8 +30,9 @@ const maxErrors = 100
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "alerts", "services", "agents"},
 	"proxy":    {"enabled", "listen", "max_wait"},
+	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
 	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback"},
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
@@ -92,6 +93,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 		cfg.Proxy.MaxWait = px.duration("max_wait")
 	}
+	cfg.Alerts = p.alerts(top)
 
 	// Tables keep the file's order, which is the order the menu shows.
 	services, _ := top.sub("services")

@@ -61,6 +61,7 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
+	alerts   *alertsPart
 	parts    []part // in building order
 
 	reloadMu sync.Mutex // one Reload at a time
@@ -69,6 +70,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fallbackOn map[string]bool // switches flipped at run time
+	notifyOn   *bool           // the menu's notifications switch, nil until flipped
 	cfgSubs    map[chan struct{}]struct{}
 
 	saverEnd  chan struct{}
@@ -192,6 +194,7 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 
 	go d.saver()
 	go func() { d.serveErr <- d.Server.Serve(d.ln) }()
+	d.alerts.start()
 
 	if w, werr := d.watchConfig(); werr != nil {
 		// Without watching, edits need a restart: worth a warning, not a
@@ -223,7 +226,8 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 func (d *Daemon) newParts() {
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
-	d.parts = []part{d.fallback, d.proxy}
+	d.alerts = newAlertsPart(d)
+	d.parts = []part{d.fallback, d.proxy, d.alerts}
 }
 
 // RunDaemon runs the daemon until ctx is done, SIGINT or SIGTERM arrives, or
@@ -371,6 +375,7 @@ func (d *Daemon) restoreState() {
 	for svc, on := range st.Fallback {
 		d.fallbackOn[svc] = on
 	}
+	d.notifyOn = st.Notify
 	d.mu.Unlock()
 }
 
@@ -423,6 +428,7 @@ func (d *Daemon) save() error {
 			st.Fallback[k] = v
 		}
 	}
+	st.Notify = d.notifyOn
 	d.mu.Unlock()
 	data, err := encodeState(st)
 	if err != nil {

@@ -44,6 +44,7 @@ const (
 	actOpenConfig
 	actCopySocket
 	actAutostart
+	actNotify
 	actQuit
 )
 
@@ -89,6 +90,7 @@ type menuInput struct {
 	Now       time.Time
 	ShowTitle bool
 	Autostart bool // the login item exists
+	Notify    bool // desktop notifications of quota crossings are on
 	// CanOpen says the daemon can open a service's web fallback, so "Open
 	// in browser" is offered.
 	CanOpen bool
@@ -107,6 +109,7 @@ func buildMenu(in menuInput) menuModel {
 		menuItem{Key: "sep-1", Kind: kindSeparator},
 		menuItem{Key: "open-config", Kind: kindAction, Label: "Open config file", Action: action{Kind: actOpenConfig}},
 		menuItem{Key: "copy-socket", Kind: kindAction, Label: "Copy socket path", Action: action{Kind: actCopySocket}},
+		menuItem{Key: "notify", Kind: kindCheck, Label: "Quota notifications", Checked: in.Notify, Action: action{Kind: actNotify, On: !in.Notify}},
 		menuItem{Key: "autostart", Kind: kindCheck, Label: "Start at login", Checked: in.Autostart, Action: action{Kind: actAutostart, On: !in.Autostart}},
 		menuItem{Key: "sep-2", Kind: kindSeparator},
 		menuItem{Key: "quit", Kind: kindAction, Label: "Quit", Action: action{Kind: actQuit}},

@@ -184,6 +184,7 @@ func (t *tray) model(now time.Time) menuModel {
 		Now:       now,
 		ShowTitle: t.d.Config().ShowTitle,
 		Autostart: t.autostart,
+		Notify:    t.d.NotificationsEnabled(),
 		CanOpen:   true,
 	})
 }
@@ -376,6 +377,8 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 		err = startDetached(name, args...)
 	case actCopySocket:
 		err = copyText(t.d.SocketPath())
+	case actNotify:
+		err = t.d.SetNotificationsEnabled(a.On)
 	case actAutostart:
 		var exe string
 		if exe, err = os.Executable(); err == nil {

@@ -572,6 +572,29 @@ func TestTray(t *testing.T) {
 		})
 	})
 
+	t.Run("quota notifications", func(t *testing.T) {
+		trayWait(t, "Quota notifications to be ticked (on by default)", func() error {
+			n, err := m.find("Quota notifications")
+			if err == nil && !n.Checked {
+				err = fmt.Errorf("not ticked: %+v", n)
+			}
+			return err
+		})
+		m.click(t, "Quota notifications")
+		trayWait(t, "the switch saved in the state and shown unticked", func() error {
+			b, err := os.ReadFile(filepath.Join(a.dir, "state", "state.json"))
+			if err != nil || !strings.Contains(string(b), `"notify": false`) {
+				return fmt.Errorf("state %s: %v", b, err)
+			}
+			n, err := m.find("Quota notifications")
+			if err == nil && n.Checked {
+				err = fmt.Errorf("still ticked: %+v", n)
+			}
+			return err
+		})
+		m.click(t, "Quota notifications")
+	})
+
 	// A new service lands before the top-level separator, which systray
 	// cannot remove: the menu is rebuilt, and must look as if built afresh.
 	t.Run("a service added to the config", func(t *testing.T) {
@@ -588,7 +611,7 @@ func TestTray(t *testing.T) {
 			for _, k := range root.Kids {
 				labels = append(labels, k.Label)
 			}
-			want := []string{"anthropic", "openai", "Agents", "", "Open config file", "Copy socket path", "Start at login", "", "Quit"}
+			want := []string{"anthropic", "openai", "Agents", "", "Open config file", "Copy socket path", "Quota notifications", "Start at login", "", "Quit"}
 			if len(labels) != len(want) {
 				return fmt.Errorf("top level %q, want %q", labels, want)
 			}
