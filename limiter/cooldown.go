@@ -34,8 +34,8 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 			ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
 		}
 	}
-	w := &warner{service: s.name}
-	s.boundObservation(&obs, now, w.warn)
+	w := warner{service: s.name}
+	s.boundObservation(&obs, now, &w)
 	l.settle(s, now)
 	// The provider's answer counts the reporting call and, as far as can be
 	// known, every call granted before it (they were sent first). A report
@@ -51,6 +51,7 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 	// reset, and a weekly one does not end after 5 hours.
 	rej := windowRejection(s, obs, r.Status, now)
 	if rej != nil {
+		rej = s.boundRejection(rej, obs, now, w.warn)
 		s.markRejected(rej, now)
 	}
 

@@ -19,6 +19,9 @@ type Config struct {
 	QueueLimit int           // 0: the limiter's default
 	ShowTitle  bool          // show the tightest quota as the menu-bar title
 	ChromePath string        // "" finds Chrome or Chromium on the system
+	// FallbackIdleTimeout closes a fallback tab or session no agent used for
+	// this long, and a browser left with none; 0: webfallback's default.
+	FallbackIdleTimeout time.Duration
 
 	Proxy    ProxyConfig
 	Alerts   alerts.Config   // [alerts]: notifications and hooks

@@ -30,7 +30,7 @@ const maxErrors = 100
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "alerts", "services", "agents", "cluster"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "fallback_idle_timeout", "proxy", "alerts", "services", "agents", "cluster"},
 	"proxy":    {"enabled", "listen", "max_wait"},
 	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
 	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback", "shared"},
@@ -65,12 +65,13 @@ func Parse(path string, data []byte) (*Config, error) {
 	top := p.table(nil, doc)
 	top.unknown(allowedKeys[""])
 	cfg := &Config{
-		Path:       path,
-		LeaseTTL:   top.duration("lease_ttl"),
-		MaxAging:   top.duration("max_aging"),
-		ShowTitle:  true,
-		ChromePath: top.str("chrome_path"),
-		Proxy:      ProxyConfig{Enabled: true, Listen: DefaultProxyListen},
+		Path:                path,
+		LeaseTTL:            top.duration("lease_ttl"),
+		MaxAging:            top.duration("max_aging"),
+		ShowTitle:           true,
+		ChromePath:          top.str("chrome_path"),
+		FallbackIdleTimeout: top.duration("fallback_idle_timeout"),
+		Proxy:               ProxyConfig{Enabled: true, Listen: DefaultProxyListen},
 	}
 	if n, ok := top.integer("queue_limit"); ok {
 		if n < 0 {

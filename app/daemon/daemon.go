@@ -33,16 +33,32 @@ type Options struct {
 
 // part is a piece of the daemon beside the limiter and the socket server
 // (today the web fallback and the HTTP proxy). Every part is built in
-// StartDaemon (newParts), told about every applied configuration edit, and
-// stopped at shutdown in the reverse order of building. A new piece of the
-// daemon implements part and is added to newParts.
+// newParts, brought in line with the configuration once before the socket
+// serves and again after every applied edit, and stopped at shutdown in
+// the reverse order of building. A new piece of the daemon implements part
+// (and routedPart if it answers on the socket) and is added to newParts.
 type part interface {
-	// Reconfigure is called after a good configuration edit has been applied
-	// to the limiter.
+	// Reconfigure brings the part in line with cfg: at start-up, and after
+	// a good configuration edit has been applied to the limiter.
 	Reconfigure(cfg *config.Config)
 	// Shutdown stops the part. It runs after the server stops accepting and
 	// before the state is saved for the last time.
 	Shutdown(ctx context.Context) error
+}
+
+var (
+	_ part            = (*fallback)(nil)
+	_ server.Fallback = (*fallback)(nil)
+	_ routedPart      = (*proxyPart)(nil)
+)
+
+// routedPart is a part that adds routes to the socket API (a Go ServeMux
+// pattern, e.g. "GET /v1/proxy"). They are registered before the server
+// serves, so that a client asking at once is never told a route does not
+// exist; they get the server's checks (peer uid, body size, JSON errors).
+type routedPart interface {
+	part
+	Routes(handle func(pattern string, h http.Handler))
 }
 
 // Daemon is a running quotabar: configuration, limiter, socket server,
@@ -199,12 +215,16 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		scfg.Cluster = d.cluster
 	}
 	d.Server = server.New(scfg)
-	// Every route is registered before the server serves: a client that
-	// asks at once must not be told the route does not exist.
-	d.Server.Handle("GET /v1/proxy", http.HandlerFunc(d.proxy.serveInfo))
-	// The proxy listens before the socket serves, so that the first GET
-	// /v1/proxy already has its address.
-	d.proxy.Reconfigure(cfg)
+	for _, p := range d.parts {
+		if r, ok := p.(routedPart); ok {
+			r.Routes(d.Server.Handle)
+		}
+	}
+	// The parts start before the socket serves: the first GET /v1/proxy
+	// already has the proxy's address.
+	for _, p := range d.parts {
+		p.Reconfigure(cfg)
+	}
 
 	go d.saver()
 	go func() { d.serveErr <- d.Server.Serve(d.ln) }()
@@ -238,6 +258,8 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 // part is added. The parts may read d.Config, d.Limiter and d.StateDir but
 // not d.Server, which is built after them (it serves the fallback).
 func (d *Daemon) newParts() {
+	// Adding a part: build it here, list it in d.parts. A part the server
+	// itself calls (as the fallback is) gets a field too.
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
 	d.alerts = newAlertsPart(d)
@@ -346,6 +368,18 @@ func (d *Daemon) SetServicePaused(service string, paused bool) error {
 	if _, err := d.Limiter.SetServicePaused(service, paused); err != nil {
 		return err
 	}
+	return d.Persist()
+}
+
+// ResetService clears a service's cooldown and learned limits, as the menu
+// and POST /v1/services/{name}/reset do, and saves the state before it
+// returns.
+func (d *Daemon) ResetService(service string) error {
+	if err := d.Limiter.Reset(service); err != nil {
+		return err
+	}
+	d.Logger.Info("reset: cooldown and learned limits cleared", "service", service)
+	d.Server.Notify()
 	return d.Persist()
 }
 
