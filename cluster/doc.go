@@ -21,5 +21,8 @@
 // without overshoot. docs/CLUSTER.md has the design, the comparison with a
 // shared sliding log, and every fault mode.
 //
-// Member is the daemon's side; Config and ParseConfig its [cluster] table.
+// Member is one daemon's side (New, Run, Status); Config is the [cluster]
+// table, which app/config parses; WithStateFile keeps the last known shares
+// for a start while Redis is away. The scripts are in script.go, the keys
+// and their namespace in keys.go.
 package cluster
