@@ -86,12 +86,17 @@ var unitShort = map[string]string{"requests": "req", "tokens": "tok", "input_tok
 //	openai exhausted · resets 5m
 //	openai cooldown 4.1s
 //	openai paused
+//	claude 5-hour 62% used · resets 1h42m
+//	claude low week 93% used · resets 2d3h
 func Text(s quotaview.Service) string {
 	switch s.State {
 	case quotaview.Cooldown:
 		return fmt.Sprintf("%s cooldown %s", s.Name, quotaview.Duration(s.CooldownLeft))
 	case quotaview.Paused:
 		return s.Name + " paused"
+	}
+	if w, ok := s.ShownWindow(); ok {
+		return windowText(s, w)
 	}
 	if s.Tightest < 0 {
 		return s.Name + " ok (learning limits)"
@@ -129,7 +134,9 @@ func BarFor(shown quotaview.Service, all []quotaview.Service) Bar {
 	}
 	text := Text(shown)
 	pct := 0
-	if shown.Tightest >= 0 {
+	if w, ok := shown.ShownWindow(); ok {
+		pct = min(w.UsedPercent(), 100)
+	} else if shown.Tightest >= 0 {
 		pct = shown.Limits[shown.Tightest].UsedPercent()
 	}
 	if shown.State == quotaview.Cooldown || shown.State == quotaview.Exhausted {

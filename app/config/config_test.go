@@ -502,15 +502,16 @@ fallback = { browser = "system" }
 		t.Fatal(err)
 	}
 	want := map[string]struct {
-		base, dialect string
-		reserve       float64
+		base    string
+		dialect limiter.Dialect
+		reserve float64
 	}{
 		"claude": {"https://api.anthropic.com", "anthropic", 0.10},
 		"codex":  {"https://chatgpt.com/backend-api/codex", "openai", 0.2},
 	}
 	for _, s := range cfg.Services {
 		w := want[s.Name]
-		if s.BaseURL != w.base || string(s.Dialect) != w.dialect || s.ReserveHigh != w.reserve {
+		if s.BaseURL != w.base || s.Dialect != w.dialect || s.ReserveHigh != w.reserve {
 			t.Errorf("service %s: %+v, want base %s, dialect %s, reserve %v", s.Name, s, w.base, w.dialect, w.reserve)
 		}
 	}

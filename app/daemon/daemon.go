@@ -80,6 +80,8 @@ type Daemon struct {
 	alerts   *alertsPart
 	parts    []part // in building order
 
+	cluster *clusterPart // nil without a [cluster] table; also in parts
+
 	reloadMu sync.Mutex // one Reload at a time
 	cfgData  []byte     // the file cfg was parsed from; guarded by reloadMu
 
@@ -193,14 +195,26 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}()
 	d.restoreState()
 
+	if d.cluster, err = newClusterPart(d, cfg); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && d.cluster != nil {
+			d.cluster.Shutdown(context.Background())
+		}
+	}()
 	d.newParts()
-	d.Server = server.New(server.Config{
+	scfg := server.Config{
 		Limiter:  d.Limiter,
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
 		Persist:  d.Persist,
-	})
+	}
+	if d.cluster != nil {
+		scfg.Cluster = d.cluster
+	}
+	d.Server = server.New(scfg)
 	for _, p := range d.parts {
 		if r, ok := p.(routedPart); ok {
 			r.Routes(d.Server.Handle)
@@ -250,6 +264,9 @@ func (d *Daemon) newParts() {
 	d.proxy = newProxyPart(d)
 	d.alerts = newAlertsPart(d)
 	d.parts = []part{d.fallback, d.proxy, d.alerts}
+	if d.cluster != nil {
+		d.parts = append(d.parts, d.cluster)
+	}
 }
 
 // RunDaemon runs the daemon until ctx is done, SIGINT or SIGTERM arrives, or

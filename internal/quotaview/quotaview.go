@@ -76,6 +76,11 @@ type Service struct {
 	// Tightest is the index in Limits of the limit with the least left,
 	// -1 when the service has no limits yet (they are being learned).
 	Tightest int
+	// Windows are the service's subscription windows whose use is known
+	// (windows.go); TightestWindow is the index of the one with the least
+	// left, -1 when there is none.
+	Windows        []Window
+	TightestWindow int
 	// CooldownLeft is how long the cooldown still lasts, 0 if none.
 	CooldownLeft         time.Duration
 	InFlight, Queued     int
@@ -84,12 +89,17 @@ type Service struct {
 	FallbackOpenSessions int
 }
 
-// Left is what is left of the tightest limit, 1 when there is none.
+// Left is what is left of the tightest limit or window, 1 when there is
+// none.
 func (s Service) Left() float64 {
-	if s.Tightest < 0 {
-		return 1
+	left := 1.0
+	if s.Tightest >= 0 {
+		left = s.Limits[s.Tightest].Left()
 	}
-	return s.Limits[s.Tightest].Left()
+	if w, ok := s.ShownWindow(); ok {
+		left = min(left, w.Left())
+	}
+	return left
 }
 
 // Services views every service of st at now, in the daemon's order.
@@ -103,7 +113,8 @@ func Services(st wire.StatusResponse, now time.Time) []Service {
 
 // ViewService views one service at now.
 func ViewService(s wire.ServiceStatus, now time.Time) Service {
-	v := Service{Name: s.Name, Tightest: -1, InFlight: s.InFlight, Queued: s.Queued}
+	v := Service{Name: s.Name, Tightest: -1, TightestWindow: -1, InFlight: s.InFlight, Queued: s.Queued}
+	viewWindows(&v, s, now)
 	if f := s.Fallback; f != nil {
 		v.FallbackConfigured, v.FallbackEnabled, v.FallbackOpenSessions = true, f.Enabled, f.OpenSessions
 	}
@@ -123,9 +134,9 @@ func ViewService(s wire.ServiceStatus, now time.Time) Service {
 		v.State, v.CooldownLeft = Cooldown, s.CooldownUntil.Sub(now)
 	case s.Paused:
 		v.State = Paused
-	case v.Tightest >= 0 && v.Limits[v.Tightest].Remaining <= 0:
+	case v.Tightest >= 0 && v.Limits[v.Tightest].Remaining <= 0, windowsExhausted(v):
 		v.State = Exhausted
-	case v.Tightest >= 0 && v.Left() < LowFraction:
+	case v.Tightest >= 0 && v.Left() < LowFraction, windowsLow(v):
 		v.State = Low
 	}
 	return v
