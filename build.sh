@@ -10,7 +10,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 # Debian packages the tests drive for real: a private D-Bus session bus and an
 # SNI tray host, headless Chromium, WebKitWebDriver, Xvfb, and the screenshot tools.
-TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3)
+TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3 redis-server)
 
 install_test_deps() {
 	local missing=()
@@ -30,10 +30,10 @@ install_test_deps() {
 		-o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
 }
 
-# npm tools the tests drive (MCP clients nobody here wrote: the MCP Inspector
-# and Claude Code), at pinned versions, installed once into a cache directory
-# and put on PATH.
-NPM_TOOLS=(@modelcontextprotocol/inspector@1.0.3 @anthropic-ai/claude-code@2.1.197)
+# npm tools the tests drive (an MCP client nobody here wrote: the MCP
+# Inspector's CLI), at pinned versions, installed once into a cache directory
+# and put on PATH. Claude Code comes with NPM_CLIENTS below.
+NPM_TOOLS=(@modelcontextprotocol/inspector@1.0.3)
 
 install_npm_tools() {
 	command -v npm >/dev/null || { echo "build.sh: npm is missing (Debian package nodejs/npm)" >&2; exit 1; }

@@ -9,12 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
 	"github.com/quotabar/quotabar/ipc/wire"
 )
@@ -99,7 +99,7 @@ func (f *toolScript) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // the status reaches the model, and a wait on a service in a cooldown
 // answers that the agent may go on.
 func TestClaudeCodeCallsTheMCPTools(t *testing.T) {
-	claude := testenv.LookPath(t, "claude")
+	claude := filepath.Join(npmDir(t, "claude"), "node_modules", ".bin", "claude")
 	model := &toolScript{}
 	fake := httptest.NewServer(model)
 	defer fake.Close()

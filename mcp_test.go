@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -30,6 +31,13 @@ import (
 // client to it.
 func (e *env) mcpSession(t *testing.T, agent string) *mcp.ClientSession {
 	t.Helper()
+	cs, _ := e.mcpSessionLog(t, agent)
+	return cs
+}
+
+// mcpSessionLog is mcpSession that also returns the server's stderr (its log).
+func (e *env) mcpSessionLog(t *testing.T, agent string) (*mcp.ClientSession, *testenv.Buffer) {
+	t.Helper()
 	cmd := exec.Command(binary, "mcp", "--agent", agent)
 	cmd.Env = e.environ()
 	stderr := &testenv.Buffer{}
@@ -47,7 +55,7 @@ func (e *env) mcpSession(t *testing.T, agent string) *mcp.ClientSession {
 			t.Logf("quotabar mcp stderr:\n%s", stderr)
 		}
 	})
-	return cs
+	return cs, stderr
 }
 
 // callTool calls a tool and decodes its structured answer into out. It
@@ -302,7 +310,7 @@ fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 	})
 
 	t.Run("go-sdk client", func(t *testing.T) {
-		cs := e.mcpSession(t, "browser-agent")
+		cs, serverLog := e.mcpSessionLog(t, "browser-agent")
 		var fb mcpserver.Fallback
 		text, isErr := callTool(t, cs, "open_web_fallback", map[string]any{"service": "web"}, &fb)
 		if isErr || fb.Browser != "chrome" || fb.CDPURL == "" || fb.TargetID == "" {
@@ -321,6 +329,12 @@ fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 		}
 		if s, _ := findService(e.status(t), "web"); s.Fallback == nil || s.Fallback.OpenSessions != 0 {
 			t.Errorf("after close the fallback is %+v, want no open session", s.Fallback)
+		}
+		// The endpoint carries the relay's secret: it goes to the agent
+		// that asked, never into the server's log.
+		cs.Close()
+		if u, _ := url.Parse(fb.CDPURL); u == nil || len(u.Path) < 2 || strings.Contains(serverLog.String(), strings.Split(u.Path[1:], "/")[0]) {
+			t.Errorf("the server's log holds the endpoint's secret (%s):\n%s", fb.CDPURL, serverLog)
 		}
 	})
 
@@ -455,5 +469,52 @@ func TestMCPInspectorCLI(t *testing.T) {
 	e.inspector(t, inspector, &w, "--method", "tools/call", "--tool-name", "wait_for_quota", "--tool-arg", "service=cool", "--tool-arg", "max_wait_seconds=30")
 	if w.IsError || !w.StructuredContent.Granted || time.Now().Before(*rep.CooldownUntil) {
 		t.Fatalf("wait_for_quota through the inspector = %+v at %v, want granted after the cooldown (until %v)", w, time.Now(), rep.CooldownUntil)
+	}
+}
+
+// TestMCPWebFallbackInWebKit: for a WebKit fallback the tool returns the
+// WebDriver session, which the agent drives with plain WebDriver HTTP.
+func TestMCPWebFallbackInWebKit(t *testing.T) {
+	testenv.LookPath(t, "WebKitWebDriver")
+	testenv.StartXvfb(t)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "<!doctype html><title>web-chat</title><body>chat</body>")
+	}))
+	defer site.Close()
+	e := newEnv(t)
+	e.writeConfigFile(t, fmt.Sprintf("[proxy]\nenabled = false\n\n[services.web]\nlimits = [\"1 requests/1h\"]\nfallback = { browser = \"webkit\", url = %q, enabled = true }\n", site.URL+"/chat"))
+	d := e.serve(t)
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.wait(t)
+	})
+	cs := e.mcpSession(t, "webkit-agent")
+	var fb mcpserver.Fallback
+	text, isErr := callTool(t, cs, "open_web_fallback", map[string]any{"service": "web"}, &fb)
+	if isErr || fb.Browser != "webkit" || fb.WebDriverURL == "" || fb.SessionID == "" {
+		t.Fatalf("open_web_fallback = %+v (%q), want a WebDriver session", fb, text)
+	}
+	if !strings.Contains(text, fb.SessionID) {
+		t.Errorf("text %q does not name the session", text)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fb.WebDriverURL+"/session/"+fb.SessionID+"/title", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("WebDriver %s: %v", fb.WebDriverURL, err)
+	}
+	var title struct{ Value string }
+	err = json.NewDecoder(resp.Body).Decode(&title)
+	resp.Body.Close()
+	if err != nil || title.Value != "web-chat" {
+		t.Errorf("the session's title = %q (%v), want web-chat", title.Value, err)
+	}
+	var closed mcpserver.Closed
+	if text, isErr := callTool(t, cs, "close_web_fallback", map[string]any{"service": "web", "session_id": fb.SessionID}, &closed); isErr || !closed.Closed {
+		t.Fatalf("close_web_fallback = %q (error %v)", text, isErr)
 	}
 }

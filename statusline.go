@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/socket"
 	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/statusline"
 )
@@ -65,18 +66,24 @@ func (c *lineCmd) Run(g *globals) error {
 		case <-ctx.Done():
 		}
 	}
-	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+	var untrusted *socket.UntrustedError
+	switch {
+	case err != nil && errors.Is(err, context.DeadlineExceeded):
 		// Something holds the socket but does not answer in time.
-		line := "quotabar: not answering"
-		if c.Format == "json" {
-			return printJSONLine(os.Stdout, statusline.Bar{Text: line, Alt: "down", Class: "down", Tooltip: "the daemon did not answer within " + c.Timeout.String(), FullText: line, ShortText: line})
-		}
-		fmt.Println(line)
-		return nil
+		return c.down("quotabar: not answering", "the daemon did not answer within "+c.Timeout.String())
+	case errors.As(err, &untrusted):
+		// Not "not running": something is there, and it is not this
+		// user's; `quotabar status` says what and what to do.
+		return c.down("quotabar: socket not trusted", untrusted.Error())
 	}
 	return statusline.Write(os.Stdout, c.Format, st, c.Service, sess, time.Now())
 }
 
-func printJSONLine(w io.Writer, v any) error {
-	return json.NewEncoder(w).Encode(v)
+// down prints a line for a daemon that cannot be asked.
+func (c *lineCmd) down(line, why string) error {
+	if c.Format == "json" {
+		return json.NewEncoder(os.Stdout).Encode(statusline.Bar{Text: line, Alt: "down", Class: "down", Tooltip: why, FullText: line, ShortText: line})
+	}
+	_, err := fmt.Println(line)
+	return err
 }

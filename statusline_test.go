@@ -166,6 +166,24 @@ func hungDaemon(t testing.TB) string {
 	return path
 }
 
+func TestStatuslineUntrustedSocket(t *testing.T) {
+	e := newEnv(t)
+	dir := testenv.ShortTempDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.socket = filepath.Join(dir, "q.sock")
+	out, code, _ := e.statusline(t, "")
+	if code != 0 || out != "quotabar: socket not trusted" {
+		t.Fatalf("statusline with a socket directory open to others = %q (exit %d)", out, code)
+	}
+	out, _, _ = e.statusline(t, "", "--format", "json")
+	var bar statusline.Bar
+	if err := json.Unmarshal([]byte(out), &bar); err != nil || bar.Class != "down" || !strings.Contains(bar.Tooltip, "chmod 700") {
+		t.Errorf("statusline --format json = %q (%v), want the reason and the fix in the tooltip", out, err)
+	}
+}
+
 func TestStatuslineDoesNotWaitForAHungDaemon(t *testing.T) {
 	e := newEnv(t)
 	e.socket = hungDaemon(t)

@@ -43,20 +43,20 @@ func (s *service) maxHold() time.Duration {
 
 // boundObservation caps what obs may impose on s at now, and says what it
 // cut.
-func (s *service) boundObservation(obs *Observation, now time.Time, warn func(format string, args ...any)) {
+func (s *service) boundObservation(obs *Observation, now time.Time, w *warner) {
 	hold := s.maxHold()
 	if obs.HasRetryAfter && obs.RetryAfter > hold {
-		warn("the provider asked to retry after %v; held to %v (max_hold)", obs.RetryAfter, hold)
+		w.warn("the provider asked to retry after %v; held to %v (max_hold)", obs.RetryAfter, hold)
 		obs.RetryAfter = hold
 	}
 	for i := range obs.Limits {
 		ol := &obs.Limits[i]
 		if limit := now.Add(hold); ol.Reset.After(limit) {
-			warn("the provider's %s limit resets in %v; held to %v (max_hold)", ol.Unit, ol.Reset.Sub(now).Round(time.Second), hold)
+			w.warn("the provider's %s limit resets in %v; held to %v (max_hold)", ol.Unit, ol.Reset.Sub(now).Round(time.Second), hold)
 			ol.Reset = limit
 		}
 		if ol.Window > hold {
-			warn("the provider's %s limit has a window of %v; held to %v (max_hold)", ol.Unit, ol.Window, hold)
+			w.warn("the provider's %s limit has a window of %v; held to %v (max_hold)", ol.Unit, ol.Window, hold)
 			ol.Window = hold
 		}
 	}
@@ -111,10 +111,10 @@ func (l *Limiter) Reset(service string) error {
 // clampUsage holds every figure of a usage to maxCount: a provider's usage
 // beyond it is nonsense, but the call ran and its report must still end
 // its lease.
-func clampUsage(u Cost, warn func(format string, args ...any)) {
+func clampUsage(u Cost, w *warner) {
 	for unit, n := range u {
 		if n > maxCount {
-			warn("usage %s %d is beyond %d; counted as %d", unit, n, int64(maxCount), int64(maxCount))
+			w.warn("usage %s %d is beyond %d; counted as %d", unit, n, int64(maxCount), int64(maxCount))
 			u[unit] = maxCount
 		}
 	}

@@ -34,8 +34,8 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 			ParseErrorBody(s.cfg.Dialect, r.Body, now, &obs)
 		}
 	}
-	w := &warner{service: s.name}
-	s.boundObservation(&obs, now, w.warn)
+	w := warner{service: s.name}
+	s.boundObservation(&obs, now, &w)
 	l.settle(s, now)
 	// The provider's answer counts the reporting call and, as far as can be
 	// known, every call granted before it (they were sent first). A report

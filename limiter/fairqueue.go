@@ -155,8 +155,9 @@ func (k pickKey) less(o pickKey) bool {
 
 // A candidate is a flow's head that its agent's own caps allow now.
 type candidate struct {
-	w *waiter
-	f *flow
+	w  *waiter
+	f  *flow
+	ci int // its class
 }
 
 // pick returns the head that goes next among the flows whose agent's own
@@ -166,7 +167,7 @@ type candidate struct {
 // oldest request that has aged, if any. An agent held back by its own cap
 // holds back no one else; agentWake is when the first such agent frees.
 func (l *Limiter) pick(s *service, now time.Time) (best *waiter, floor bool, agentWake time.Time) {
-	var cands [len(s.classes)][]candidate
+	cands := make([]candidate, 0, 16) // on the stack for the usual few
 	var never []*waiter
 	top := -1
 	for ci := len(s.classes) - 1; ci >= 0; ci-- {
@@ -191,7 +192,7 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, floor bool, age
 				continue
 			}
 			top = max(top, ci)
-			cands[ci] = append(cands[ci], candidate{w, f})
+			cands = append(cands, candidate{w, f, ci})
 		}
 	}
 	for _, w := range never {
@@ -202,18 +203,21 @@ func (l *Limiter) pick(s *service, now time.Time) (best *waiter, floor bool, age
 		return nil, false, agentWake
 	}
 	ci, floor := top, false
-	if owed := l.owedLevel(s, &cands, top, now); owed >= 0 {
+	if owed := l.owedLevel(s, cands, top, now); owed >= 0 {
 		ci, floor = owed, true
 	}
 	if floor {
-		if w := l.oldestAged(cands[ci], now); w != nil {
+		if w := l.oldestAged(cands, ci, now); w != nil {
 			w.share, w.aged = s.share(w.cost), true
 			return w, true, agentWake
 		}
 	}
 	var bestKey pickKey
 	c := &s.classes[ci]
-	for _, cd := range cands[ci] {
+	for _, cd := range cands {
+		if cd.ci != ci {
+			continue
+		}
 		cd.w.share = s.share(cd.w.cost)
 		k := pickKey{start: math.Max(c.vtime, cd.f.lastFinish), last: cd.f.lastFinish, seq: cd.w.seq}
 		k.finish = k.start + cd.w.share/cd.w.agent.weight()

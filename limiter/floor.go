@@ -1,6 +1,9 @@
 package limiter
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Rule 2, no starvation: between priorities the order is strict, except
 // that each lower level is owed a floor share of the service's grants while
@@ -38,17 +41,17 @@ func (l *Limiter) floorShare(ci int) float64 {
 
 // owedLevel returns the lower class (below top) owed the next grant, or -1.
 // Of two owed at once, the one with more credit goes first, then the higher.
-func (l *Limiter) owedLevel(s *service, cands *[3][]candidate, top int, now time.Time) int {
+func (l *Limiter) owedLevel(s *service, cands []candidate, top int, now time.Time) int {
 	if s.lastFloor {
 		return -1
 	}
 	owed, credit := -1, 0.0
 	for ci := top - 1; ci >= 0; ci-- {
-		if len(cands[ci]) == 0 {
+		if !slices.ContainsFunc(cands, func(c candidate) bool { return c.ci == ci }) {
 			continue
 		}
 		c := s.credit[ci]
-		due := c >= 1-creditSlack || (c >= -creditSlack && l.oldestAged(cands[ci], now) != nil)
+		due := c >= 1-creditSlack || (c >= -creditSlack && l.oldestAged(cands, ci, now) != nil)
 		if due && (owed < 0 || c > credit) {
 			owed, credit = ci, c
 		}
@@ -56,12 +59,13 @@ func (l *Limiter) owedLevel(s *service, cands *[3][]candidate, top int, now time
 	return owed
 }
 
-// oldestAged returns the oldest candidate that has waited MaxAging, or nil.
-// Only heads are candidates: an agent's own requests keep their order.
-func (l *Limiter) oldestAged(cands []candidate, now time.Time) *waiter {
+// oldestAged returns the oldest candidate of class ci that has waited
+// MaxAging, or nil. Only heads are candidates: an agent's own requests keep
+// their order.
+func (l *Limiter) oldestAged(cands []candidate, ci int, now time.Time) *waiter {
 	var best *waiter
 	for _, c := range cands {
-		if now.Sub(c.w.enqueued) >= l.cfg.MaxAging && (best == nil || c.w.seq < best.seq) {
+		if c.ci == ci && now.Sub(c.w.enqueued) >= l.cfg.MaxAging && (best == nil || c.w.seq < best.seq) {
 			best = c.w
 		}
 	}

@@ -45,11 +45,11 @@ func (l *Limiter) Report(r Report) (ReportResult, error) {
 		if usage, err = checkCost("usage", r.Usage); err != nil {
 			return ReportResult{}, err
 		}
-		w := &warner{service: r.Service}
+		w := warner{service: r.Service}
 		if ls := l.leases[r.Lease]; ls != nil && r.Lease != "" {
 			w.service = ls.svc.name
 		}
-		clampUsage(usage, w.warn)
+		clampUsage(usage, &w)
 		usageWarn = w.out
 	}
 	var (

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/socket"
 	"github.com/quotabar/quotabar/ipc/wire"
 )
 
@@ -133,6 +134,10 @@ func toolError(err error) error {
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("cancelled: %w", err)
+	}
+	var untrusted *socket.UntrustedError
+	if errors.As(err, &untrusted) {
+		return fmt.Errorf("quotabar's socket is not trusted, so nothing was asked (tell the person): %w", err)
 	}
 	return fmt.Errorf("quotabar is not reachable (is it running? start it with `quotabar` or `quotabar serve`): %w", err)
 }

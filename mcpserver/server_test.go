@@ -2,12 +2,14 @@ package mcpserver
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
 )
 
@@ -39,7 +41,7 @@ func TestStatusText(t *testing.T) {
 // transport against a socket nothing listens on: every tool answers with
 // a tool error the model can read, never a protocol error.
 func TestDaemonDownInMemory(t *testing.T) {
-	srv, err := New(Options{Agent: "a", Client: &ipc.Client{SocketPath: filepath.Join(t.TempDir(), "none.sock")}})
+	srv, err := New(Options{Agent: "a", Client: &ipc.Client{SocketPath: filepath.Join(testenv.ShortTempDir(t), "none.sock")}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,5 +74,19 @@ func TestDaemonDownInMemory(t *testing.T) {
 		if !res.IsError || !strings.Contains(text, "quotabar is not reachable") {
 			t.Errorf("%s = %q (error %v), want a tool error saying quotabar is not reachable", tc.tool, text, res.IsError)
 		}
+	}
+}
+
+func TestUntrustedSocketIsNamed(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	err := toolError(func() error {
+		_, err := (&ipc.Client{SocketPath: filepath.Join(dir, "q.sock")}).Status(context.Background())
+		return err
+	}())
+	if !strings.Contains(err.Error(), "quotabar's socket is not trusted") || !strings.Contains(err.Error(), "chmod 700") {
+		t.Errorf("toolError = %v, want the untrusted socket named with its fix", err)
 	}
 }

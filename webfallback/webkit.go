@@ -166,8 +166,12 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 		m.closeWebKit(ctx, s, w)
 		return Session{}, fmt.Errorf("opening %s in webkit: %w", t.URL, err)
 	}
+	w.relay.touch()
 	// The driver's own session id is the key to its port: it is not logged.
 	w.log.Info("started webkit session", "session", w.publicID(), "relay_port", w.relay.port, "took", time.Since(start).Round(time.Millisecond))
+	if webkitExposure != "" {
+		w.log.Warn(webkitExposure)
+	}
 	return Session{Browser: WebKit, URL: t.URL, WebDriverURL: w.relay.url(), SessionID: w.publicID()}, nil
 }
 

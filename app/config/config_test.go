@@ -46,8 +46,8 @@ func TestDefaultConfigParses(t *testing.T) {
 	if !cfg.Proxy.Enabled || cfg.Proxy.Listen != "127.0.0.1:7878" || cfg.Proxy.MaxWait != 2*time.Minute {
 		t.Errorf("proxy = %+v, want enabled on 127.0.0.1:7878 holding calls up to 2m", cfg.Proxy)
 	}
-	if cfg.LeaseTTL != 2*time.Minute || cfg.MaxAging != 30*time.Second || cfg.QueueLimit != 1000 || !cfg.ShowTitle {
-		t.Errorf("top-level settings = %v %v %d %v", cfg.LeaseTTL, cfg.MaxAging, cfg.QueueLimit, cfg.ShowTitle)
+	if cfg.LeaseTTL != 2*time.Minute || cfg.MaxAging != 30*time.Second || cfg.QueueLimit != 1000 || !cfg.ShowTitle || cfg.FallbackIdleTimeout != 15*time.Minute {
+		t.Errorf("top-level settings = %v %v %d %v %v", cfg.LeaseTTL, cfg.MaxAging, cfg.QueueLimit, cfg.ShowTitle, cfg.FallbackIdleTimeout)
 	}
 
 	// The anthropic fallback has web limits: the limiter gets a service for them.
@@ -174,6 +174,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "is not one of " + limiter.DialectNames()},
 		{"bad base url", "[services.a]\nbase_url = \"api.example.com\"\n", 2, "services.a.base_url", "http or https URL"},
 		{"bad duration", "queue_limit = 5\nlease_ttl = \"2 minutes\"\n", 2, "lease_ttl", "positive duration"},
+		{"bad idle timeout", "fallback_idle_timeout = \"soon\"\n", 1, "fallback_idle_timeout", "positive duration"},
 		{"negative queue limit", "queue_limit = -5\n", 1, "queue_limit", "0 (the default) or more"},
 		{"bad listen", "[proxy]\nlisten = \"7878\"\n", 2, "proxy.listen", "host:port"},
 		{"bad proxy wait", "[proxy]\nmax_wait = \"soon\"\n", 2, "proxy.max_wait", "positive duration"},

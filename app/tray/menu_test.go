@@ -75,7 +75,14 @@ func TestBuildMenu(t *testing.T) {
 			{key: "autostart", label: "Start at login", act: action{Kind: actAutostart, On: true}},
 			{key: "quit", label: "Quit", act: action{Kind: actQuit}},
 		},
-		absent: []string{"svc/openai/fallback", "svc/openai/open"},
+		absent: []string{"svc/openai/fallback", "svc/openai/open", "svc/openai/cluster"},
+	}, {
+		name: "a shared service offline says so",
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
+			s.Cluster = &wire.ClusterStatus{State: "offline", Share: 1.0 / 3, Members: 3, Text: "cluster: offline, using 1/3"}
+		})}}, Now: t0, ShowTitle: true},
+		icon: icons.Flowing, title: "82%",
+		items: []check{{key: "svc/openai/cluster", label: "cluster: offline, using 1/3"}},
 	}, {
 		name: "title off, autostart on",
 		in:   menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai()}}, Now: t0, Autostart: true},

@@ -352,6 +352,8 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 	// it returns.
 	case actPauseService:
 		err = t.d.SetServicePaused(a.Name, a.On)
+	case actResetService:
+		err = t.d.ResetService(a.Name)
 	case actPauseAgent:
 		err = t.d.UpdateAgent(a.Name, limiter.AgentUpdate{Paused: &a.On})
 	case actAgentPriority:

@@ -22,13 +22,15 @@ import http.client
 import json
 import os
 import socket
+import stat
+import struct
 import sys
 import urllib.parse
 from typing import Any, Dict, Iterator, Mapping, Optional
 
 __all__ = [
     "Client", "Lease", "socket_path",
-    "QuotabarError", "NotRunning", "APIError", "Refused",
+    "QuotabarError", "NotRunning", "Untrusted", "APIError", "Refused",
     "Cooldown", "WaitTimeout", "Paused", "Shed", "Cancelled",
 ]
 __version__ = "0.1.0"
@@ -67,6 +69,11 @@ class NotRunning(QuotabarError):
         super().__init__(f"quotabar is not running (nothing answers on {path}: {cause}); "
                          "start it with `quotabar` or `quotabar serve`")
         self.path = path
+
+
+class Untrusted(QuotabarError):
+    """The socket's directory or the process serving it is not this user's
+    (API.md, Transport: clients check the daemon too). Nothing was sent."""
 
 
 class APIError(QuotabarError):
@@ -112,16 +119,54 @@ class Cancelled(QuotabarError):
     """The client gave up waiting (its own ``timeout``); the daemon withdrew the request."""
 
 
+def _check_dir(path: str) -> None:
+    """The socket's directory must be this user's and closed to everyone else."""
+    d = os.path.dirname(path) or "."
+    try:
+        st = os.lstat(d)
+    except FileNotFoundError as e:
+        raise NotRunning(path, e) from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise Untrusted(f"the socket directory {d} is not a directory (a symlink or file is not accepted); "
+                        "remove it or set QUOTABAR_SOCKET")
+    if st.st_uid != os.getuid():
+        raise Untrusted(f"the socket directory {d} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}): "
+                        "another user may be impersonating the daemon; set QUOTABAR_SOCKET to a path in a directory of your own")
+    if st.st_mode & 0o077:
+        raise Untrusted(f"the socket directory {d} is open to other users (mode {stat.S_IMODE(st.st_mode):o}); "
+                        f"chmod 700 {d}, or set QUOTABAR_SOCKET to a path in a private directory")
+
+
+def _peer_uid(s: socket.socket) -> Optional[int]:
+    """The uid of the process serving the socket, None where it cannot be read."""
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: struct ucred {pid, uid, gid}
+        _pid, uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+        return uid
+    if sys.platform == "darwin":  # LOCAL_PEERCRED: struct xucred {cr_version, cr_uid, ...}
+        sol_local, local_peercred = 0, 1
+        raw = s.getsockopt(sol_local, local_peercred, 76)
+        _version, uid = struct.unpack_from("=II", raw)
+        return uid
+    return None
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: Optional[float]):
         super().__init__("quotabar", timeout=timeout)
         self._path = path
 
     def connect(self) -> None:
+        _check_dir(self._path)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(self.timeout)
         try:
             s.connect(self._path)
+            uid = _peer_uid(s)
+            if uid is None:
+                raise Untrusted(f"cannot read who serves {self._path} on this system, so it cannot be trusted")
+            if uid != os.getuid():
+                raise Untrusted(f"the process serving {self._path} runs as uid {uid}, not as you (uid {os.getuid()}): "
+                                "another user may be impersonating quotabar; set QUOTABAR_SOCKET to a path in a directory of your own")
         except BaseException:
             s.close()
             raise

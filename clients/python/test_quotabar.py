@@ -9,6 +9,7 @@ Run by the Go test TestPythonClient (python_test.go), which starts
 """
 
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -209,6 +210,56 @@ class ClientTest(unittest.TestCase):
             with self.assertRaises(quotabar.NotRunning) as cm:
                 quotabar.Client(path=os.path.join(d, "none.sock")).status()
             self.assertIn("quotabar serve", str(cm.exception))
+
+    def test_untrusted_directory_is_refused_before_sending(self):
+        with tempfile.TemporaryDirectory() as d:
+            os.chmod(d, 0o755)
+            with self.assertRaises(quotabar.Untrusted) as cm:
+                quotabar.Client(path=os.path.join(d, "q.sock")).status()
+            self.assertIn("open to other users (mode 755)", str(cm.exception))
+            self.assertIn("chmod 700", str(cm.exception))
+
+    @unittest.skipUnless(os.getuid() == 0, "needs root to serve a socket as another user")
+    def test_daemon_of_another_user_is_refused(self):
+        # A socket bound in this user's private directory but listened on by
+        # uid nobody: its peer credentials are nobody's (Linux records the
+        # credentials of the process that called listen).
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "q.sock")
+            srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            srv.bind(path)
+            ready_r, ready_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the impostor
+                try:
+                    os.close(ready_r)
+                    os.setgid(65534)
+                    os.setuid(65534)
+                    srv.listen(1)
+                    os.write(ready_w, b"x")
+                    conn, _ = srv.accept()
+                    conn.recv(1)  # until the client hangs up
+                finally:
+                    os._exit(0)
+            srv.close()
+            os.close(ready_w)
+            os.read(ready_r, 1)
+            os.close(ready_r)
+            try:
+                with self.assertRaises(quotabar.Untrusted) as cm:
+                    quotabar.Client(path=path).status()
+                self.assertIn("runs as uid 65534, not as you", str(cm.exception))
+            finally:
+                os.waitpid(pid, 0)
+
+    def test_peer_is_this_user(self):
+        # The real daemon runs as this user: the check passes and is made.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.connect(os.environ["QUOTABAR_SOCKET"])
+            self.assertEqual(quotabar._peer_uid(s), os.getuid())
+        finally:
+            s.close()
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 //
 // It runs the same simulated workload (sim.Standard) under four strategies
 // (sdk-retry, static-split, quotabar, quotabar-learn) for 5, 20 and 50
-// agents against a fake provider on 127.0.0.1, with time compressed so a
-// per-minute quota becomes a per-second one. Then it times acquire
+// agents against a fake provider on 127.0.0.1 allowing 100 requests a window
+// and against a small one allowing 20 (a lower tier's per-minute quota),
+// with time compressed so a per-minute quota becomes a per-second one. Then it times acquire
 // decisions over the daemon's real Unix socket at 1, 8 and 64 concurrent
 // clients beside two floors measured in the same run (x/time/rate's Allow in
 // process, and a no-op HTTP handler on the same kind of socket), and reads
@@ -30,11 +31,13 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/internal/sim"
+	"github.com/quotabar/quotabar/limiter"
 )
 
 // options are the command's flags.
 type options struct {
 	agents      []int
+	quotas      []int
 	strategies  []sim.Strategy
 	window      time.Duration
 	windows     int
@@ -49,6 +52,8 @@ type options struct {
 	memory      bool
 	waiters     int
 	json        bool
+	cluster     bool          // cluster.go
+	clusterFor  time.Duration // cluster.go
 	// child modes (hidden): serve a daemon or a no-op handler on a socket
 	serveDaemon string
 	serveNoop   string
@@ -73,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("quotabar-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	agents := fs.String("agents", "5,20,50", "agent counts to simulate, comma-separated (each at least 5)")
+	quotas := fs.String("quotas", "100,20", "the provider's requests per window to simulate, comma-separated (each at least 1)")
 	strategies := fs.String("strategies", "sdk-retry,static-split,quotabar,quotabar-learn", "strategies to compare, comma-separated")
 	fs.DurationVar(&o.window, "window", time.Second, "the provider's compressed window: one minute of real time")
 	fs.IntVar(&o.windows, "windows", 6, "how many windows each simulation runs")
@@ -86,6 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	clients := fs.String("clients", "1,8,64", "concurrent clients for the decision-latency measurements")
 	fs.BoolVar(&o.memory, "memory", true, "measure the daemon's peak memory with waiting acquires (--memory=false to skip)")
 	fs.IntVar(&o.waiters, "waiters", 1000, "acquires waiting in the daemon for the memory measurement")
+	fs.BoolVar(&o.cluster, "cluster", true, "run the cluster scenario: 3 daemons sharing through Redis, 1 alone, 3 not sharing (needs redis-server; --cluster=false to skip)")
+	fs.DurationVar(&o.clusterFor, "cluster-time", 3*time.Second, "how long each cluster run is measured")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
 	// Hidden: the benchmark re-executes itself to run the daemon (or the
 	// no-op floor) in a child process of its own.
@@ -117,6 +125,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	var err error
 	if o.agents, err = intList("agents", *agents, 5); err != nil {
+		return o, err
+	}
+	if o.quotas, err = intList("quotas", *quotas, 1); err != nil {
 		return o, err
 	}
 	if o.clients, err = intList("clients", *clients, 1); err != nil {
@@ -171,10 +182,11 @@ func intList(flagName, s string, lo int) ([]int, error) {
 // output).
 type Report struct {
 	Machine     Machine          `json:"machine"`
-	Scenario    Scenario         `json:"scenario"`
+	Scenarios   []Scenario       `json:"scenarios"`
 	Runs        []sim.Result     `json:"runs"`
 	Decisions   []DecisionResult `json:"decisions,omitempty"`
 	Memory      *MemoryResult    `json:"memory,omitempty"`
+	Cluster     *ClusterReport   `json:"cluster,omitempty"`
 	Targets     []Target         `json:"targets"`
 	WallSeconds float64          `json:"wall_seconds"`
 }
@@ -230,23 +242,25 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 	progress := func(format string, args ...any) {
 		fmt.Fprintf(stderr, format+"\n", args...)
 	}
-	for _, n := range o.agents {
-		if !o.simulate {
-			break
-		}
-		w, err := sim.Standard(n, o.window, o.windows, o.compression)
-		if err != nil {
-			return err
-		}
-		w.Provider.Window, w.Provider.Dialect, w.Seed = o.provider, o.dialect, o.seed
-		rep.Scenario = scenarioOf(o, w)
-		for _, s := range o.strategies {
-			progress("simulating %d agents, %s (%v)...", n, s, w.Duration)
-			res, err := sim.Run(ctx, w, s)
-			if err != nil {
-				return fmt.Errorf("%d agents, %s: %w", n, s, err)
+	for _, q := range o.quotas {
+		for _, n := range o.agents {
+			if !o.simulate {
+				break
 			}
-			rep.Runs = append(rep.Runs, res)
+			w, err := sim.StandardQuota(n, int64(q), o.window, o.windows, o.compression)
+			if err != nil {
+				return err
+			}
+			w.Provider.Window, w.Provider.Dialect, w.Seed = o.provider, limiter.Dialect(o.dialect), o.seed
+			rep.Scenarios = appendScenario(rep.Scenarios, scenarioOf(o, w))
+			for _, s := range o.strategies {
+				progress("simulating %d agents at %d requests a window, %s (%v)...", n, q, s, w.Duration)
+				res, err := sim.Run(ctx, w, s)
+				if err != nil {
+					return fmt.Errorf("%d agents at %d a window, %s: %w", n, q, s, err)
+				}
+				rep.Runs = append(rep.Runs, res)
+			}
 		}
 	}
 	if o.decisions {
@@ -265,6 +279,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		rep.Memory = &m
 	}
+	if o.cluster {
+		progress("cluster: 3 daemons sharing through redis, 1 alone, 3 not sharing (%v each)...", o.clusterFor)
+		c, err := runCluster(ctx, o.clusterFor)
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		rep.Cluster = c
+	}
 	rep.Targets = checkTargets(rep)
 	rep.WallSeconds = time.Since(began).Seconds()
 	if o.json {
@@ -273,7 +295,18 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return enc.Encode(rep)
 	}
 	printReport(stdout, rep)
+	printCluster(stdout, rep.Cluster)
 	return nil
+}
+
+// appendScenario adds s unless it is there already (one per quota).
+func appendScenario(ss []Scenario, s Scenario) []Scenario {
+	for _, x := range ss {
+		if x == s {
+			return ss
+		}
+	}
+	return append(ss, s)
 }
 
 func scenarioOf(o options, w sim.Workload) Scenario {
@@ -281,7 +314,7 @@ func scenarioOf(o options, w sim.Workload) Scenario {
 	for _, p := range w.Provider.Limits {
 		limits = append(limits, fmt.Sprintf("%d %s/%v", p.Quota, p.Unit, p.Window))
 	}
-	dialect := w.Provider.Dialect
+	dialect := string(w.Provider.Dialect)
 	if dialect == "" {
 		dialect = "none"
 	}

@@ -31,6 +31,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		{"defaults", nil, ""},
 		{"too few agents", []string{"--agents", "5,3"}, "at least 5"},
+		{"no quota", []string{"--quotas", "100,0"}, "--quotas"},
 		{"not a number", []string{"--clients", "1,x"}, "--clients"},
 		{"unknown strategy", []string{"--strategies", "quotabar,magic"}, "unknown strategy"},
 		{"unknown provider", []string{"--provider", "leaky"}, "--provider"},
@@ -45,7 +46,7 @@ func TestParseFlags(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if o.compression != 60 || len(o.agents) != 3 || len(o.strategies) != 4 || o.provider != sim.Bucket {
+				if o.compression != 60 || len(o.agents) != 3 || len(o.quotas) != 2 || len(o.strategies) != 4 || o.provider != sim.Bucket {
 					t.Errorf("defaults: %+v", o)
 				}
 				return
@@ -74,10 +75,10 @@ func TestHistQuantile(t *testing.T) {
 }
 
 func TestCheckTargets(t *testing.T) {
-	good := sim.Result{Strategy: sim.Quotabar, Agents: 5, Goodput: 98, Jain: 0.99, JainAgents: 3,
+	good := sim.Result{Strategy: sim.Quotabar, Agents: 5, Goodput: 98, Jain: 0.99, JainAgents: 3, Quota: 20, QuarterMax: 0.3,
 		Wait: map[string]sim.Waits{"high": {N: 5, P99: 10}, "low": {N: 5, P99: 100}}}
 	bad := good
-	bad.Goodput, bad.Provider429, bad.Jain = 90, 3, 0.9
+	bad.Goodput, bad.Provider429, bad.Jain, bad.QuarterMax = 90, 3, 0.9, 0.35
 	bad.Wait = map[string]sim.Waits{"high": {N: 5, P99: 30}, "low": {N: 5, P99: 100}}
 	rep := Report{Runs: []sim.Result{good, bad}, Decisions: []DecisionResult{
 		{Kind: kindNoop, Clients: 1, P50us: 50},
@@ -92,9 +93,10 @@ func TestCheckTargets(t *testing.T) {
 			fail++
 		}
 	}
-	// good: 4 passes; bad: 4 failures; decisions: 2 passes.
-	if pass != 6 || fail != 4 {
-		t.Errorf("%d pass, %d fail, want 6 and 4: %+v", pass, fail, ts)
+	// good: 5 passes (a quarter of 20 plus one is 0.30); bad: 5
+	// failures; decisions: 2 passes.
+	if pass != 7 || fail != 5 {
+		t.Errorf("%d pass, %d fail, want 7 and 5: %+v", pass, fail, ts)
 	}
 }
 
@@ -105,8 +107,8 @@ func TestRunSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs child processes and a simulation")
 	}
-	o, err := parseFlags([]string{"--agents", "5", "--strategies", "quotabar", "--window", "500ms", "--windows", "2",
-		"--clients", "1,4", "--decision-time", "100ms", "--waiters", "50", "--json"}, io.Discard)
+	o, err := parseFlags([]string{"--agents", "5", "--quotas", "20", "--strategies", "quotabar", "--window", "500ms", "--windows", "2",
+		"--clients", "1,4", "--decision-time", "100ms", "--waiters", "50", "--cluster=false", "--json"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +121,11 @@ func TestRunSmoke(t *testing.T) {
 		t.Fatalf("not JSON: %v\n%s", err, out.String())
 	}
 	if len(rep.Runs) != 1 || rep.Runs[0].Accepted == 0 {
-		t.Errorf("runs %+v, want one with accepted calls", rep.Runs)
+		t.Fatalf("runs %+v, want one with accepted calls", rep.Runs)
+	}
+	if r := rep.Runs[0]; r.Quota != 20 || r.GrantIntervalMS != 25 || r.QuarterMax <= 0 || len(rep.Scenarios) != 1 {
+		t.Errorf("run at 20 a window: quota %d, grant interval %v ms, quarter max %v, %d scenarios; want 20, 25 ms, a share and one scenario",
+			r.Quota, r.GrantIntervalMS, r.QuarterMax, len(rep.Scenarios))
 	}
 	if len(rep.Decisions) != 6 {
 		t.Errorf("%d decision rows, want 3 kinds x 2 concurrencies", len(rep.Decisions))

@@ -25,11 +25,14 @@ func checkTargets(rep Report) []Target {
 		ts = append(ts, Target{Name: name, Want: want, Got: got, Pass: pass, Scope: scope})
 	}
 	for _, r := range rep.Runs {
-		scope := fmt.Sprintf("%d agents", r.Agents)
+		scope := fmt.Sprintf("%d agents, %d/window", r.Agents, r.Quota)
 		switch r.Strategy {
 		case sim.Quotabar:
 			add(scope, "quotabar goodput", ">= 97%", pct(r.Goodput), r.Goodput >= 97)
 			add(scope, "quotabar 429s", "0", fmt.Sprint(r.Provider429), r.Provider429 == 0)
+			limit := 0.25 + 1/float64(max(r.Quota, 1))
+			add(scope, "quotabar grants per quarter window", "<= quota/4 + 1",
+				fmt.Sprintf("%.3f of the quota (limit %.3f)", r.QuarterMax, limit), r.QuarterMax <= limit+1e-9)
 			hi, lo := r.Wait["high"], r.Wait["low"]
 			add(scope, "quotabar high p99 wait vs low p99", "<= 1/5",
 				fmt.Sprintf("%.0f ms vs %.0f ms (1/%.1f)", hi.P99, lo.P99, lo.P99/max(hi.P99, 1e-9)),
@@ -65,23 +68,27 @@ func checkTargets(rep Report) []Target {
 func pct(v float64) string { return fmt.Sprintf("%.1f%%", v) }
 
 func printReport(w io.Writer, rep Report) {
-	m, s := rep.Machine, rep.Scenario
+	m := rep.Machine
 	fmt.Fprintf(w, "machine: %d CPUs, %s, %s, %s, %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.OS, m.Date)
-	if len(rep.Runs) > 0 {
-		fmt.Fprintf(w, "provider: %s (%s window of %s, %s headers), %d windows per run, 1 s here = %.0f s real\n\n",
+	for _, s := range rep.Scenarios {
+		fmt.Fprintf(w, "provider: %s (%s window of %s, %s headers), %d windows per run, 1 s here = %.0f s real\n",
 			s.Limits, s.Provider, s.Window, s.Dialect, s.Windows, s.Compression)
-
+	}
+	if len(rep.Runs) > 0 {
+		fmt.Fprintln(w, "(quarter max: most calls in a quarter window after the first, as a fraction of the quota;"+
+			" high and light p99 also in grant intervals, window/quota; low share: low priority's part of the calls)")
+		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "agents\tstrategy\tgoodput\t429s\t429 rate\tfailed\thigh p50/p99 ms\tnormal p50/p99 ms\tlow p50/p99 ms\tJain\theavy x\tw2 x\tlight served\tlight p50/p99 ms\tovershoot\t")
+		fmt.Fprintln(tw, "quota\tagents\tstrategy\tgoodput\t429s\t429 rate\tfailed\thigh p50/p99 ms\thigh p99 ivl\tnormal p50/p99 ms\tlow p50/p99 ms\tlow share\tJain\theavy x\tw2 x\tlight served\tlight p50/p99 ms\tlight p99 ivl\tquarter max\tovershoot\t")
 		for _, r := range rep.Runs {
 			w2 := "-"
 			if r.Weight2Ratio > 0 {
 				w2 = fmt.Sprintf("%.2f", r.Weight2Ratio)
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%.2f%%\t%d\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%.0f/%.0f\t%.3f\t\n",
-				r.Agents, r.Strategy, pct(r.Goodput), r.Provider429, r.Rate429, r.Failed,
-				waits(r.Wait["high"]), waits(r.Wait["normal"]), waits(r.Wait["low"]),
-				r.Jain, r.HeavyShare, w2, pct(r.LightServed), r.LightP50, r.LightP99, r.Overshoot)
+			fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d\t%.2f%%\t%d\t%s\t%.1f\t%s\t%s\t%s\t%.3f\t%.2f\t%s\t%s\t%.0f/%.0f\t%.1f\t%.3f\t%.3f\t\n",
+				r.Quota, r.Agents, r.Strategy, pct(r.Goodput), r.Provider429, r.Rate429, r.Failed,
+				waits(r.Wait["high"]), r.HighP99Intervals, waits(r.Wait["normal"]), waits(r.Wait["low"]), pct(r.LowShare),
+				r.Jain, r.HeavyShare, w2, pct(r.LightServed), r.LightP50, r.LightP99, r.LightP99Intervals, r.QuarterMax, r.Overshoot)
 		}
 		tw.Flush()
 	}

@@ -62,6 +62,23 @@ type Result struct {
 	LightServed float64 `json:"light_served_pct"`
 	LightP50    float64 `json:"light_p50_ms"`
 	LightP99    float64 `json:"light_p99_ms"`
+	// Quota is the provider's requests per window and GrantIntervalMS the
+	// window over it: the spacing of an evenly paced backlog.
+	Quota           int64   `json:"quota_requests"`
+	GrantIntervalMS float64 `json:"grant_interval_ms"`
+	// QuarterMax is the most calls the provider accepted in any quarter of
+	// a window after the first window, as a fraction of the quota: 0.25
+	// (plus one call) when a backlog is evenly spaced, more when it comes
+	// in herds at window starts.
+	QuarterMax float64 `json:"quarter_max_frac"`
+	// HighP99Intervals and LightP99Intervals are the high-priority and the
+	// light agents' p99 waits in grant intervals.
+	HighP99Intervals  float64 `json:"high_p99_intervals"`
+	LightP99Intervals float64 `json:"light_p99_intervals"`
+	// LowShare is the low-priority agents' part of the calls accepted after
+	// the first window, in percent: their floor share (5% by default) when
+	// higher priorities saturate the quota.
+	LowShare float64 `json:"low_share_pct"`
 	// Overshoot is the most any window of a policy's length held, over its
 	// quota, for the worst policy: above 1 the provider's limit was crossed
 	// in the sliding-window sense.
@@ -97,6 +114,32 @@ func (r *runner) measure(p *Provider, start time.Time) Result {
 		perAgent[g.Agent]++
 		for u, v := range g.Cost {
 			used[u] += v
+		}
+	}
+	var steadyGrants []time.Time
+	var lowCalls, allCalls int64
+	roles := map[string]string{}
+	for _, a := range r.agents {
+		roles[a.spec.Name] = a.spec.Role
+	}
+	for _, g := range grants {
+		if g.At.Before(steady) || !g.At.Before(r.end) {
+			continue
+		}
+		steadyGrants = append(steadyGrants, g.At)
+		allCalls++
+		if roles[g.Agent] == RoleLow {
+			lowCalls++
+		}
+	}
+	if allCalls > 0 {
+		res.LowShare = 100 * float64(lowCalls) / float64(allCalls)
+	}
+	for _, pol := range r.w.Provider.Limits {
+		if pol.Unit == limiter.Requests {
+			res.Quota = pol.Quota
+			res.GrantIntervalMS = ms(pol.Window) / float64(pol.Quota)
+			res.QuarterMax = float64(maxIn(steadyGrants, pol.Window/4)) / float64(pol.Quota)
 		}
 	}
 	for _, pol := range r.w.Provider.Limits {
@@ -176,7 +219,24 @@ func (r *runner) measure(p *Provider, start time.Time) Result {
 		res.LightP50 = ms(percentile(light, 0.50))
 		res.LightP99 = ms(percentile(light, 0.99))
 	}
+	if res.GrantIntervalMS > 0 {
+		res.HighP99Intervals = res.Wait[limiter.High.String()].P99 / res.GrantIntervalMS
+		res.LightP99Intervals = res.LightP99 / res.GrantIntervalMS
+	}
 	return res
+}
+
+// maxIn is the most of the times ts (in order) within any half-open span
+// [t, t+d).
+func maxIn(ts []time.Time, d time.Duration) int {
+	best, j := 0, 0
+	for i := range ts {
+		for j < len(ts) && ts[j].Before(ts[i].Add(d)) {
+			j++
+		}
+		best = max(best, j-i)
+	}
+	return best
 }
 
 // window is the longest window of the provider's policies.

@@ -56,8 +56,9 @@ func ParseWindowKind(s string) (WindowKind, error) {
 	return 0, fmt.Errorf("sim: window kind %q is unknown; use sliding, fixed or bucket", s)
 }
 
-// Dialects lists the header dialects a Provider can speak.
-var Dialects = []string{"openai", "anthropic", "github", "ietf"}
+// Dialects lists the header dialects a Provider can speak (a subset of
+// limiter.Dialects: those whose headers it writes).
+var Dialects = []limiter.Dialect{limiter.DialectOpenAI, limiter.DialectAnthropic, limiter.DialectGitHub, limiter.DialectIETF}
 
 // ProviderConfig configures a Provider.
 type ProviderConfig struct {
@@ -68,8 +69,8 @@ type ProviderConfig struct {
 	Window        WindowKind
 	MaxConcurrent int // 0: no cap
 	// Dialect selects the rate-limit headers sent with every answer:
-	// "openai", "anthropic", "github", "ietf", or "" for none.
-	Dialect string
+	// one of Dialects, or "" (limiter.DialectAll) for none.
+	Dialect limiter.Dialect
 	// Latency is how long an accepted call takes, plus a uniform random
 	// part in [0, Jitter).
 	Latency time.Duration
@@ -165,7 +166,7 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		return nil, errors.New("sim: provider config has no limits and no max_concurrent; give at least one")
 	}
 	if cfg.Dialect != "" && !slices.Contains(Dialects, cfg.Dialect) {
-		return nil, fmt.Errorf("sim: provider dialect %q is unknown; use one of %s or \"\"", cfg.Dialect, strings.Join(Dialects, ", "))
+		return nil, fmt.Errorf("sim: provider dialect %q is unknown; use one of %v or \"\"", cfg.Dialect, Dialects)
 	}
 	if cfg.MaxConcurrent < 0 || cfg.Latency < 0 || cfg.Jitter < 0 {
 		return nil, errors.New("sim: provider max_concurrent, latency and jitter must not be negative")
@@ -535,7 +536,7 @@ func (l *ledger) fullAt(now time.Time) time.Time {
 // Times are rounded up so that a client that trusts them is never early.
 func (p *Provider) writeLimitHeaders(h http.Header, d decision) {
 	switch p.cfg.Dialect {
-	case "openai":
+	case limiter.DialectOpenAI:
 		for _, s := range d.limits {
 			name, ok := map[limiter.Unit]string{limiter.Requests: "requests", limiter.Tokens: "tokens"}[s.pol.Unit]
 			if !ok {
@@ -545,7 +546,7 @@ func (p *Provider) writeLimitHeaders(h http.Header, d decision) {
 			h.Set("x-ratelimit-remaining-"+name, strconv.FormatInt(s.remaining, 10))
 			h.Set("x-ratelimit-reset-"+name, ceilDur(s.reset, time.Millisecond).String())
 		}
-	case "anthropic":
+	case limiter.DialectAnthropic:
 		for _, s := range d.limits {
 			name := strings.ReplaceAll(string(s.pol.Unit), "_", "-")
 			rem := s.remaining
@@ -561,7 +562,7 @@ func (p *Provider) writeLimitHeaders(h http.Header, d decision) {
 			h.Set("anthropic-ratelimit-"+name+"-remaining", strconv.FormatInt(rem, 10))
 			h.Set("anthropic-ratelimit-"+name+"-reset", reset.UTC().Format(time.RFC3339))
 		}
-	case "github":
+	case limiter.DialectGitHub:
 		for _, s := range d.limits {
 			if s.pol.Unit != limiter.Requests {
 				continue // GitHub counts requests only
@@ -577,7 +578,7 @@ func (p *Provider) writeLimitHeaders(h http.Header, d decision) {
 			h.Set("x-ratelimit-reset", strconv.FormatInt(epoch, 10))
 			h.Set("x-ratelimit-resource", "core")
 		}
-	case "ietf":
+	case limiter.DialectIETF:
 		var pols, states []string
 		for _, s := range d.limits {
 			name := strconv.Quote(string(s.pol.Unit))

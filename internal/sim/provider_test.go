@@ -304,7 +304,7 @@ func TestProviderHeadersParse(t *testing.T) {
 		window    time.Duration
 	}
 	tests := []struct {
-		dialect string
+		dialect limiter.Dialect
 		want    []want
 	}{
 		{"openai", []want{
@@ -323,14 +323,14 @@ func TestProviderHeadersParse(t *testing.T) {
 			{limiter.Requests, 10, 9, 1250 * time.Millisecond, time.Second}}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.dialect, func(t *testing.T) {
+		t.Run(string(tt.dialect), func(t *testing.T) {
 			_, clock, url := newTestProvider(t, ProviderConfig{Limits: limits, Dialect: tt.dialect})
 			clock.Set(at)
 			a := post(t, url, CallRequest{Agent: "a", PromptTokens: 1000, MaxTokens: 200})
 			if a.status != 200 {
 				t.Fatalf("status %d", a.status)
 			}
-			obs := limiter.ParseHeaders(limiter.Dialect(tt.dialect), Headers(a.header), t0.Add(at))
+			obs := limiter.ParseHeaders(tt.dialect, Headers(a.header), t0.Add(at))
 			if len(obs.Limits) != len(tt.want) {
 				t.Fatalf("parsed %d limits from %v, want %d", len(obs.Limits), a.header, len(tt.want))
 			}
@@ -347,7 +347,7 @@ func TestProviderHeadersParse(t *testing.T) {
 
 func TestProviderRefusalHeadersParse(t *testing.T) {
 	for _, dialect := range Dialects {
-		t.Run(dialect, func(t *testing.T) {
+		t.Run(string(dialect), func(t *testing.T) {
 			_, clock, url := newTestProvider(t, ProviderConfig{Dialect: dialect,
 				Limits: []limiter.Policy{{Quota: 1, Unit: limiter.Requests, Window: 2 * time.Second}}})
 			post(t, url, CallRequest{Agent: "a"})
@@ -356,7 +356,7 @@ func TestProviderRefusalHeadersParse(t *testing.T) {
 			if a.status != http.StatusTooManyRequests {
 				t.Fatalf("status %d, want 429", a.status)
 			}
-			obs := limiter.ParseHeaders(limiter.Dialect(dialect), Headers(a.header), t0.Add(700*time.Millisecond))
+			obs := limiter.ParseHeaders(dialect, Headers(a.header), t0.Add(700*time.Millisecond))
 			if !obs.HasRetryAfter || obs.RetryAfter != 1300*time.Millisecond {
 				t.Errorf("retry after %v (given: %v), want 1.3s from retry-after-ms", obs.RetryAfter, obs.HasRetryAfter)
 			}

@@ -197,7 +197,7 @@ func run(ctx context.Context, w Workload, s Strategy, inspect func(*Provider)) (
 // provider's limits when known, the agents' weights and priorities, and the
 // aging bound compressed like everything else.
 func (r *runner) limiterConfig(known bool) limiter.Config {
-	sc := limiter.ServiceConfig{Name: service, Dialect: limiter.Dialect(r.w.Provider.Dialect), MaxConcurrent: r.w.Provider.MaxConcurrent, Headroom: r.w.Headroom}
+	sc := limiter.ServiceConfig{Name: service, Dialect: r.w.Provider.Dialect, MaxConcurrent: r.w.Provider.MaxConcurrent, Headroom: r.w.Headroom}
 	if known {
 		sc.Limits = r.w.Limits
 		if sc.Limits == nil {

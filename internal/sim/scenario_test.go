@@ -182,3 +182,34 @@ func TestRunRejectsBadWorkloads(t *testing.T) {
 		t.Errorf("a call over the whole quota: error %v, want one naming the 400", err)
 	}
 }
+
+// maxIn counts the most times in any half-open span: the quarter-window
+// column of the benchmark.
+func TestMaxIn(t *testing.T) {
+	at := func(ms ...int) []time.Time {
+		var out []time.Time
+		for _, m := range ms {
+			out = append(out, time.Unix(0, 0).Add(time.Duration(m)*time.Millisecond))
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		ts   []time.Time
+		d    time.Duration
+		want int
+	}{
+		{"none", nil, time.Second, 0},
+		{"evenly spaced", at(0, 250, 500, 750, 1000), 250 * time.Millisecond, 1},
+		{"a herd at the start", at(0, 1, 2, 3, 600, 900), 250 * time.Millisecond, 4},
+		{"the span is half-open", at(0, 250), 250 * time.Millisecond, 1},
+		{"all in one", at(0, 10, 20), time.Second, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := maxIn(tt.ts, tt.d); got != tt.want {
+				t.Errorf("maxIn = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}

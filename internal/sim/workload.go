@@ -93,6 +93,19 @@ type Workload struct {
 // them and the heavy one. They have the same call sizes as the heavy
 // agent, so fairness can be judged by calls alone.
 func Standard(n int, window time.Duration, windows int, compression float64) (Workload, error) {
+	return StandardQuota(n, 100, window, windows, compression)
+}
+
+// StandardQuota is Standard with a provider of quota requests per window
+// (and 800 tokens per request, at least 80,000: a small request quota, such
+// as a lower tier's 20 a minute, is the limit that binds, not calls that
+// are each a tenth of a small token quota); the high-priority bursts
+// shrink with the quota (3 calls at 100, at least 1), so that they stay
+// bursts, not a saturating load.
+func StandardQuota(n int, quota int64, window time.Duration, windows int, compression float64) (Workload, error) {
+	if quota < 1 {
+		return Workload{}, fmt.Errorf("sim: the standard workload needs a quota of at least 1 request a window, got %d", quota)
+	}
 	if n < 5 {
 		return Workload{}, fmt.Errorf("sim: the standard workload needs at least 5 agents, got %d", n)
 	}
@@ -102,11 +115,11 @@ func Standard(n int, window time.Duration, windows int, compression float64) (Wo
 	w := Workload{
 		Provider: ProviderConfig{
 			Limits: []limiter.Policy{
-				{Quota: 100, Unit: limiter.Requests, Window: window},
-				{Quota: 80000, Unit: limiter.Tokens, Window: window},
+				{Quota: quota, Unit: limiter.Requests, Window: window},
+				{Quota: max(800*quota, 80000), Unit: limiter.Tokens, Window: window},
 			},
 			Window:  Bucket,
-			Dialect: "openai",
+			Dialect: limiter.DialectOpenAI,
 			Latency: 40 * time.Millisecond,
 			Jitter:  20 * time.Millisecond,
 		},
@@ -137,7 +150,7 @@ func Standard(n int, window time.Duration, windows int, compression float64) (Wo
 	add(1, func(int) AgentSpec { return busy("heavy", RoleHeavy, limiter.Normal, 1, 16) })
 	add(high, func(i int) AgentSpec {
 		return AgentSpec{Name: fmt.Sprintf("high-%d", i+1), Role: RoleHigh, Priority: limiter.High, Weight: 1,
-			Shape: Bursty, Burst: 3, Period: time.Second, PromptMin: 200, PromptMax: 1000, MaxTokens: 500}
+			Shape: Bursty, Burst: int(max(1, 3*quota/100)), Period: time.Second, PromptMin: 200, PromptMax: 1000, MaxTokens: 500}
 	})
 	add(low, func(i int) AgentSpec { return busy(fmt.Sprintf("low-%d", i+1), RoleLow, limiter.Low, 1, 4) })
 	add(weighted, func(i int) AgentSpec { return busy(fmt.Sprintf("w2-%d", i+1), RoleWeighted, limiter.Normal, 2, 4) })
