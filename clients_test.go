@@ -37,15 +37,11 @@ import (
 
 const fakeAnswer = "quotabar-fake-answer-7f3a"
 
-// npmDir is the directory whose node_modules holds the pinned clients.
+// npmDir is the directory whose node_modules holds the pinned clients,
+// after checking that each of bins is among their commands.
 func npmDir(t *testing.T, bins ...string) string {
 	t.Helper()
-	testenv.LookPath(t, "node")
-	dir := os.Getenv("QUOTABAR_NPM_DIR")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "quotabar-npm", "current")
-	}
+	dir := testenv.NPMDir(t)
 	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", b)); err != nil {
 			testenv.Missing(t, "the npm clients are not installed in %s (%v); ./build.sh test installs them", dir, err)
