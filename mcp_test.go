@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -339,7 +340,7 @@ fallback = { browser = "chrome", url = %q, enabled = true, headless = true }
 	})
 
 	t.Run("MCP Inspector", func(t *testing.T) {
-		inspector := testenv.LookPath(t, "mcp-inspector")
+		inspector := inspectorBin(t)
 		var open struct {
 			IsError           bool               `json:"isError"`
 			StructuredContent mcpserver.Fallback `json:"structuredContent"`
@@ -391,6 +392,13 @@ func (e *env) writeConfigFile(t *testing.T, config string) {
 	}
 }
 
+// inspectorBin is the MCP Inspector's CLI that ./build.sh test installs
+// (install_npm_packages).
+func inspectorBin(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(testenv.NPMDir(t, "@modelcontextprotocol/inspector"), "node_modules", ".bin", "mcp-inspector")
+}
+
 // inspector runs the MCP Inspector's CLI (an MCP client nobody here wrote)
 // against `quotabar mcp` and decodes its JSON answer into out.
 func (e *env) inspector(t *testing.T, inspector string, out any, args ...string) {
@@ -416,9 +424,9 @@ func (e *env) inspector(t *testing.T, inspector string, out any, args ...string)
 }
 
 // TestMCPInspectorCLI drives `quotabar mcp` with the MCP Inspector's CLI
-// (./build.sh test installs it; see install_npm_tools there).
+// (./build.sh test installs it; see install_npm_packages there).
 func TestMCPInspectorCLI(t *testing.T) {
-	inspector := testenv.LookPath(t, "mcp-inspector")
+	inspector := inspectorBin(t)
 	e := newEnv(t)
 	e.serve(t)
 

@@ -238,6 +238,7 @@ func (w *Watcher) Observe(st wire.StatusResponse, now time.Time) []Event {
 				events = append(events, ev)
 			}
 		}
+		events = w.observeWindows(s, v, thresholds, seen, now, events)
 	}
 	// A service or limit that went away (a reloaded config) starts afresh
 	// if it comes back.

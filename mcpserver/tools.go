@@ -38,11 +38,23 @@ type ServiceStatus struct {
 	State           string        `json:"state"`
 	CooldownSeconds float64       `json:"cooldown_seconds,omitempty"`
 	Limits          []LimitStatus `json:"limits"`
-	InFlight        int           `json:"in_flight"`
-	Queued          int           `json:"queued"`
+	// Windows are the subscription windows (5-hour, week), when the
+	// service's answers carry them.
+	Windows  []WindowStatus `json:"windows,omitempty"`
+	InFlight int            `json:"in_flight"`
+	Queued   int            `json:"queued"`
 	// Fallback is "on" or "off" when the service has a web fallback, else
 	// absent.
 	Fallback string `json:"fallback,omitempty"`
+}
+
+// WindowStatus is one subscription window of a service.
+type WindowStatus struct {
+	Window        string  `json:"window"` // "5-hour", "week"
+	UsedPercent   int     `json:"used_percent"`
+	ResetsSeconds float64 `json:"resets_seconds,omitempty"`
+	// HighOnly: past the reserve, only high priority goes on.
+	HighOnly bool `json:"high_only,omitempty"`
 }
 
 // LimitStatus is one limit of a service.
@@ -95,6 +107,10 @@ func serviceStatus(v quotaview.Service) ServiceStatus {
 		ss.Limits = append(ss.Limits, LimitStatus{Unit: l.Unit, Left: max(l.Remaining, 0), Quota: l.Quota,
 			Window: quotaview.Duration(l.Window), ResetsSeconds: seconds(l.ResetsIn)})
 	}
+	for _, w := range v.Windows {
+		ss.Windows = append(ss.Windows, WindowStatus{Window: w.Label, UsedPercent: w.UsedPercent(),
+			ResetsSeconds: seconds(w.ResetsIn), HighOnly: w.Reserved})
+	}
 	return ss
 }
 
@@ -113,7 +129,16 @@ func statusText(st Status) string {
 				fmt.Fprintf(&b, " (resets in %gs)", l.ResetsSeconds)
 			}
 		}
-		if len(s.Limits) == 0 {
+		for _, w := range s.Windows {
+			fmt.Fprintf(&b, "; %s window %d%% used", w.Window, w.UsedPercent)
+			if w.ResetsSeconds > 0 {
+				fmt.Fprintf(&b, " (resets in %gs)", w.ResetsSeconds)
+			}
+			if w.HighOnly {
+				b.WriteString(", high priority only")
+			}
+		}
+		if len(s.Limits) == 0 && len(s.Windows) == 0 {
 			b.WriteString("; limits not known yet (learned from the provider's headers)")
 		}
 		if s.Queued > 0 {

@@ -215,8 +215,21 @@ func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
 			w.cmd.Wait()
 			close(w.exited)
 		}()
+		// Ready as soon as the port accepts: the caller's POST /session is
+		// then the first request, so that the window in which another user
+		// could take the driver's one session is as short as can be (if
+		// someone does, our session is refused and the driver stopped).
+		addr := strings.TrimPrefix(w.driverURL, "http://")
 		ready := waitUntil(ctx, driverStartWait, func() bool {
-			return !w.alive() || wd(ctx, http.MethodGet, w.driverURL+"/status", nil, nil) == nil
+			if !w.alive() {
+				return true
+			}
+			c, err := net.DialTimeout("tcp", addr, probeWait)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
 		})
 		if ready && w.alive() {
 			return w, nil

@@ -440,8 +440,9 @@ func TestParseHostileFiles(t *testing.T) {
 }
 
 // TestParseManyKeysIsLinear checks issue 14.7's finding (80,000 unknown keys
-// took 22.8 s): parsing 8 times as many keys must take less than 24 times as
-// long (linear work is about 8 times; the quadratic checks were 64 times).
+// took 22.8 s): parsing 8 times as many keys must take less than 32 times as
+// long as 10,000 (linear work is about 8 times; the quadratic checks were 64
+// times).
 // Both sizes run in this test, so the ratio does not depend on the machine.
 func TestParseManyKeysIsLinear(t *testing.T) {
 	if testing.Short() {
@@ -456,22 +457,27 @@ func TestParseManyKeysIsLinear(t *testing.T) {
 		return []byte(b.String())
 	}
 	small, big := doc(10000), doc(80000)
-	measure := func(data []byte) time.Duration {
-		best := time.Duration(1<<63 - 1)
-		for range 3 {
-			start := time.Now()
-			_, err := Parse("c.toml", data)
-			best = min(best, time.Since(start))
-			var errs Errors
-			if !errors.As(err, &errs) || len(errs) != maxErrors+1 || !strings.Contains(errs[maxErrors].Msg, "more problems") {
-				t.Fatalf("Parse of many unknown keys: %d errors, want the first %d and a count of the rest", len(errs), maxErrors)
-			}
+	parse := func(data []byte) time.Duration {
+		start := time.Now()
+		_, err := Parse("c.toml", data)
+		d := time.Since(start)
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) != maxErrors+1 || !strings.Contains(errs[maxErrors].Msg, "more problems") {
+			t.Fatalf("Parse of many unknown keys: %d errors, want the first %d and a count of the rest", len(errs), maxErrors)
 		}
-		return best
+		return d
 	}
-	ts, tb := measure(small), measure(big)
+	// The two sizes take turns and each keeps its best of five, so that a
+	// busy moment of the machine (other packages' tests run beside this
+	// one) weighs on both alike.
+	ts, tb := time.Duration(1<<63-1), time.Duration(1<<63-1)
+	for range 5 {
+		ts, tb = min(ts, parse(small)), min(tb, parse(big))
+	}
 	t.Logf("10,000 keys: %v; 80,000 keys: %v (ratio %.1f)", ts, tb, float64(tb)/float64(ts))
-	if tb > 24*ts {
+	// Linear work is 8 times, quadratic 64: 32 lies between with room for
+	// noise on either side.
+	if tb > 32*ts {
 		t.Errorf("80,000 keys took %v, %.0f times 10,000 keys' %v: not linear", tb, float64(tb)/float64(ts), ts)
 	}
 }
