@@ -369,3 +369,34 @@ func TestLastKnownShareAtStart(t *testing.T) {
 		t.Errorf("a Redis that lost its data should freeze the shares on rejoining: %+v", st)
 	}
 }
+
+// offline = "stop": a daemon that Redis does not answer keeps its share
+// for a lease only, then grants nothing, and says so; one with the default
+// keeps its share. Both rejoin.
+func TestOfflineStop(t *testing.T) {
+	r := testenv.StartRedis(t, "")
+	stop := startNode(t, 0, nodeOpts{url: r.URL(false), offline: cluster.OfflineStop})
+	keep := startNode(t, 1, nodeOpts{url: r.URL(false)})
+	for _, n := range []*node{stop, keep} {
+		waitFor(t, 3*time.Second, "two members", func() bool { return n.status().Members == 2 && n.status().Share > 0 })
+	}
+	r.Stop()
+	took := waitFor(t, 3*time.Second, "stopped", func() bool { return stop.status().Stopped })
+	if took < lease-2*refresh {
+		t.Errorf("stopped after %v, before its lease %v", took, lease)
+	}
+	if st := stop.status(); st.Text != `cluster: offline, granting nothing (offline = "stop")` || st.Share != 0 {
+		t.Errorf("stop: %+v", st)
+	}
+	if d, _ := stop.lim.Demand(svcName); d.Share != 0 {
+		t.Errorf("the limiter's share is %v, want 0", d.Share)
+	}
+	if st := keep.status(); st.State != cluster.Offline || st.Share == 0 || st.Stopped {
+		t.Errorf("keep: %+v", st)
+	}
+	r.Continue()
+	waitFor(t, 3*time.Second, "online again", func() bool { return stop.status().State == cluster.Online })
+	if st := stop.status(); st.Stopped || strings.Contains(st.Text, "granting nothing") {
+		t.Errorf("after rejoining: %+v", st)
+	}
+}

@@ -29,7 +29,20 @@ type Config struct {
 	// stops refreshing is counted as holding its share that long, plus the
 	// longest window of the service.
 	Lease time.Duration
+	// Offline says what a daemon does while Redis does not answer:
+	// OfflineKeep (the default, "") keeps its last share, which is safe
+	// while Redis is away for every daemon; OfflineStop keeps it only
+	// for a lease after its last answered refresh and then grants nothing
+	// for shared services, which is safe even when only this daemon is cut
+	// off (the others reuse its share after its lease and a window).
+	Offline string
 }
+
+// Offline modes.
+const (
+	OfflineKeep = "keep"
+	OfflineStop = "stop"
+)
 
 // Defaults for the zero fields of Config.
 const (
@@ -79,6 +92,9 @@ func (c Config) Validate() error {
 	}
 	if c.Refresh > 0 && c.Refresh < 10*time.Millisecond {
 		return fmt.Errorf("cluster refresh %v is below the 10ms minimum", c.Refresh)
+	}
+	if c.Offline != "" && c.Offline != OfflineKeep && c.Offline != OfflineStop {
+		return fmt.Errorf("cluster offline %q is not %q (keep the last share) or %q (grant nothing once the lease has passed)", c.Offline, OfflineKeep, OfflineStop)
 	}
 	d := c.withDefaults()
 	if d.Lease < 2*d.Refresh {

@@ -113,6 +113,7 @@ type nodeOpts struct {
 	limits    []limiter.Policy
 	pwEnv     string
 	stateFile string
+	offline   string
 }
 
 func startNode(t *testing.T, i int, o nodeOpts) *node {
@@ -136,7 +137,7 @@ func startNode(t *testing.T, i int, o nodeOpts) *node {
 	if o.stateFile != "" {
 		opts = append(opts, cluster.WithStateFile(o.stateFile))
 	}
-	n.mem, err = cluster.New(cluster.Config{Redis: o.url, Name: name, Refresh: refresh, Lease: lease, PasswordEnv: o.pwEnv}, lim, []string{svcName}, log, opts...)
+	n.mem, err = cluster.New(cluster.Config{Redis: o.url, Name: name, Refresh: refresh, Lease: lease, PasswordEnv: o.pwEnv, Offline: o.offline}, lim, []string{svcName}, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,6 +58,9 @@ type ServiceStatus struct {
 	Recovering bool
 	// Error is the last Redis error, for a person; empty when online.
 	Error string
+	// Stopped says Offline = "stop" took the share away: the lease has
+	// passed without an answer from Redis.
+	Stopped bool
 	// Text is the one-line summary: "cluster: online, using 1/3 of 3
 	// members", "cluster: offline, using 1/3".
 	Text string
@@ -107,6 +110,10 @@ type svcState struct {
 	// saved is the share of the state file (0: none), used while Redis
 	// has not answered since the start.
 	saved float64
+	// sentOK is when the last refresh that was answered was sent: its
+	// lease runs from no earlier than this in Redis's time.
+	sentOK  time.Time
+	stopped bool // Offline = stop has taken the share away
 }
 
 // New checks cfg, sets every shared service's share to nothing until Redis
@@ -268,6 +275,7 @@ func (m *Member) refresh(ctx context.Context, service string) {
 	}
 	span := max(d.Span, time.Millisecond)
 	k := m.keys[service]
+	sent := time.Now()
 	rctx, cancel := context.WithTimeout(ctx, m.cfg.timeout())
 	res, err := refreshScript.Run(rctx, m.rdb, []string{k.members, k.meta, k.cooldown, k.limits},
 		m.id, epoch, backlog, int(top), fmtFloat(weight), fmtFloat(d.Used), fmtFloat(d.Share),
@@ -301,6 +309,7 @@ func (m *Member) refresh(ctx context.Context, service string) {
 	newEpoch := m.epoch != r.epoch
 	m.epoch = r.epoch
 	st.saved = 0
+	st.sentOK, st.stopped = sent, false
 	was := st.st.State
 	st.st = ServiceStatus{State: Online, Share: r.share, Members: r.members, Recovering: r.recovering}
 	st.st.Text = statusText(st.st)
@@ -329,7 +338,7 @@ func (m *Member) offline(service string, share float64, err error) {
 	m.mu.Lock()
 	st := m.svc[service]
 	was, wasErr := st.st.State, st.st.Error
-	if st.st.State == Joining && st.saved > 0 {
+	if st.st.State == Joining && st.saved > 0 && m.cfg.Offline != OfflineStop {
 		// Never answered since the start, but a share is known from the
 		// last run: as safe as any last share while Redis is away.
 		share = st.saved
@@ -339,6 +348,16 @@ func (m *Member) offline(service string, share float64, err error) {
 	if st.st.State != Joining {
 		st.st.State = Offline
 	}
+	if m.cfg.Offline == OfflineStop && !st.sentOK.IsZero() && time.Since(st.sentOK) >= m.cfg.Lease {
+		// The others may count this daemon gone after its lease and a
+		// window, and reuse its share: stop before they can.
+		if !st.stopped {
+			st.stopped = true
+			m.lim.SetShare(service, 0)
+		}
+		share = 0
+	}
+	st.st.Stopped = st.stopped
 	st.st.Share = share
 	st.st.Recovering = false
 	st.st.Error = redisError(err)
@@ -371,6 +390,9 @@ func statusText(st ServiceStatus) string {
 	case Joining:
 		return "cluster: joining, nothing granted until redis answers"
 	case Offline:
+		if st.Stopped {
+			return `cluster: offline, granting nothing (offline = "stop")`
+		}
 		if st.Members == 0 {
 			return "cluster: offline, using " + ShareString(st.Share) + " (last known)"
 		}

@@ -4,7 +4,7 @@ import (
 	"github.com/quotabar/quotabar/cluster"
 )
 
-var clusterKeys = []string{"redis", "password_env", "name", "refresh", "lease"}
+var clusterKeys = []string{"redis", "password_env", "name", "refresh", "lease", "offline"}
 
 // cluster checks the [cluster] table (t, when present: daemons on several
 // machines sharing services through Redis, docs/CLUSTER.md) and the
@@ -26,6 +26,7 @@ func (p *parser) cluster(t table, present bool, services []ServiceConfig) *clust
 		Name:        t.str("name"),
 		Refresh:     t.duration("refresh"),
 		Lease:       t.duration("lease"),
+		Offline:     t.str("offline"),
 	}
 	n := len(p.errs)
 	if err := cluster.ValidClusterName(c.Name); err != nil {

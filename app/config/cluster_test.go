@@ -16,6 +16,7 @@ password_env = "QB_PW"
 name = "acme-eng"
 refresh = "500ms"
 lease = "2s"
+offline = "stop"
 [services.openai]
 preset = "openai"
 shared = true
@@ -26,7 +27,7 @@ limits = ["1 requests/1s"]
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := cluster.Config{Redis: "rediss://:pw@redis.example:6380/2", PasswordEnv: "QB_PW", Name: "acme-eng", Refresh: 500 * time.Millisecond, Lease: 2 * time.Second}
+	want := cluster.Config{Redis: "rediss://:pw@redis.example:6380/2", PasswordEnv: "QB_PW", Name: "acme-eng", Refresh: 500 * time.Millisecond, Lease: 2 * time.Second, Offline: "stop"}
 	if cfg.Cluster == nil || *cfg.Cluster != want {
 		t.Fatalf("cluster %+v, want %+v", cfg.Cluster, want)
 	}
@@ -55,6 +56,7 @@ func TestParseClusterErrors(t *testing.T) {
 		{"bad url", "[cluster]\nredis = \"redis://:" + pw + "@h:port/0\"\nname = \"x\"\n", "cluster", "redis"},
 		{"bad refresh", "[cluster]\nredis = \"redis://h:6379/0\"\nname = \"x\"\nrefresh = \"often\"\n", "cluster.refresh", "positive duration"},
 		{"lease below two refreshes", "[cluster]\nredis = \"redis://h:6379/0\"\nname = \"x\"\nrefresh = \"1s\"\nlease = \"1s\"\n", "cluster", "at least twice"},
+		{"bad offline", "[cluster]\nredis = \"redis://h:6379/0\"\nname = \"x\"\noffline = \"wait\"\n", "cluster", `not "keep"`},
 		{"unknown key", "[cluster]\nredis = \"redis://h:6379/0\"\nname = \"x\"\npassword = \"p\"\n", "cluster.password", "allowed here: redis, password_env"},
 	}
 	for _, tt := range tests {
