@@ -183,7 +183,7 @@ func TestListenerLimits(t *testing.T) {
 	if srv.ReadHeaderTimeout != HeaderTimeout || srv.IdleTimeout != IdleTimeout || srv.MaxHeaderBytes != MaxHeaderBytes {
 		t.Errorf("server timeouts %v/%v/%d", srv.ReadHeaderTimeout, srv.IdleTimeout, srv.MaxHeaderBytes)
 	}
-	go srv.Serve(LimitListener(raw, 2))
+	go srv.Serve(limitJSON431(raw, 2))
 	defer srv.Close()
 	addr := raw.Addr().String()
 

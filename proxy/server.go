@@ -6,9 +6,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // Connection limits of the proxy's listener: a local user without the
@@ -59,47 +60,33 @@ func Listen(ln net.Listener) net.Listener {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
 		n = MaxConns(rl.Cur)
 	}
-	return LimitListener(ln, n)
+	return limitJSON431(ln, n)
 }
 
-// LimitListener is ln serving at most n connections at once: Accept waits
-// while n are open.
-func LimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n)}
+// limitJSON431 is ln serving at most n connections at once (Accept waits
+// while n are open), each answering Go's plain-text 431 as JSON.
+func limitJSON431(ln net.Listener, n int) net.Listener {
+	return json431Listener{netutil.LimitListener(ln, n)}
 }
 
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
+type json431Listener struct{ net.Listener }
 
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
+func (l json431Listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
-		<-l.sem
 		return nil, err
 	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+	return json431Conn{c}, nil
 }
 
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
+// json431Conn rewrites net/http's plain-text 431 as it is written.
+type json431Conn struct{ net.Conn }
 
 // plain431 is what net/http writes, in one Write on the bare connection,
 // for a request whose line or headers are too large.
 var plain431 = []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large")
 
-func (c *limitConn) Write(p []byte) (int, error) {
+func (c json431Conn) Write(p []byte) (int, error) {
 	if bytes.Equal(p, plain431) {
 		body := errorBody(http.StatusRequestHeaderFieldsTooLarge, "too_large",
 			"quotabar proxy: the request line and headers are over 64 KiB; the URL from `quotabar run` and an SDK's headers are far smaller")

@@ -8,8 +8,9 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 )
 
 // maxRelayHeader bounds the request line and headers a relay reads before
@@ -74,38 +75,6 @@ const maxRelayConns = 256
 // relayIdleTimeout drops keep-alive connections that sit unused.
 const relayIdleTimeout = time.Minute
 
-// limitListener accepts at most n connections at a time.
-type limitListener struct {
-	net.Listener
-	sem chan struct{}
-}
-
-func newLimitListener(ln net.Listener, n int) net.Listener {
-	return &limitListener{Listener: ln, sem: make(chan struct{}, n)}
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	l.sem <- struct{}{}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		<-l.sem
-		return nil, err
-	}
-	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
-}
-
-type limitConn struct {
-	net.Conn
-	once    sync.Once
-	release func()
-}
-
-func (c *limitConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.release)
-	return err
-}
-
 // newRelayServer serves h on ln with the limits every relay has.
 func newRelayServer(ln net.Listener, h http.Handler, log *slog.Logger) *http.Server {
 	srv := &http.Server{
@@ -115,6 +84,6 @@ func newRelayServer(ln net.Listener, h http.Handler, log *slog.Logger) *http.Ser
 		MaxHeaderBytes:    maxRelayHeader,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	go srv.Serve(newLimitListener(ln, maxRelayConns))
+	go srv.Serve(netutil.LimitListener(ln, maxRelayConns))
 	return srv
 }

@@ -1,7 +1,6 @@
 package webfallback
 
 import (
-	"net"
 	"net/http/httptest"
 	"testing"
 )
@@ -34,44 +33,4 @@ func TestSplitAndMatchSecret(t *testing.T) {
 			t.Errorf("loopbackHost(%q) = %v, want %v", host, !ok, ok)
 		}
 	}
-}
-
-// TestLimitListener: a relay holds at most its limit of connections; one
-// more is accepted only once one of them closes.
-func TestLimitListener(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	l := newLimitListener(ln, 2).(*limitListener)
-	defer l.Close()
-	accepted := make(chan net.Conn, 3)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- c
-		}
-	}()
-	for range 3 {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-	}
-	first, second := <-accepted, <-accepted
-	if len(l.sem) != cap(l.sem) {
-		t.Fatalf("%d of %d slots taken after two accepts", len(l.sem), cap(l.sem))
-	}
-	first.Close()
-	first.Close() // a second close must not free a second slot
-	third := <-accepted
-	if len(l.sem) != 2 {
-		t.Fatalf("%d slots taken with two open connections, want 2", len(l.sem))
-	}
-	second.Close()
-	third.Close()
 }
