@@ -10,7 +10,7 @@ export PATH="$PATH:/usr/local/go/bin"
 
 # Debian packages the tests drive for real: a private D-Bus session bus and an
 # SNI tray host, headless Chromium, WebKitWebDriver, Xvfb, and the screenshot tools.
-TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils)
+TEST_PACKAGES=(dbus dbus-x11 chromium xvfb xauth webkit2gtk-driver xdotool imagemagick haskell-gtk-sni-tray-utils x11-utils python3 redis-server)
 
 install_test_deps() {
 	local missing=()
@@ -46,28 +46,33 @@ install_go_tools() {
 	STATICCHECK="$want"
 }
 
-# The real clients the proxy tests run through `quotabar run` (issue 12), at
-# pinned versions, installed once into a cache directory named for the pins;
-# QUOTABAR_NPM_DIR tells the tests where, and "current" links to it.
-NPM_CLIENTS=(openai@6.49.0 @anthropic-ai/sdk@1.14.0 @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0)
+# The npm packages the tests drive for real, at pinned versions: the clients
+# the proxy is tested with through `quotabar run` (the openai and anthropic
+# SDKs, Claude Code, Codex), an MCP client nobody here wrote (the MCP
+# Inspector's CLI) and Playwright's connectOverCDP. They are installed once
+# into a cache directory named for the pins; QUOTABAR_NPM_DIR tells the tests
+# where, "current" links to it, and its node_modules/.bin goes on PATH.
+NPM_PACKAGES=(openai@6.49.0 @anthropic-ai/sdk@1.14.0 @anthropic-ai/claude-code@2.1.197 @openai/codex@0.171.0
+	@modelcontextprotocol/inspector@1.0.3 playwright-core@1.65.1)
 
-install_npm_clients() {
+install_npm_packages() {
 	command -v npm >/dev/null || { echo "build.sh: npm is missing; install Node.js 20 or later (apt-get install nodejs npm)" >&2; exit 1; }
 	local cache="${XDG_CACHE_HOME:-$HOME/.cache}/quotabar-npm"
-	local dir="$cache/$(printf '%s\n' "${NPM_CLIENTS[@]}" | sha256sum | cut -c1-12)"
+	local dir="$cache/$(printf '%s\n' "${NPM_PACKAGES[@]}" | sha256sum | cut -c1-12)"
 	if [ ! -f "$dir/.done" ]; then
-		echo "build.sh: installing ${NPM_CLIENTS[*]} into $dir" >&2
+		echo "build.sh: installing ${NPM_PACKAGES[*]} into $dir" >&2
 		rm -rf "$dir" && mkdir -p "$dir"
-		npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${NPM_CLIENTS[@]}" >/dev/null
+		npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "${NPM_PACKAGES[@]}" >/dev/null
 		touch "$dir/.done"
 	fi
 	ln -sfn "$dir" "$cache/current"
 	export QUOTABAR_NPM_DIR="$dir"
+	export PATH="$dir/node_modules/.bin:$PATH"
 }
 
 cmd_test() {
 	install_test_deps
-	install_npm_clients
+	install_npm_packages
 	install_go_tools
 	export QUOTABAR_REQUIRE_TOOLS=1
 	echo "== gofmt" >&2

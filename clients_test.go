@@ -3,8 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -25,15 +37,11 @@ import (
 
 const fakeAnswer = "quotabar-fake-answer-7f3a"
 
-// npmDir is the directory whose node_modules holds the pinned clients.
+// npmDir is the directory whose node_modules holds the pinned clients,
+// after checking that each of bins is among their commands.
 func npmDir(t *testing.T, bins ...string) string {
 	t.Helper()
-	testenv.LookPath(t, "node")
-	dir := os.Getenv("QUOTABAR_NPM_DIR")
-	if dir == "" {
-		home, _ := os.UserHomeDir()
-		dir = filepath.Join(home, ".cache", "quotabar-npm", "current")
-	}
+	dir := testenv.NPMDir(t)
 	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", b)); err != nil {
 			testenv.Missing(t, "the npm clients are not installed in %s (%v); ./build.sh test installs them", dir, err)
@@ -74,9 +82,14 @@ func clientEnv(t *testing.T, fp *fakeprovider.Provider, edit func(config string,
 // command fails or takes over 90 s.
 func runClient(t *testing.T, e *env, npm string, extraEnv []string, args ...string) string {
 	t.Helper()
+	return runClientHome(t, e, npm, t.TempDir(), extraEnv, args...)
+}
+
+// runClientHome is runClient with HOME (and CODEX_HOME under it) given.
+func runClientHome(t *testing.T, e *env, npm, home string, extraEnv []string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	home := t.TempDir()
 	cmd := exec.CommandContext(ctx, binary, append([]string{"run"}, args...)...)
 	cmd.Dir = home
 	cmd.Env = append(e.environ(),
@@ -231,4 +244,100 @@ func TestSDKClientsThroughQuotabar(t *testing.T) {
 		t.Errorf("through quotabar: %d ok, %d failed %q, %d upstream 429s; want 30 ok, 0 failed, 0 429s", r.OK, r.Failed, r.Errors, st.Refused)
 	}
 	t.Logf("through quotabar: %d calls ok, %d failed, %d upstream 429s, %d model calls", r.OK, r.Failed, st.Refused, st.Model)
+}
+
+// Codex signed in with ChatGPT through the README's line (`quotabar run --
+// codex`, a [services.codex] in the config): its model calls go to the
+// proxy's codex service, metered per call, while its other calls to the
+// ChatGPT backend (workspace routing, plugins) go where they always go. The
+// backend is played by a TLS server that Codex trusts through
+// CODEX_CA_CERTIFICATE, since Codex insists on an HTTPS workspace origin.
+func TestCodexChatGPTSignInThroughQuotabar(t *testing.T) {
+	npm := npmDir(t, "codex")
+	fp := &fakeprovider.Provider{Answer: fakeAnswer, InputTokens: 5, OutputTokens: 2}
+	backend, caFile := chatgptBackend(t)
+	e, _ := clientEnv(t, fp, func(config, up string) string {
+		return config + fmt.Sprintf("\n[services.codex]\npreset = \"codex\"\nbase_url = %q\n", up+"/backend-api/codex")
+	})
+	home := t.TempDir()
+	writeChatGPTAuth(t, filepath.Join(home, ".codex"))
+	out := runClientHome(t, e, npm, home, []string{"CODEX_CA_CERTIFICATE=" + caFile},
+		"--", "codex", "-c", fmt.Sprintf("chatgpt_base_url=%q", backend+"/backend-api/"),
+		"exec", "--skip-git-repo-check", "say the answer")
+	if !strings.Contains(out, fakeAnswer) {
+		t.Errorf("codex exec printed %q; want the fake answer", out)
+	}
+	st := fp.Stats()
+	if st.Upgrades == 0 || st.WSCreates == 0 || st.Paths["GET /backend-api/codex/responses"] == 0 {
+		t.Fatalf("Codex's model calls did not reach the codex service through the proxy: %+v", st)
+	}
+	testenv.WaitFor(t, 10*time.Second, "one permit per model call on the codex service", func() bool {
+		s := serviceOf(t, e, "codex")
+		return s.InFlight == 0 && s.Counters.Granted == int64(st.Model)
+	})
+}
+
+// chatgptBackend is the part of the ChatGPT backend Codex calls besides its
+// model calls, over TLS with a certificate of a CA written to caFile.
+func chatgptBackend(t *testing.T) (url, caFile string) {
+	t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "quotabar test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		KeyUsage: x509.KeyUsageDigitalSignature}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile = filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var origin string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/accounts/check") {
+			fmt.Fprintf(w, `{"accounts":[{"id":"acc-test","workspace_backend_origin":%q,"account_routing_override":"NO_CONSTRAINT","structure":"personal"}]}`, origin)
+			return
+		}
+		io.WriteString(w, `{}`)
+	}))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER, caDER}, PrivateKey: leafKey}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	origin = srv.URL
+	return srv.URL, caFile
+}
+
+// writeChatGPTAuth writes a Codex auth.json of a ChatGPT sign-in (made-up
+// tokens: the fake backend checks nothing).
+func writeChatGPTAuth(t *testing.T, codexHome string) {
+	t.Helper()
+	b64 := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	jwt := b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + b64(map[string]any{
+		"email": "test@example.com", "exp": time.Now().Add(24 * time.Hour).Unix(), "iat": time.Now().Unix(),
+		"https://api.openai.com/auth": map[string]string{"chatgpt_plan_type": "plus", "chatgpt_account_id": "acc-test",
+			"chatgpt_user_id": "user-test", "user_id": "user-test"},
+	}) + ".sig"
+	auth, _ := json.Marshal(map[string]any{"auth_mode": "chatgpt", "OPENAI_API_KEY": nil,
+		"tokens":       map[string]string{"id_token": jwt, "access_token": jwt, "refresh_token": "rt", "account_id": "acc-test"},
+		"last_refresh": time.Now().UTC().Format(time.RFC3339)})
+	if err := os.MkdirAll(codexHome, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(codexHome, "auth.json"), auth, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -43,8 +43,11 @@ type cli struct {
 	Report  reportCmd  `cmd:"" help:"Tell the daemon what the provider answered to a call (ends the lease)."`
 	Pause   pauseCmd   `cmd:"" help:"Pause a service or an agent: its requests are refused with reason \"paused\" until resumed. The pause survives a restart."`
 	Resume  resumeCmd  `cmd:"" help:"Resume a paused service or agent."`
+	Reset   resetCmd   `cmd:"" help:"Clear a service's cooldown and the limits learned from its provider's headers (the way out of an answer that froze it); configured limits stay."`
 	Run     runCmd     `cmd:"" help:"Run a command with its SDKs pointed at quotabar's HTTP proxy (OPENAI_BASE_URL, ANTHROPIC_BASE_URL, ...): quotabar run --agent NAME -- COMMAND ARGS..."`
 	Socket  socketCmd  `cmd:"" help:"Print the socket path clients use."`
+	Line    lineCmd    `cmd:"" name:"statusline" help:"Print one short line for Claude Code's statusLine, tmux or a shell prompt (--format json for Waybar/i3blocks); never waits for the daemon more than --timeout."`
+	MCP     mcpCmd     `cmd:"" name:"mcp" help:"Serve quotabar's tools to an AI agent over MCP on stdin/stdout: claude mcp add quotabar -- quotabar mcp"`
 	Config  configCmd  `cmd:"" help:"Find, create or check the configuration file."`
 	Version versionCmd `cmd:"" help:"Print the version."`
 }

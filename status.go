@@ -81,6 +81,11 @@ func printStatus(w io.Writer, st wire.StatusResponse, now time.Time) {
 		}
 	}
 	tw.Flush()
+	for _, s := range st.Services {
+		if c := s.Cluster; c != nil {
+			fmt.Fprintf(w, "%s: %s\n", s.Name, c.Text) // shared through [cluster]
+		}
+	}
 	printWindows(w, st, now, time.Local)
 	if len(st.Agents) == 0 {
 		fmt.Fprintln(w, "\nNo agents yet.")

@@ -133,6 +133,14 @@ func (c *Client) SetServicePaused(ctx context.Context, service string, paused bo
 	return out, err
 }
 
+// ResetService clears a service's cooldown and the limits it learned from
+// the provider's headers, and returns its new status.
+func (c *Client) ResetService(ctx context.Context, service string) (wire.ServiceStatus, error) {
+	var out wire.ServiceStatus
+	_, err := c.call(ctx, http.MethodPost, "/v1/services/"+url.PathEscape(service)+"/reset", nil, &out, nil)
+	return out, err
+}
+
 // UpdateAgent changes the fields of u that are set and returns the agent's
 // new status.
 func (c *Client) UpdateAgent(ctx context.Context, agent string, u wire.AgentUpdate) (wire.AgentStatus, error) {

@@ -51,6 +51,7 @@ func (l *Limiter) observe(s *service, a *agent, ls *lease, r Report, p parsed, n
 	// reset, and a weekly one does not end after 5 hours.
 	rej := windowRejection(s, obs, r.Status, now)
 	if rej != nil {
+		rej = s.boundRejection(rej, obs, now, w.warn)
 		s.markRejected(rej, now)
 	}
 

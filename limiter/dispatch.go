@@ -129,7 +129,7 @@ func (l *Limiter) serviceAllows(s *service, w *waiter, now time.Time) (ok bool, 
 	}
 	ok = true
 	for _, d := range s.ledgers() {
-		if okd, at := d.check(now, w.cost[d.policy.Unit], s.queued > 1); !okd {
+		if okd, at := d.checkShare(now, w.cost[d.policy.Unit], s.queued > 1, s.clusterShare); !okd {
 			if at.IsZero() {
 				return false, time.Time{}, d
 			}

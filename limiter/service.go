@@ -19,6 +19,8 @@ type service struct {
 	recent     []*grant // grants since the oldest one still in flight
 	learnedAny bool
 
+	clusterShare float64 // fraction of every capacity this daemon may use (share.go); 1 alone
+
 	classes [3]class // Low, Normal, High
 	queued  int
 	// credit is what each lower level (Low, Normal) is owed of the
@@ -47,7 +49,7 @@ type service struct {
 }
 
 func newService(sc ServiceConfig) *service {
-	s := &service{name: sc.Name, cfg: sc}
+	s := &service{name: sc.Name, cfg: sc, clusterShare: 1}
 	for _, p := range sc.Limits {
 		s.policies = append(s.policies, newLedger(p, sc.Headroom, "config", true))
 	}

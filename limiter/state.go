@@ -103,13 +103,15 @@ func (l *Limiter) Restore(st State) error {
 		} else {
 			s.paused = ss.Paused
 		}
+		errs = append(errs, s.restoreWindows(ss.Windows, now)...)
 		// What was saved is held to MaxHold too: a state saved before
 		// the bound, or under a longer one, must not freeze the service.
-		limit := now.Add(s.maxHold())
+		// But a window's rejection lasts until that window's reset (a week
+		// for a weekly one), which restoreWindows checked against its length.
+		limit := later(now.Add(s.maxHold()), s.rejectedUntil(now))
 		if ss.CooldownUntil.After(now) && ss.CooldownUntil.After(s.cooldownUntil) {
 			s.cooldownSeq, s.cooldownUntil = l.seq, minTime(ss.CooldownUntil, limit)
 		}
-		errs = append(errs, s.restoreWindows(ss.Windows, now)...)
 		for i, ls := range ss.Limits {
 			window := min(time.Duration(ls.WindowMS)*time.Millisecond, s.maxHold())
 			if !knownUnit(ls.Unit) || ls.Quota < 0 || window < 0 {

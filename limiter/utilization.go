@@ -218,6 +218,30 @@ func windowRejection(s *service, obs Observation, status int, now time.Time) *Wi
 	return rej
 }
 
+// boundRejection holds a rejection to the window it names: its reset may
+// be as far ahead as that window lasts (a week for a weekly one), and for
+// a window of unknown length as far as MaxHold, so that one answer naming
+// a made-up window cannot freeze the service for a month.
+func (s *service) boundRejection(rej *WindowRejection, obs Observation, now time.Time, warn func(format string, args ...any)) *WindowRejection {
+	var length time.Duration
+	for _, ow := range obs.Windows {
+		if ow.Name == rej.Window {
+			length = ow.Length
+		}
+	}
+	for _, w := range s.windows {
+		if w.name == rej.Window && length == 0 {
+			length = w.length
+		}
+	}
+	allowed := max(s.maxHold(), length+resetSkew)
+	if limit := now.Add(allowed); rej.Until.After(limit) {
+		warn("the %s window's rejection resets in %v; held to %v (max_hold, or the window's length)", rej.Window, rej.Until.Sub(now).Round(time.Second), allowed)
+		return &WindowRejection{Window: rej.Window, Until: limit}
+	}
+	return rej
+}
+
 // markRejected records that the window rejected: it holds, so that its
 // reset resumes waiters paced.
 func (s *service) markRejected(rej *WindowRejection, now time.Time) {
@@ -227,6 +251,18 @@ func (s *service) markRejected(rej *WindowRejection, now time.Time) {
 			w.reset = rej.Until
 		}
 	}
+}
+
+// rejectedUntil is the latest reset of the service's windows that
+// rejected and hold; zero when none does.
+func (s *service) rejectedUntil(now time.Time) time.Time {
+	var until time.Time
+	for _, w := range s.windows {
+		if w.status == "rejected" && w.held && w.reset.After(now) {
+			until = later(until, w.reset)
+		}
+	}
+	return until
 }
 
 // countWindows adds one finished call's cost to the agent's use of every

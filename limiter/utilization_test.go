@@ -359,3 +359,62 @@ func TestRefusedCallsNotCounted(t *testing.T) {
 		t.Fatalf("window use %+v, want only a's call", w)
 	}
 }
+
+// A weekly rejection survives a restart whole: the week's reset is further
+// than MaxHold, but it is the reset of the window that rejected.
+func TestWeeklyRejectionRestored(t *testing.T) {
+	l, clk := subLim(t, 0)
+	r5, r7 := t0.Add(2*time.Hour), t0.Add(3*24*time.Hour)
+	call(t, l, "a", 429, claudeHeaders("rejected", 0.3, 1.0, r5, r7), 0)
+	if cu := serviceStatus(t, l, "claude").CooldownUntil; !cu.Equal(r7) {
+		t.Fatalf("cooldown until %v, want the week's reset %v", cu, r7)
+	}
+	raw, _ := json.Marshal(l.Snapshot())
+	var st limiter.State
+	if err := json.Unmarshal(raw, &st); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	l2, err := limiter.New(limiter.Config{Services: []limiter.ServiceConfig{{Name: "claude", Dialect: limiter.DialectAnthropic}}}, limiter.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if err := l2.Restore(st); err != nil {
+		t.Fatal(err)
+	}
+	if cu := serviceStatus(t, l2, "claude").CooldownUntil; !cu.Equal(r7) {
+		t.Fatalf("restored cooldown until %v, want the week's reset %v (not cut to MaxHold)", cu, r7)
+	}
+	// Without the rejected window, a saved cooldown that long is cut.
+	ss := st.Services["claude"]
+	ss.Windows = nil
+	st.Services["claude"] = ss
+	l3, _ := limiter.New(limiter.Config{Services: []limiter.ServiceConfig{{Name: "claude", Dialect: limiter.DialectAnthropic}}}, limiter.WithClock(clk))
+	defer l3.Close()
+	l3.Restore(st)
+	if cu := serviceStatus(t, l3, "claude").CooldownUntil; !cu.Equal(clk.Now().Add(limiter.DefaultMaxHold(limiter.DialectAnthropic))) {
+		t.Fatalf("a bare saved cooldown restored until %v, want it cut to MaxHold", cu)
+	}
+}
+
+// A rejection naming no window of known length is held to MaxHold, and the
+// report says so; a weekly one is not.
+func TestRejectionBounded(t *testing.T) {
+	l, _ := subLim(t, 0)
+	ls, _ := granted(t, submit(t, l, limiter.Request{Agent: "a", Service: "claude"}))
+	res, err := l.Report(limiter.Report{Lease: ls.ID, Status: 429, Header: map[string]string{
+		"anthropic-ratelimit-unified-status": "rejected",
+		"anthropic-ratelimit-unified-reset":  epoch(t0.Add(20 * 24 * time.Hour)),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hold := limiter.DefaultMaxHold(limiter.DialectAnthropic)
+	if cu := serviceStatus(t, l, "claude").CooldownUntil; !cu.Equal(t0.Add(hold)) {
+		t.Fatalf("cooldown until %v, want it held to MaxHold %v", cu, hold)
+	}
+	if len(res.Warnings) == 0 || !strings.Contains(strings.Join(res.Warnings, "\n"), "unified window's rejection") {
+		t.Fatalf("warnings %q, want one about the cut", res.Warnings)
+	}
+}

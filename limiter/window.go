@@ -82,11 +82,13 @@ func notef(notes []string, format string, args ...any) []string {
 	return append(notes, fmt.Sprintf(format, args...))
 }
 
-// quote shortens an untrusted value for a note, so that a note stays one
-// short line whatever the header held.
+// noteQuote shows an untrusted value in a note: quoted, when it is short
+// and plainly not a secret; else only its length. A broken upstream may echo
+// anything into a header, a caller's key included, and notes are logged.
 func noteQuote(v string) string {
-	if len(v) > 40 {
-		v = v[:40] + "..."
+	lv := strings.ToLower(v)
+	if len(v) > 24 || strings.Contains(lv, "sk-") || strings.Contains(lv, "bearer") || strings.Contains(lv, "key") || strings.Contains(lv, "token") {
+		return fmt.Sprintf("(a value of %d bytes, not shown)", len(v))
 	}
 	return strconv.Quote(v)
 }

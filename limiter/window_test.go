@@ -523,3 +523,17 @@ func FuzzCodexEvent(f *testing.F) {
 		checkWindows(t, ParseHeaders(DialectOpenAI, h, now), now)
 	})
 }
+
+// A note never shows a long or secret-looking value: notes are logged, and
+// a broken upstream may echo a caller's key into a header.
+func TestNotesHideSecrets(t *testing.T) {
+	o := ParseHeaders(DialectAll, map[string]string{
+		"anthropic-ratelimit-unified-5h-utilization": "Bearer sk-ant-oat01-abcdefghijklmnopqrstuvwxyz",
+		"anthropic-ratelimit-unified-7d-utilization": "sk-ant-x",
+		"x-codex-primary-used-percent":               "lots",
+	}, wnow)
+	all := strings.Join(o.Notes, "\n")
+	if len(o.Notes) != 3 || strings.Contains(all, "sk-") || strings.Contains(all, "Bearer") || !strings.Contains(all, `"lots"`) {
+		t.Fatalf("notes %q", o.Notes)
+	}
+}

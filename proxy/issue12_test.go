@@ -121,7 +121,7 @@ func TestFreeCallsTakeNoPermit(t *testing.T) {
 	defer upSrv.Close()
 	r := newRig(t, limiter.Config{Services: []limiter.ServiceConfig{{Name: "s", MaxConcurrent: 1,
 		Limits: []limiter.Policy{{Quota: 1, Unit: limiter.Requests, Window: time.Hour}}}}},
-		[]Service{{Name: "s", BaseURL: upSrv.URL}}, nil)
+		[]Service{{Name: "s", BaseURL: upSrv.URL}}, func(c *Config) { c.MaxWait = 200 * time.Millisecond })
 	for _, c := range []struct{ method, path string }{
 		{http.MethodHead, "/"}, {http.MethodHead, "/"}, {http.MethodOptions, "/v1/messages"},
 		{http.MethodGet, "/v1/models"}, {http.MethodGet, "/v1/models/claude-x"},

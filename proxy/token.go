@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/quotabar/quotabar/internal/atomicfile"
 )
 
 // TokenFile is the name of the file in the state directory that keeps the
@@ -43,20 +45,10 @@ func LoadOrCreateToken(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("proxy token: create state directory: %w", err)
 	}
-	// Write beside and rename, so that a reader never sees half a token and
-	// the new file has mode 0600 from its first byte.
-	f, err := os.CreateTemp(dir, TokenFile+".*")
-	if err != nil {
-		return "", fmt.Errorf("proxy token: %w", err)
-	}
-	_, werr := f.WriteString(tok + "\n")
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("write proxy token: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
+	// Written beside and renamed, durably: a reader never sees half a
+	// token, the file is 0600 from its first byte, and a crash cannot lose
+	// the token (and with it every agent's base URL).
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write proxy token: %w", err)
 	}
 	return tok, nil

@@ -195,30 +195,52 @@ type wsPending struct {
 
 // pump copies messages from src to dst until either side ends, letting
 // inspect see (and for the client's side hold or answer) each message
-// first; the close code of src is passed on to dst.
+// first; the close code of src is passed on to dst. Messages are read
+// ahead of inspect, so that a client that goes away while its call waits
+// for a permit is noticed: the ctx inspect gets ends with src.
 func (s *wsSession) pump(ctx context.Context, src, dst *websocket.Conn, inspect func(ctx context.Context, typ websocket.MessageType, msg []byte) (forward bool)) {
-	for {
-		typ, msg, err := src.Read(ctx)
-		if err != nil {
-			code, reason := websocket.StatusGoingAway, "the other side went away"
-			if st := websocket.CloseStatus(err); st != -1 {
-				code, reason = st, ""
-				var ce websocket.CloseError
-				if errors.As(err, &ce) {
-					reason = ce.Reason
-				}
+	srcCtx, srcGone := context.WithCancel(ctx)
+	defer srcGone()
+	type message struct {
+		typ  websocket.MessageType
+		data []byte
+	}
+	msgs := make(chan message, 16)
+	var readErr error // set before msgs is closed
+	go func() {
+		defer close(msgs)
+		for {
+			typ, data, err := src.Read(ctx)
+			if err != nil {
+				readErr = err
+				srcGone()
+				return
 			}
-			dst.Close(code, reason)
-			return
+			select {
+			case msgs <- message{typ, data}:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if !inspect(ctx, typ, msg) {
+	}()
+	for m := range msgs {
+		if !inspect(srcCtx, m.typ, m.data) {
 			continue
 		}
-		if err := dst.Write(ctx, typ, msg); err != nil {
+		if err := dst.Write(ctx, m.typ, m.data); err != nil {
 			src.Close(websocket.StatusGoingAway, "the other side went away")
 			return
 		}
 	}
+	code, reason := websocket.StatusGoingAway, "the other side went away"
+	if st := websocket.CloseStatus(readErr); st != -1 {
+		code, reason = st, ""
+		var ce websocket.CloseError
+		if errors.As(readErr, &ce) {
+			reason = ce.Reason
+		}
+	}
+	dst.Close(code, reason)
 }
 
 // fromClient meters a response.create: it waits for a permit, or answers

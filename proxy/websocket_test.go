@@ -204,3 +204,34 @@ func TestWebSocketRefusedUpgrade(t *testing.T) {
 		t.Error("a 429 on the upgrade started no cooldown")
 	}
 }
+
+// A client that goes away while its call waits for a permit leaves the
+// queue at once, not at max_wait.
+func TestWebSocketClientGoneWhileQueued(t *testing.T) {
+	up := &wsUpstream{}
+	upSrv := httptest.NewServer(up)
+	defer upSrv.Close()
+	r := newRig(t, limiter.Config{Services: []limiter.ServiceConfig{{Name: "openai", MaxConcurrent: 1}}},
+		[]Service{{Name: "openai", BaseURL: upSrv.URL}}, func(c *Config) { c.MaxWait = time.Minute })
+	held, err := r.lim.Acquire(context.Background(), limiter.Request{Agent: "other", Service: "openai"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, wsURL(r.base("codex", "openai"))+"/v1/responses", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := json.Marshal(map[string]any{"type": "response.create", "input": "x"})
+	if err := c.Write(ctx, websocket.MessageText, req); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the socket's call queued behind the held slot", func() bool { return serviceStatus(t, r.lim, "openai").Queued == 1 })
+	c.CloseNow()
+	waitFor(t, "the gone client's call out of the queue", func() bool { return serviceStatus(t, r.lim, "openai").Queued == 0 })
+	r.lim.Report(limiter.Report{Lease: held.ID})
+	if n := up.creates.Load(); n != 0 {
+		t.Errorf("the gone client's call reached the upstream (%d)", n)
+	}
+}

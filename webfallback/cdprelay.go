@@ -68,8 +68,7 @@ func newCDPRelay(mux *cdpMux, log *slog.Logger) (*cdpRelay, error) {
 		grants:     map[string]*grant{},
 		emptySince: time.Now(),
 	}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go r.srv.Serve(ln)
+	r.srv = newRelayServer(ln, r, log)
 	go func() {
 		<-mux.done
 		r.close()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/coder/websocket"
 )
 
@@ -63,6 +64,15 @@ func TestRelayEndpoints(t *testing.T) {
 			t.Errorf("GET %s = %s, want 404", bad, resp.Status)
 		}
 	}
+	// Without the secret: a bare 404, and the connection is not kept.
+	resp, err := http.Get(strings.Replace(base, "/"+strings.Split(base, "/")[3], "/"+newSecret(), 1) + "/json/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !resp.Close {
+		t.Errorf("GET without the secret = %s (close %v), want 404 and the connection closed", resp.Status, resp.Close)
+	}
 
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -92,4 +102,58 @@ func TestRelayEndpoints(t *testing.T) {
 		}
 		break
 	}
+}
+
+// BenchmarkCDPRoundTrip measures one Runtime.evaluate on a tab: "relay" as
+// an agent does it (WebSocket to the relay, over the pipe and back), against
+// the baseline "pipe" (the Manager's own session on the pipe, no relay).
+func BenchmarkCDPRoundTrip(b *testing.B) {
+	m, _ := chromeManager(b)
+	site := testSite(b)
+	ctx := context.Background()
+	s, err := m.Open(ctx, Target{Service: "svc", Browser: Chrome, URL: site.URL + "/page/bench", Headless: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cb := browserOf(b, m, "svc")
+	wsBase := s.CDPURL[:strings.Index(s.CDPURL, "/devtools/")]
+	eval := []byte(`{"id":1,"method":"Runtime.evaluate","params":{"expression":"1+1","returnByValue":true}}`)
+	b.Run("relay", func(b *testing.B) {
+		c, _, err := websocket.Dial(ctx, wsBase+"/devtools/page/"+s.TargetID, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.CloseNow()
+		for b.Loop() {
+			if err := c.Write(ctx, websocket.MessageText, eval); err != nil {
+				b.Fatal(err)
+			}
+			for {
+				_, msg, err := c.Read(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if strings.HasPrefix(string(msg), `{"id":1,`) {
+					break
+				}
+			}
+		}
+	})
+	b.Run("pipe", func(b *testing.B) {
+		c, err := cb.mux.attach(ctx, target.ID(s.TargetID))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.close()
+		for b.Loop() {
+			var res struct {
+				Result struct {
+					Value int `json:"value"`
+				} `json:"result"`
+			}
+			if err := cb.mux.call(ctx, c.root, "Runtime.evaluate", map[string]any{"expression": "1+1", "returnByValue": true}, &res); err != nil || res.Result.Value != 2 {
+				b.Fatal(err, res)
+			}
+		}
+	})
 }

@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/quotabar/quotabar/internal/atomicfile"
 )
 
 // wdCookie is a cookie as WebDriver reads and writes it.
@@ -69,29 +70,12 @@ func mergeCookies(saved []wdCookie, restored map[cookieKey]bool, session []wdCoo
 	return out
 }
 
-// saveCookies writes cs to path, readable only by the user, atomically: a
-// crash leaves the old file or the new one, never half of one.
+// saveCookies writes cs to path, readable only by the user, atomically and
+// durably: a crash leaves the old file or the new one, never half of one.
 func saveCookies(path string, cs []wdCookie) error {
 	data, err := json.MarshalIndent(cs, "", "  ")
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".cookies-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteFile(path, data, 0o600)
 }

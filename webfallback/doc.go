@@ -4,13 +4,25 @@
 // browser.
 //
 // Each service gets its own Chrome profile under Options.Dir, so the person
-// signs in once and stays signed in. The browser outlives the request that
-// started it and is reused by later opens, also across restarts of the
-// program: a browser that still runs on the profile is found through the
-// DevToolsActivePort file in the profile and a probe of its /json/version.
-// It is closed with the DevTools command Browser.close, never a plain signal,
-// because Chrome writes cookies to disk lazily and a SIGTERM loses the ones
-// set in the last seconds.
+// signs in once and stays signed in. The browser is reused by later opens
+// while it runs.
+//
+// Nobody but this user may drive the browser. Chrome is started with
+// --remote-debugging-pipe and has no DevTools port: the Manager owns the
+// pipe (cdpmux.go) and serves agents through a relay on 127.0.0.1
+// (cdprelay.go) that answers only under a secret path prefix handed out with
+// each Open (secret.go); each agent connection gets a DevTools session of
+// its own. A WebKit session is reached only through a relay of the same kind
+// (wdrelay.go) that also hides the driver's own session id.
+//
+// Nothing outlives the program or its use (lifetime.go): Chrome exits when
+// its pipe closes, which a kill -9 of the program does too; the WebDriver
+// server and the browser it starts get the parent-death signal on Linux; the
+// relays are part of the program. A tab or session that no agent used for
+// Options.IdleTimeout is closed, and so is a Chrome with none left. Chrome is
+// closed with the DevTools command Browser.close, never a plain signal,
+// because it writes cookies to disk lazily and a SIGTERM loses the ones set
+// in the last seconds.
 //
 // WebDriver sessions start with an empty profile, so the Manager saves a
 // WebKit session's cookies to a file only the user can read when it closes

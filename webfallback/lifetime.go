@@ -17,6 +17,8 @@ const (
 )
 
 func (m *Manager) idleTimeout() time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.opts.IdleTimeout > 0 {
 		return m.opts.IdleTimeout
 	}

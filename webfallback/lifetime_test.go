@@ -50,7 +50,7 @@ func secretOf(t *testing.T, rawURL string) (int, string) {
 func TestChromeIdleTimeoutClosesBrowser(t *testing.T) {
 	path := testenv.LookPath(t, "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 	dir := shortDir(t)
-	events, opt := closedEvents(300 * time.Millisecond)
+	events, opt := closedEvents(time.Second)
 	o := Options{Dir: dir, ChromePath: path}
 	opt(&o)
 	m := New(o)
@@ -135,6 +135,27 @@ func TestChromeCloseRevokesSecret(t *testing.T) {
 	if got := probe(port, "/"+secret2, ""); !slices.Contains(got, "devtools websocket") {
 		t.Fatalf("the open tab's cdp_url lets in by %v, want the websocket", got)
 	}
+
+	// The agent closes its own tab over CDP: its URL dies with the tab.
+	c2, _, err := websocket.Dial(ctx, s2.CDPURL, nil)
+	if err != nil {
+		t.Fatalf("attaching: %v", err)
+	}
+	defer c2.CloseNow()
+	if err := c2.Write(ctx, websocket.MessageText, []byte(`{"id":1,"method":"Target.closeTarget","params":{"targetId":"`+s2.TargetID+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, _, err := c2.Read(rctx); err != nil {
+			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Fatalf("the agent that closed its tab read %v, want the relay to close it (going away)", err)
+			}
+			break
+		}
+	}
+	if got := probe(port, "/"+secret2, ""); len(got) > 0 {
+		t.Fatalf("the cdp_url of the tab the agent closed still lets in by %v", got)
+	}
 }
 
 func TestWebKitIdleTimeoutClosesSession(t *testing.T) {
@@ -143,7 +164,7 @@ func TestWebKitIdleTimeoutClosesSession(t *testing.T) {
 	if _, err := findWebKitDriver(""); err != nil {
 		testenv.Missing(t, "%v", err)
 	}
-	events, opt := closedEvents(300 * time.Millisecond)
+	events, opt := closedEvents(time.Second)
 	o := Options{Dir: shortDir(t)}
 	opt(&o)
 	m := New(o)

@@ -124,6 +124,14 @@ func (m *Manager) SetChromePath(path string) {
 	m.opts.ChromePath = path
 }
 
+// SetIdleTimeout changes Options.IdleTimeout for browsers and sessions
+// started from now on (0: DefaultIdleTimeout).
+func (m *Manager) SetIdleTimeout(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.opts.IdleTimeout = d
+}
+
 func (m *Manager) chromePath() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()

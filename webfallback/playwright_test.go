@@ -10,9 +10,8 @@ import (
 	"github.com/quotabar/quotabar/internal/testenv"
 )
 
-// playwrightVersion is the playwright-core that the test installs: the
-// client library only, which drives an existing browser and downloads none.
-const playwrightVersion = "1.65.1"
+// playwright-core is the client library only: it drives an existing browser
+// and downloads none. build.sh pins its version (NPM_PACKAGES).
 
 // playwrightScript attaches with connectOverCDP to argv[2], finds the tab
 // whose address contains argv[3], prints its title and disconnects.
@@ -27,26 +26,11 @@ const playwrightScript = `const { chromium } = require('playwright-core');
 })().catch(e => { console.error(e); process.exit(1); });
 `
 
-// playwrightCore returns a node_modules directory with playwright-core,
-// installed with npm into the user's cache directory on first use.
+// playwrightCore returns the node_modules directory with the pinned
+// playwright-core that ./build.sh test installs.
 func playwrightCore(t *testing.T) string {
 	t.Helper()
-	testenv.LookPath(t, "node")
-	npm := testenv.LookPath(t, "npm")
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		testenv.Missing(t, "no cache directory for npm packages: %v", err)
-	}
-	dir := filepath.Join(cache, "quotabar-test", "npm", "playwright-core@"+playwrightVersion)
-	mods := filepath.Join(dir, "node_modules")
-	if _, err := os.Stat(filepath.Join(mods, "playwright-core", "package.json")); err == nil {
-		return mods
-	}
-	out, err := exec.Command(npm, "install", "--prefix", dir, "--no-audit", "--no-fund", "--no-save", "playwright-core@"+playwrightVersion).CombinedOutput()
-	if err != nil {
-		testenv.Missing(t, "npm install playwright-core@%s: %v\n%s", playwrightVersion, err, out)
-	}
-	return mods
+	return filepath.Join(testenv.NPMDir(t, "playwright-core"), "node_modules")
 }
 
 // TestPlaywrightConnectOverCDP: Playwright attaches with the cdp_url (and

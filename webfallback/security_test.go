@@ -311,6 +311,17 @@ func TestWebKitRefusesOtherUser(t *testing.T) {
 	if got := probe(relayPort, "/"+secret, s.SessionID); !slices.Contains(got, "webdriver session cookies") {
 		t.Fatalf("this user with the secret got in by %v, want the session's cookies", got)
 	}
+	// With the secret, only the one session is reachable, and not ended.
+	for _, tc := range []struct{ method, path, code string }{
+		{http.MethodPost, "/session", "session not created"},
+		{http.MethodDelete, "/session/" + s.SessionID, "unsupported operation"},
+		{http.MethodGet, "/session/" + w.id + "/url", "invalid session id"},
+	} {
+		err := wd(ctx, tc.method, s.WebDriverURL+tc.path, map[string]any{"capabilities": map[string]any{}}, nil)
+		if wde, ok := err.(*webdriverError); !ok || wde.Code != tc.code {
+			t.Errorf("%s %s through the relay = %v, want WebDriver error %q", tc.method, tc.path, err, tc.code)
+		}
+	}
 	// The probe as nobody also tries the driver's port with the public id.
 	checkNobodyRefused(t, ports, s.SessionID)
 	if got := wdDrive(t, s, ""); got != "secret" {
@@ -420,15 +431,20 @@ func startOwner(t *testing.T, browser, u string) (*exec.Cmd, map[string]any, str
 	return cmd, info, dir
 }
 
-// TestBrowserDiesWithItsOwner: kill -9 of the process that started the
-// browser leaves no browser process and no listening port behind.
+// TestBrowserDiesWithItsOwner: kill -9 (or a SIGTERM that the owner does not
+// handle) of the process that started the browser leaves no browser process
+// and no listening port behind.
 func TestBrowserDiesWithItsOwner(t *testing.T) {
 	if _, err := os.Stat("/proc/net/tcp"); err != nil {
 		t.Skip("reads /proc")
 	}
 	site := testSite(t)
-	for _, browser := range []string{Chrome, WebKit} {
-		t.Run(browser, func(t *testing.T) {
+	for _, tc := range []struct {
+		browser string
+		sig     syscall.Signal
+	}{{Chrome, syscall.SIGKILL}, {Chrome, syscall.SIGTERM}, {WebKit, syscall.SIGKILL}, {WebKit, syscall.SIGTERM}} {
+		browser := tc.browser
+		t.Run(browser+"/"+tc.sig.String(), func(t *testing.T) {
 			if browser == Chrome {
 				chromeManager(t)
 			} else {
@@ -443,7 +459,7 @@ func TestBrowserDiesWithItsOwner(t *testing.T) {
 			if !groupAlive(pid) {
 				t.Fatalf("browser %d does not run", pid)
 			}
-			if err := owner.Process.Signal(syscall.SIGKILL); err != nil {
+			if err := owner.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
 			}
 			owner.Wait()
@@ -451,11 +467,11 @@ func TestBrowserDiesWithItsOwner(t *testing.T) {
 			ctx := openCtx(t)
 			t.Cleanup(func() { killGroup(pid) }) // a dbus-launch, see browserProcesses
 			if !waitUntil(ctx, 30*time.Second, func() bool { return len(browserProcesses(pid)) == 0 && len(processesUsing(dir)) == 0 }) {
-				t.Fatalf("30s after kill -9 of its owner, browser group %d still has %v and the profile is used by %v", pid, browserProcesses(pid), processesUsing(dir))
+				t.Fatalf("30s after %v of its owner, browser group %d still has %v and the profile is used by %v", tc.sig, pid, browserProcesses(pid), processesUsing(dir))
 			}
 			for _, p := range ports {
 				if err := loopbackOnly(strconv.Itoa(p)); err == nil {
-					t.Errorf("port %d still listens after kill -9 of the owner", p)
+					t.Errorf("port %d still listens after %v of the owner", p, tc.sig)
 				}
 			}
 		})

@@ -63,12 +63,13 @@ func newWDRelay(log *slog.Logger, service, driverURL, internalID string) (*wdRel
 		},
 		ModifyResponse: r.rewriteAnswer,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
-			wdAnswerError(w, http.StatusBadGateway, "unknown error", "the WebDriver server did not answer: "+err.Error())
+			// The error names the driver's URL, which holds its own id.
+			msg := strings.ReplaceAll(err.Error(), r.internal, r.publicID)
+			wdAnswerError(w, http.StatusBadGateway, "unknown error", "the WebDriver server did not answer: "+msg)
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-	go r.srv.Serve(ln)
+	r.srv = newRelayServer(ln, r, log)
 	return r, nil
 }
 
@@ -82,6 +83,14 @@ func (r *wdRelay) idleFor(now time.Time, d time.Duration) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.inflight == 0 && now.Sub(r.last) >= d
+}
+
+// touch restarts the idle clock: Open calls it when it hands the session
+// out, so that the time it took to start does not count.
+func (r *wdRelay) touch() {
+	r.mu.Lock()
+	r.last = time.Now()
+	r.mu.Unlock()
 }
 
 func (r *wdRelay) begin() {

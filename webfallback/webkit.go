@@ -166,8 +166,12 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 		m.closeWebKit(ctx, s, w)
 		return Session{}, fmt.Errorf("opening %s in webkit: %w", t.URL, err)
 	}
+	w.relay.touch()
 	// The driver's own session id is the key to its port: it is not logged.
 	w.log.Info("started webkit session", "session", w.publicID(), "relay_port", w.relay.port, "took", time.Since(start).Round(time.Millisecond))
+	if webkitExposure != "" {
+		w.log.Warn(webkitExposure)
+	}
 	return Session{Browser: WebKit, URL: t.URL, WebDriverURL: w.relay.url(), SessionID: w.publicID()}, nil
 }
 
@@ -211,8 +215,21 @@ func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
 			w.cmd.Wait()
 			close(w.exited)
 		}()
+		// Ready as soon as the port accepts: the caller's POST /session is
+		// then the first request, so that the window in which another user
+		// could take the driver's one session is as short as can be (if
+		// someone does, our session is refused and the driver stopped).
+		addr := strings.TrimPrefix(w.driverURL, "http://")
 		ready := waitUntil(ctx, driverStartWait, func() bool {
-			return !w.alive() || wd(ctx, http.MethodGet, w.driverURL+"/status", nil, nil) == nil
+			if !w.alive() {
+				return true
+			}
+			c, err := net.DialTimeout("tcp", addr, probeWait)
+			if err != nil {
+				return false
+			}
+			c.Close()
+			return true
 		})
 		if ready && w.alive() {
 			return w, nil

@@ -40,3 +40,7 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 // reaches the browser it starts. macOS has no parent-death signal; the idle
 // timeout and a clean shutdown end the driver.
 func driverSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// webkitExposure is "": the driver and browser have no door beyond the relay
+// and the driver's session id.
+const webkitExposure = ""

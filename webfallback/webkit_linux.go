@@ -61,6 +61,11 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 	}, nil
 }
 
+// webkitExposure is logged when a session starts: WebKitWebDriver makes
+// MiniBrowser listen for its inspector on 127.0.0.1 (WEBKIT_INSPECTOR_SERVER)
+// without authentication, and WebKitGTK has no other transport for it.
+const webkitExposure = "WebKitGTK's inspector server of this session listens on 127.0.0.1 without authentication while the session is open; on a machine other people log in to, prefer browser = \"chrome\""
+
 // driverSysProcAttr starts the driver in a group of its own (stop signals
 // the group) that dies with us: PR_SET_PDEATHSIG SIGKILL, so that a kill -9
 // of the daemon takes the driver and its port with it.

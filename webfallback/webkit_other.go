@@ -9,3 +9,7 @@ func findWebKitDriver(string) (webkitDriver, error) {
 }
 
 func driverSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
+
+// webkitExposure is "": the driver and browser have no door beyond the relay
+// and the driver's session id.
+const webkitExposure = ""

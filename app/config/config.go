@@ -4,6 +4,8 @@ import (
 	_ "embed"
 	"time"
 
+	"github.com/quotabar/quotabar/alerts"
+	"github.com/quotabar/quotabar/cluster"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -17,10 +19,17 @@ type Config struct {
 	QueueLimit int           // 0: the limiter's default
 	ShowTitle  bool          // show the tightest quota as the menu-bar title
 	ChromePath string        // "" finds Chrome or Chromium on the system
+	// FallbackIdleTimeout closes a fallback tab or session no agent used for
+	// this long, and a browser left with none; 0: webfallback's default.
+	FallbackIdleTimeout time.Duration
 
 	Proxy    ProxyConfig
+	Alerts   alerts.Config   // [alerts]: notifications and hooks
 	Services []ServiceConfig // in file order
 	Agents   []AgentConfig   // in file order
+	// Cluster is the [cluster] table (cluster.go); nil when there is none,
+	// and then nothing is shared and nothing connects.
+	Cluster *cluster.Config
 }
 
 // ServiceConfig is one [services.NAME] table, with its preset applied.
@@ -36,6 +45,7 @@ type ServiceConfig struct {
 	// priority (reserve_high).
 	ReserveHigh float64
 	Fallback    FallbackConfig
+	Shared      bool // shared with other daemons through [cluster]
 }
 
 // FallbackConfig is a service's web fallback. Browser is "" when the service

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/alerts"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -45,8 +46,8 @@ func TestDefaultConfigParses(t *testing.T) {
 	if !cfg.Proxy.Enabled || cfg.Proxy.Listen != "127.0.0.1:7878" || cfg.Proxy.MaxWait != 2*time.Minute {
 		t.Errorf("proxy = %+v, want enabled on 127.0.0.1:7878 holding calls up to 2m", cfg.Proxy)
 	}
-	if cfg.LeaseTTL != 2*time.Minute || cfg.MaxAging != 30*time.Second || cfg.QueueLimit != 1000 || !cfg.ShowTitle {
-		t.Errorf("top-level settings = %v %v %d %v", cfg.LeaseTTL, cfg.MaxAging, cfg.QueueLimit, cfg.ShowTitle)
+	if cfg.LeaseTTL != 2*time.Minute || cfg.MaxAging != 30*time.Second || cfg.QueueLimit != 1000 || !cfg.ShowTitle || cfg.FallbackIdleTimeout != 15*time.Minute {
+		t.Errorf("top-level settings = %v %v %d %v %v", cfg.LeaseTTL, cfg.MaxAging, cfg.QueueLimit, cfg.ShowTitle, cfg.FallbackIdleTimeout)
 	}
 
 	// The anthropic fallback has web limits: the limiter gets a service for them.
@@ -100,6 +101,7 @@ enabled = false
 		Path:      "c.toml",
 		ShowTitle: false,
 		Proxy:     ProxyConfig{Enabled: false, Listen: DefaultProxyListen},
+		Alerts:    alerts.Config{Notify: true}, // the default: on
 		Services: []ServiceConfig{
 			{
 				Name:    "custom",
@@ -172,6 +174,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "is not one of " + limiter.DialectNames()},
 		{"bad base url", "[services.a]\nbase_url = \"api.example.com\"\n", 2, "services.a.base_url", "http or https URL"},
 		{"bad duration", "queue_limit = 5\nlease_ttl = \"2 minutes\"\n", 2, "lease_ttl", "positive duration"},
+		{"bad idle timeout", "fallback_idle_timeout = \"soon\"\n", 1, "fallback_idle_timeout", "positive duration"},
 		{"negative queue limit", "queue_limit = -5\n", 1, "queue_limit", "0 (the default) or more"},
 		{"bad listen", "[proxy]\nlisten = \"7878\"\n", 2, "proxy.listen", "host:port"},
 		{"bad proxy wait", "[proxy]\nmax_wait = \"soon\"\n", 2, "proxy.max_wait", "positive duration"},
@@ -437,8 +440,9 @@ func TestParseHostileFiles(t *testing.T) {
 }
 
 // TestParseManyKeysIsLinear checks issue 14.7's finding (80,000 unknown keys
-// took 22.8 s): parsing 8 times as many keys must take less than 24 times as
-// long (linear work is about 8 times; the quadratic checks were 64 times).
+// took 22.8 s): parsing 8 times as many keys must take less than 32 times as
+// long as 10,000 (linear work is about 8 times; the quadratic checks were 64
+// times).
 // Both sizes run in this test, so the ratio does not depend on the machine.
 func TestParseManyKeysIsLinear(t *testing.T) {
 	if testing.Short() {
@@ -453,22 +457,27 @@ func TestParseManyKeysIsLinear(t *testing.T) {
 		return []byte(b.String())
 	}
 	small, big := doc(10000), doc(80000)
-	measure := func(data []byte) time.Duration {
-		best := time.Duration(1<<63 - 1)
-		for range 3 {
-			start := time.Now()
-			_, err := Parse("c.toml", data)
-			best = min(best, time.Since(start))
-			var errs Errors
-			if !errors.As(err, &errs) || len(errs) != maxErrors+1 || !strings.Contains(errs[maxErrors].Msg, "more problems") {
-				t.Fatalf("Parse of many unknown keys: %d errors, want the first %d and a count of the rest", len(errs), maxErrors)
-			}
+	parse := func(data []byte) time.Duration {
+		start := time.Now()
+		_, err := Parse("c.toml", data)
+		d := time.Since(start)
+		var errs Errors
+		if !errors.As(err, &errs) || len(errs) != maxErrors+1 || !strings.Contains(errs[maxErrors].Msg, "more problems") {
+			t.Fatalf("Parse of many unknown keys: %d errors, want the first %d and a count of the rest", len(errs), maxErrors)
 		}
-		return best
+		return d
 	}
-	ts, tb := measure(small), measure(big)
+	// The two sizes take turns and each keeps its best of five, so that a
+	// busy moment of the machine (other packages' tests run beside this
+	// one) weighs on both alike.
+	ts, tb := time.Duration(1<<63-1), time.Duration(1<<63-1)
+	for range 5 {
+		ts, tb = min(ts, parse(small)), min(tb, parse(big))
+	}
 	t.Logf("10,000 keys: %v; 80,000 keys: %v (ratio %.1f)", ts, tb, float64(tb)/float64(ts))
-	if tb > 24*ts {
+	// Linear work is 8 times, quadratic 64: 32 lies between with room for
+	// noise on either side.
+	if tb > 32*ts {
 		t.Errorf("80,000 keys took %v, %.0f times 10,000 keys' %v: not linear", tb, float64(tb)/float64(ts), ts)
 	}
 }
@@ -499,15 +508,16 @@ fallback = { browser = "system" }
 		t.Fatal(err)
 	}
 	want := map[string]struct {
-		base, dialect string
-		reserve       float64
+		base    string
+		dialect limiter.Dialect
+		reserve float64
 	}{
 		"claude": {"https://api.anthropic.com", "anthropic", 0.10},
 		"codex":  {"https://chatgpt.com/backend-api/codex", "openai", 0.2},
 	}
 	for _, s := range cfg.Services {
 		w := want[s.Name]
-		if s.BaseURL != w.base || string(s.Dialect) != w.dialect || s.ReserveHigh != w.reserve {
+		if s.BaseURL != w.base || s.Dialect != w.dialect || s.ReserveHigh != w.reserve {
 			t.Errorf("service %s: %+v, want base %s, dialect %s, reserve %v", s.Name, s, w.base, w.dialect, w.reserve)
 		}
 	}

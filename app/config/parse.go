@@ -30,9 +30,11 @@ const maxErrors = 100
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "proxy", "services", "agents"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "fallback_idle_timeout", "proxy", "alerts", "services", "agents", "cluster"},
 	"proxy":    {"enabled", "listen", "max_wait"},
-	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback"},
+	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
+	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback", "shared"},
+	"cluster":  clusterKeys,
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
 }
@@ -63,12 +65,13 @@ func Parse(path string, data []byte) (*Config, error) {
 	top := p.table(nil, doc)
 	top.unknown(allowedKeys[""])
 	cfg := &Config{
-		Path:       path,
-		LeaseTTL:   top.duration("lease_ttl"),
-		MaxAging:   top.duration("max_aging"),
-		ShowTitle:  true,
-		ChromePath: top.str("chrome_path"),
-		Proxy:      ProxyConfig{Enabled: true, Listen: DefaultProxyListen},
+		Path:                path,
+		LeaseTTL:            top.duration("lease_ttl"),
+		MaxAging:            top.duration("max_aging"),
+		ShowTitle:           true,
+		ChromePath:          top.str("chrome_path"),
+		FallbackIdleTimeout: top.duration("fallback_idle_timeout"),
+		Proxy:               ProxyConfig{Enabled: true, Listen: DefaultProxyListen},
 	}
 	if n, ok := top.integer("queue_limit"); ok {
 		if n < 0 {
@@ -92,6 +95,7 @@ func Parse(path string, data []byte) (*Config, error) {
 		}
 		cfg.Proxy.MaxWait = px.duration("max_wait")
 	}
+	cfg.Alerts = p.alerts(top)
 
 	// Tables keep the file's order, which is the order the menu shows.
 	services, _ := top.sub("services")
@@ -106,6 +110,8 @@ func Parse(path string, data []byte) (*Config, error) {
 			cfg.Agents = append(cfg.Agents, p.agent(t, name))
 		}
 	}
+	cl, hasCluster := top.sub("cluster")
+	cfg.Cluster = p.cluster(cl, hasCluster, cfg.Services)
 	for _, s := range cfg.Services {
 		if base, ok := strings.CutSuffix(s.Name, ".web"); ok {
 			if b, ok := cfg.Service(base); ok && len(b.Fallback.WebLimits) > 0 {
@@ -204,6 +210,7 @@ func (p *parser) service(t table, name string) ServiceConfig {
 		Headroom:    t.number("headroom"),
 		ReserveHigh: t.number("reserve_high"),
 	}
+	s.Shared, _ = t.boolean("shared")
 	if n, ok := t.integer("max_concurrent"); ok {
 		if n < 0 {
 			p.errorf(key+".max_concurrent", "must be 0 (no cap) or more, not %d", n)

@@ -33,16 +33,32 @@ type Options struct {
 
 // part is a piece of the daemon beside the limiter and the socket server
 // (today the web fallback and the HTTP proxy). Every part is built in
-// StartDaemon (newParts), told about every applied configuration edit, and
-// stopped at shutdown in the reverse order of building. A new piece of the
-// daemon implements part and is added to newParts.
+// newParts, brought in line with the configuration once before the socket
+// serves and again after every applied edit, and stopped at shutdown in
+// the reverse order of building. A new piece of the daemon implements part
+// (and routedPart if it answers on the socket) and is added to newParts.
 type part interface {
-	// Reconfigure is called after a good configuration edit has been applied
-	// to the limiter.
+	// Reconfigure brings the part in line with cfg: at start-up, and after
+	// a good configuration edit has been applied to the limiter.
 	Reconfigure(cfg *config.Config)
 	// Shutdown stops the part. It runs after the server stops accepting and
 	// before the state is saved for the last time.
 	Shutdown(ctx context.Context) error
+}
+
+var (
+	_ part            = (*fallback)(nil)
+	_ server.Fallback = (*fallback)(nil)
+	_ routedPart      = (*proxyPart)(nil)
+)
+
+// routedPart is a part that adds routes to the socket API (a Go ServeMux
+// pattern, e.g. "GET /v1/proxy"). They are registered before the server
+// serves, so that a client asking at once is never told a route does not
+// exist; they get the server's checks (peer uid, body size, JSON errors).
+type routedPart interface {
+	part
+	Routes(handle func(pattern string, h http.Handler))
 }
 
 // Daemon is a running quotabar: configuration, limiter, socket server,
@@ -61,7 +77,10 @@ type Daemon struct {
 	// The parts, built once in StartDaemon and never replaced.
 	fallback *fallback
 	proxy    *proxyPart
+	alerts   *alertsPart
 	parts    []part // in building order
+
+	cluster *clusterPart // nil without a [cluster] table; also in parts
 
 	reloadMu sync.Mutex // one Reload at a time
 	cfgData  []byte     // the file cfg was parsed from; guarded by reloadMu
@@ -69,6 +88,7 @@ type Daemon struct {
 	mu         sync.Mutex
 	cfg        *config.Config
 	fallbackOn map[string]bool // switches flipped at run time
+	notifyOn   *bool           // the menu's notifications switch, nil until flipped
 	cfgSubs    map[chan struct{}]struct{}
 
 	saverEnd  chan struct{}
@@ -175,23 +195,40 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 	}()
 	d.restoreState()
 
+	if d.cluster, err = newClusterPart(d, cfg); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil && d.cluster != nil {
+			d.cluster.Shutdown(context.Background())
+		}
+	}()
 	d.newParts()
-	d.Server = server.New(server.Config{
+	scfg := server.Config{
 		Limiter:  d.Limiter,
 		Fallback: d.fallback,
 		Version:  wire.Version,
 		Logger:   d.Logger,
 		Persist:  d.Persist,
-	})
-	// Every route is registered before the server serves: a client that
-	// asks at once must not be told the route does not exist.
-	d.Server.Handle("GET /v1/proxy", http.HandlerFunc(d.proxy.serveInfo))
-	// The proxy listens before the socket serves, so that the first GET
-	// /v1/proxy already has its address.
-	d.proxy.Reconfigure(cfg)
+	}
+	if d.cluster != nil {
+		scfg.Cluster = d.cluster
+	}
+	d.Server = server.New(scfg)
+	for _, p := range d.parts {
+		if r, ok := p.(routedPart); ok {
+			r.Routes(d.Server.Handle)
+		}
+	}
+	// The parts start before the socket serves: the first GET /v1/proxy
+	// already has the proxy's address.
+	for _, p := range d.parts {
+		p.Reconfigure(cfg)
+	}
 
 	go d.saver()
 	go func() { d.serveErr <- d.Server.Serve(d.ln) }()
+	d.alerts.start()
 
 	if w, werr := d.watchConfig(); werr != nil {
 		// Without watching, edits need a restart: worth a warning, not a
@@ -221,9 +258,15 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 // part is added. The parts may read d.Config, d.Limiter and d.StateDir but
 // not d.Server, which is built after them (it serves the fallback).
 func (d *Daemon) newParts() {
+	// Adding a part: build it here, list it in d.parts. A part the server
+	// itself calls (as the fallback is) gets a field too.
 	d.fallback = newFallback(d)
 	d.proxy = newProxyPart(d)
-	d.parts = []part{d.fallback, d.proxy}
+	d.alerts = newAlertsPart(d)
+	d.parts = []part{d.fallback, d.proxy, d.alerts}
+	if d.cluster != nil {
+		d.parts = append(d.parts, d.cluster)
+	}
 }
 
 // RunDaemon runs the daemon until ctx is done, SIGINT or SIGTERM arrives, or
@@ -328,6 +371,18 @@ func (d *Daemon) SetServicePaused(service string, paused bool) error {
 	return d.Persist()
 }
 
+// ResetService clears a service's cooldown and learned limits, as the menu
+// and POST /v1/services/{name}/reset do, and saves the state before it
+// returns.
+func (d *Daemon) ResetService(service string) error {
+	if err := d.Limiter.Reset(service); err != nil {
+		return err
+	}
+	d.Logger.Info("reset: cooldown and learned limits cleared", "service", service)
+	d.Server.Notify()
+	return d.Persist()
+}
+
 // UpdateAgent changes an agent's pause or priority, as the menu and the
 // API do, and saves the state before it returns.
 func (d *Daemon) UpdateAgent(agent string, u limiter.AgentUpdate) error {
@@ -371,6 +426,7 @@ func (d *Daemon) restoreState() {
 	for svc, on := range st.Fallback {
 		d.fallbackOn[svc] = on
 	}
+	d.notifyOn = st.Notify
 	d.mu.Unlock()
 }
 
@@ -423,6 +479,7 @@ func (d *Daemon) save() error {
 			st.Fallback[k] = v
 		}
 	}
+	st.Notify = d.notifyOn
 	d.mu.Unlock()
 	data, err := encodeState(st)
 	if err != nil {

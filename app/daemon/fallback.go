@@ -32,8 +32,16 @@ type fallback struct {
 func newFallback(d *Daemon) *fallback {
 	dir := filepath.Join(d.StateDir(), "browsers")
 	return &fallback{
-		d:   d,
-		m:   webfallback.New(webfallback.Options{Dir: dir, ChromePath: d.Config().ChromePath, Logger: d.Logger}),
+		d: d,
+		m: webfallback.New(webfallback.Options{
+			Dir: dir, ChromePath: d.Config().ChromePath, IdleTimeout: d.Config().FallbackIdleTimeout, Logger: d.Logger,
+			// An idle or exited browser changes open_sessions.
+			OnClosed: func(string, string) {
+				if d.Server != nil {
+					d.Server.Notify()
+				}
+			},
+		}),
 		log: d.Logger.With("component", "fallback"),
 	}
 }
@@ -194,6 +202,7 @@ func (f *fallback) Close(ctx context.Context, service string, req wire.CloseRequ
 // so it runs in the background.
 func (f *fallback) Reconfigure(cfg *config.Config) {
 	f.m.SetChromePath(cfg.ChromePath)
+	f.m.SetIdleTimeout(cfg.FallbackIdleTimeout)
 	var stale []string
 	for name, kind := range f.m.Running() {
 		s, ok := cfg.Service(name)

@@ -158,6 +158,11 @@ func (pp *proxyPart) Shutdown(ctx context.Context) error {
 	return nil
 }
 
+// Routes adds GET /v1/proxy, which `quotabar run` asks.
+func (pp *proxyPart) Routes(handle func(string, http.Handler)) {
+	handle("GET /v1/proxy", http.HandlerFunc(pp.serveInfo))
+}
+
 func (pp *proxyPart) info() proxy.Info {
 	live := pp.live.Load()
 	if live == nil {

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -13,7 +12,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
+	"github.com/quotabar/quotabar/ipc"
 	"github.com/quotabar/quotabar/proxy"
 )
 
@@ -37,24 +39,11 @@ limits = ["10 requests/1m"]
 // getProxyInfo asks the daemon's socket for GET /v1/proxy.
 func getProxyInfo(t *testing.T, socket string) proxy.Info {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", socket)
-		},
-	}}
-	defer hc.CloseIdleConnections()
-	res, err := hc.Get("http://quotabar/v1/proxy")
+	c := &ipc.Client{SocketPath: socket}
+	defer c.CloseIdleConnections()
+	info, err := c.Proxy(context.Background())
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(res.Body)
-		t.Fatalf("GET /v1/proxy: %d %s", res.StatusCode, b)
-	}
-	var info proxy.Info
-	if err := json.NewDecoder(res.Body).Decode(&info); err != nil {
-		t.Fatal(err)
+		t.Fatalf("GET /v1/proxy: %v", err)
 	}
 	return info
 }
@@ -143,6 +132,58 @@ func TestProxyRefusesNonLoopback(t *testing.T) {
 	}
 	if info := getProxyInfo(t, d.SocketPath()); !info.Enabled {
 		t.Errorf("after fixing listen: %+v; want enabled", info)
+	}
+}
+
+// TestProxyInfoAnswersWhileProxyStops: switching the proxy off waits up to
+// proxyShutdownWait for calls in flight, and GET /v1/proxy must not wait
+// with it (issue 10: the wiring's mutex was held across the shutdown, the
+// token file I/O and the listen). A call held open upstream keeps the
+// shutdown waiting; meanwhile GET /v1/proxy already answers "off".
+func TestProxyInfoAnswersWhileProxyStops(t *testing.T) {
+	arrived, release := make(chan struct{}), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		close(arrived)
+		<-release
+	}))
+	defer up.Close()
+	defer close(release)
+	td := newTestDaemon(t, proxyConfig(true, "127.0.0.1:0", up.URL))
+	d := td.start(t)
+	info := getProxyInfo(t, d.SocketPath())
+
+	go func() {
+		res, err := http.Post(info.AgentURL("tester", "openai")+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m","stream":true,"messages":[]}`))
+		if err == nil {
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+		}
+	}()
+	<-arrived
+
+	td.writeConfig(t, proxyConfig(false, "127.0.0.1:0", up.URL))
+	reloaded := make(chan error, 1)
+	go func() { _, err := d.Reload(); reloaded <- err }()
+	// The shutdown begins by saying "off"; it then waits for the stream.
+	testenv.WaitFor(t, 10*time.Second, "GET /v1/proxy to say off", func() bool {
+		return !getProxyInfo(t, d.SocketPath()).Enabled
+	})
+	select {
+	case err := <-reloaded:
+		t.Fatalf("the reload ended (%v) before the call in flight did: the test did not hold the shutdown", err)
+	default:
+	}
+	// Answered again, still during the shutdown.
+	if got := getProxyInfo(t, d.SocketPath()); got.Enabled || got.Token != "" {
+		t.Errorf("GET /v1/proxy during the shutdown = %+v, want off", got)
+	}
+	release <- struct{}{} // let the stream end; the deferred close is for a test that fails first
+	if err := <-reloaded; err != nil {
+		t.Fatal(err)
 	}
 }
 

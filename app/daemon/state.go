@@ -29,6 +29,9 @@ type SavedState struct {
 	// Fallback holds the web-fallback switches flipped at run time, by
 	// service; a service not here uses its configured `enabled`.
 	Fallback map[string]bool `json:"fallback,omitempty"`
+	// Notify is the menu's desktop-notifications switch, absent until it
+	// is flipped (then the config's [alerts] notify applies).
+	Notify *bool `json:"notify,omitempty"`
 }
 
 // ErrTrailingData is wrapped by LoadState's error for a state file with

@@ -37,6 +37,7 @@ type actionKind uint8
 const (
 	actNone actionKind = iota
 	actPauseService
+	actResetService
 	actFallback
 	actOpenBrowser
 	actAgentPriority
@@ -44,6 +45,7 @@ const (
 	actOpenConfig
 	actCopySocket
 	actAutostart
+	actNotify
 	actQuit
 )
 
@@ -89,6 +91,7 @@ type menuInput struct {
 	Now       time.Time
 	ShowTitle bool
 	Autostart bool // the login item exists
+	Notify    bool // desktop notifications of quota crossings are on
 	// CanOpen says the daemon can open a service's web fallback, so "Open
 	// in browser" is offered.
 	CanOpen bool
@@ -107,6 +110,7 @@ func buildMenu(in menuInput) menuModel {
 		menuItem{Key: "sep-1", Kind: kindSeparator},
 		menuItem{Key: "open-config", Kind: kindAction, Label: "Open config file", Action: action{Kind: actOpenConfig}},
 		menuItem{Key: "copy-socket", Kind: kindAction, Label: "Copy socket path", Action: action{Kind: actCopySocket}},
+		menuItem{Key: "notify", Kind: kindCheck, Label: "Quota notifications", Checked: in.Notify, Action: action{Kind: actNotify, On: !in.Notify}},
 		menuItem{Key: "autostart", Kind: kindCheck, Label: "Start at login", Checked: in.Autostart, Action: action{Kind: actAutostart, On: !in.Autostart}},
 		menuItem{Key: "sep-2", Kind: kindSeparator},
 		menuItem{Key: "quit", Kind: kindAction, Label: "Quit", Action: action{Kind: actQuit}},
@@ -255,8 +259,17 @@ func serviceMenu(s wire.ServiceStatus, in menuInput, m *menuModel) menuItem {
 	kids = append(kids,
 		menuItem{Key: key + "/activity", Kind: kindText, Label: fmt.Sprintf("%s, %d queued", inFlight, s.Queued), Disabled: true},
 		menuItem{Key: key + "/cooldown", Kind: kindText, Label: coolLine, Disabled: true, Hidden: cool == 0},
+	)
+	if c := s.Cluster; c != nil {
+		// "cluster: offline, using 1/3": a shared service's standing.
+		kids = append(kids, menuItem{Key: key + "/cluster", Kind: kindText, Label: c.Text, Disabled: true})
+	}
+	kids = append(kids,
 		menuItem{Key: key + "/sep", Kind: kindSeparator},
 		menuItem{Key: key + "/pause", Kind: kindCheck, Label: "Pause", Checked: s.Paused, Action: action{Kind: actPauseService, Name: s.Name, On: !s.Paused}},
+		// The way out of an answer that froze the service: nothing is
+		// sent while it holds, so no honest answer could correct it.
+		menuItem{Key: key + "/reset", Kind: kindAction, Label: "Clear cooldown and learned limits", Action: action{Kind: actResetService, Name: s.Name}},
 	)
 	if fb := s.Fallback; fb != nil {
 		kids = append(kids, menuItem{Key: key + "/fallback", Kind: kindCheck, Label: "Web fallback (" + fb.Browser + ")", Checked: fb.Enabled,

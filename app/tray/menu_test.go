@@ -71,15 +71,28 @@ func TestBuildMenu(t *testing.T) {
 			{key: "svc/openai/cooldown", label: "Cooling down", hidden: true},
 			{key: "svc/openai/pause", label: "Pause", act: action{Kind: actPauseService, Name: "openai", On: true}},
 			{key: "agents/none", label: "No recent agents"},
+			{key: "notify", label: "Quota notifications", act: action{Kind: actNotify, On: true}},
 			{key: "autostart", label: "Start at login", act: action{Kind: actAutostart, On: true}},
 			{key: "quit", label: "Quit", act: action{Kind: actQuit}},
 		},
-		absent: []string{"svc/openai/fallback", "svc/openai/open"},
+		absent: []string{"svc/openai/fallback", "svc/openai/open", "svc/openai/cluster"},
+	}, {
+		name: "a shared service offline says so",
+		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
+			s.Cluster = &wire.ClusterStatus{State: "offline", Share: 1.0 / 3, Members: 3, Text: "cluster: offline, using 1/3"}
+		})}}, Now: t0, ShowTitle: true},
+		icon: icons.Flowing, title: "82%",
+		items: []check{{key: "svc/openai/cluster", label: "cluster: offline, using 1/3"}},
 	}, {
 		name: "title off, autostart on",
 		in:   menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai()}}, Now: t0, Autostart: true},
 		icon: icons.Flowing, title: "", tooltip: "openai 82% left", ticking: true,
 		items: []check{{key: "autostart", checked: true, act: action{Kind: actAutostart, On: false}}},
+	}, {
+		name: "notifications on",
+		in:   menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai()}}, Now: t0, Notify: true},
+		icon: icons.Flowing, tooltip: "openai 82% left", ticking: true,
+		items: []check{{key: "notify", checked: true, act: action{Kind: actNotify, On: false}}},
 	}, {
 		name: "cooling down after a 429",
 		in: menuInput{Status: wire.StatusResponse{Services: []wire.ServiceStatus{openai(func(s *wire.ServiceStatus) {
@@ -229,7 +242,7 @@ func TestBuildMenu(t *testing.T) {
 					t.Errorf("item %q (%q) should not be shown", k, it.Label)
 				}
 			}
-			if got := labels(m.Items[len(m.Items)-5:]); !slices.Equal(got, []string{"Open config file", "Copy socket path", "Start at login", "", "Quit"}) {
+			if got := labels(m.Items[len(m.Items)-6:]); !slices.Equal(got, []string{"Open config file", "Copy socket path", "Quota notifications", "Start at login", "", "Quit"}) {
 				t.Errorf("tail of the menu: %q", got)
 			}
 		})

@@ -184,6 +184,7 @@ func (t *tray) model(now time.Time) menuModel {
 		Now:       now,
 		ShowTitle: t.d.Config().ShowTitle,
 		Autostart: t.autostart,
+		Notify:    t.d.NotificationsEnabled(),
 		CanOpen:   true,
 	})
 }
@@ -351,6 +352,8 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 	// it returns.
 	case actPauseService:
 		err = t.d.SetServicePaused(a.Name, a.On)
+	case actResetService:
+		err = t.d.ResetService(a.Name)
 	case actPauseAgent:
 		err = t.d.UpdateAgent(a.Name, limiter.AgentUpdate{Paused: &a.On})
 	case actAgentPriority:
@@ -376,6 +379,8 @@ func (t *tray) click(ctx context.Context, key string) (quit bool) {
 		err = startDetached(name, args...)
 	case actCopySocket:
 		err = copyText(t.d.SocketPath())
+	case actNotify:
+		err = t.d.SetNotificationsEnabled(a.On)
 	case actAutostart:
 		var exe string
 		if exe, err = os.Executable(); err == nil {

@@ -47,7 +47,7 @@ func TestTrayChild(t *testing.T) {
 func startPrivateBus(t *testing.T) string {
 	t.Helper()
 	bin := testenv.LookPath(t, "dbus-daemon")
-	dir := trayTempDir(t)
+	dir := testenv.ShortTempDir(t)
 	cmd := exec.Command(bin, "--session", "--nofork", "--print-address=1", "--address=unix:dir="+dir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -70,18 +70,6 @@ func startPrivateBus(t *testing.T) string {
 		t.Fatalf("reading the bus address from dbus-daemon: %v", err)
 	}
 	return strings.TrimSpace(addr)
-}
-
-// trayTempDir keeps socket paths under the 108-byte limit that t.TempDir's
-// long names can break.
-func trayTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "qb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
 }
 
 func busConnect(t *testing.T, addr string) *dbus.Conn {
@@ -163,7 +151,7 @@ func startTrayApp(t *testing.T, busAddr string) *trayApp {
 // to (and overrides) the child's environment.
 func startTrayAppWith(t *testing.T, busAddr, config string, env ...string) *trayApp {
 	t.Helper()
-	dir := trayTempDir(t)
+	dir := testenv.ShortTempDir(t)
 	cfg := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -219,21 +207,27 @@ func (a *trayApp) waitExit(t *testing.T) {
 	}
 }
 
-// trayWait polls cond until it returns nil, failing the test at the deadline
-// with cond's last error.
+// trayWait waits until cond returns nil, failing the test at the deadline
+// with cond's last error. The app is another process and its menu is on
+// D-Bus: nothing there tells this test when to look again.
 func trayWait(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var last error
+	testenv.WaitFor(lastErrorTB{t, &last}, 20*time.Second, what, func() bool {
+		last = cond()
+		return last == nil
+	})
+}
+
+// lastErrorTB adds the last error seen to a failure's message.
+type lastErrorTB struct {
+	testing.TB
+	last *error
+}
+
+func (l lastErrorTB) Fatalf(format string, args ...any) {
+	l.TB.Helper()
+	l.TB.Fatalf(format+" (last: %v)", append(args, *l.last)...)
 }
 
 // menuNode is a menu item as com.canonical.dbusmenu shows it.
@@ -434,6 +428,29 @@ func TestTray(t *testing.T) {
 		}
 	})
 
+	t.Run("clear the cooldown", func(t *testing.T) {
+		m.click(t, "openai", "Clear cooldown and learned limits")
+		trayWait(t, "/v1/status to show no cooldown", func() error {
+			st, err := c.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if cu := st.Services[0].CooldownUntil; cu != nil {
+				return fmt.Errorf("cooldown_until %v", cu)
+			}
+			return nil
+		})
+		trayWait(t, "the cooldown row to go", func() error {
+			if _, err := m.find("openai: cooling down"); err == nil {
+				return errors.New("the title still says cooling down")
+			}
+			return nil
+		})
+		if _, err := c.Acquire(ctx, wire.AcquireRequest{Agent: "research", Service: "openai", MaxWaitMS: wire.Wait(0)}); err != nil {
+			t.Errorf("acquire after clearing the cooldown: %v, want a grant", err)
+		}
+	})
+
 	t.Run("pause a service", func(t *testing.T) {
 		m.click(t, "openai", "Pause")
 		trayWait(t, "/v1/status to say paused", func() error {
@@ -572,6 +589,29 @@ func TestTray(t *testing.T) {
 		})
 	})
 
+	t.Run("quota notifications", func(t *testing.T) {
+		trayWait(t, "Quota notifications to be ticked (on by default)", func() error {
+			n, err := m.find("Quota notifications")
+			if err == nil && !n.Checked {
+				err = fmt.Errorf("not ticked: %+v", n)
+			}
+			return err
+		})
+		m.click(t, "Quota notifications")
+		trayWait(t, "the switch saved in the state and shown unticked", func() error {
+			b, err := os.ReadFile(filepath.Join(a.dir, "state", "state.json"))
+			if err != nil || !strings.Contains(string(b), `"notify": false`) {
+				return fmt.Errorf("state %s: %v", b, err)
+			}
+			n, err := m.find("Quota notifications")
+			if err == nil && n.Checked {
+				err = fmt.Errorf("still ticked: %+v", n)
+			}
+			return err
+		})
+		m.click(t, "Quota notifications")
+	})
+
 	// A new service lands before the top-level separator, which systray
 	// cannot remove: the menu is rebuilt, and must look as if built afresh.
 	t.Run("a service added to the config", func(t *testing.T) {
@@ -588,7 +628,7 @@ func TestTray(t *testing.T) {
 			for _, k := range root.Kids {
 				labels = append(labels, k.Label)
 			}
-			want := []string{"anthropic", "openai", "Agents", "", "Open config file", "Copy socket path", "Start at login", "", "Quit"}
+			want := []string{"anthropic", "openai", "Agents", "", "Open config file", "Copy socket path", "Quota notifications", "Start at login", "", "Quit"}
 			if len(labels) != len(want) {
 				return fmt.Errorf("top level %q, want %q", labels, want)
 			}

@@ -52,6 +52,8 @@ type options struct {
 	memory      bool
 	waiters     int
 	json        bool
+	cluster     bool          // cluster.go
+	clusterFor  time.Duration // cluster.go
 	// child modes (hidden): serve a daemon or a no-op handler on a socket
 	serveDaemon string
 	serveNoop   string
@@ -90,6 +92,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	clients := fs.String("clients", "1,8,64", "concurrent clients for the decision-latency measurements")
 	fs.BoolVar(&o.memory, "memory", true, "measure the daemon's peak memory with waiting acquires (--memory=false to skip)")
 	fs.IntVar(&o.waiters, "waiters", 1000, "acquires waiting in the daemon for the memory measurement")
+	fs.BoolVar(&o.cluster, "cluster", true, "run the cluster scenario: 3 daemons sharing through Redis, 1 alone, 3 not sharing (needs redis-server; --cluster=false to skip)")
+	fs.DurationVar(&o.clusterFor, "cluster-time", 3*time.Second, "how long each cluster run is measured")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON instead of tables")
 	// Hidden: the benchmark re-executes itself to run the daemon (or the
 	// no-op floor) in a child process of its own.
@@ -182,6 +186,7 @@ type Report struct {
 	Runs        []sim.Result     `json:"runs"`
 	Decisions   []DecisionResult `json:"decisions,omitempty"`
 	Memory      *MemoryResult    `json:"memory,omitempty"`
+	Cluster     *ClusterReport   `json:"cluster,omitempty"`
 	Targets     []Target         `json:"targets"`
 	WallSeconds float64          `json:"wall_seconds"`
 }
@@ -274,6 +279,14 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		}
 		rep.Memory = &m
 	}
+	if o.cluster {
+		progress("cluster: 3 daemons sharing through redis, 1 alone, 3 not sharing (%v each)...", o.clusterFor)
+		c, err := runCluster(ctx, o.clusterFor)
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		rep.Cluster = c
+	}
 	rep.Targets = checkTargets(rep)
 	rep.WallSeconds = time.Since(began).Seconds()
 	if o.json {
@@ -282,6 +295,7 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) error {
 		return enc.Encode(rep)
 	}
 	printReport(stdout, rep)
+	printCluster(stdout, rep.Cluster)
 	return nil
 }
 

@@ -108,7 +108,7 @@ func TestRunSmoke(t *testing.T) {
 		t.Skip("runs child processes and a simulation")
 	}
 	o, err := parseFlags([]string{"--agents", "5", "--quotas", "20", "--strategies", "quotabar", "--window", "500ms", "--windows", "2",
-		"--clients", "1,4", "--decision-time", "100ms", "--waiters", "50", "--json"}, io.Discard)
+		"--clients", "1,4", "--decision-time", "100ms", "--waiters", "50", "--cluster=false", "--json"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

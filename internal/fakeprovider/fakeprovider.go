@@ -31,6 +31,9 @@ type Provider struct {
 	// OpenAI); 0 means no quota.
 	Quota  int
 	Window time.Duration
+	// Headers, when set, gives extra headers for the answer to each POST
+	// (path without a trailing slash): subscription windows, say.
+	Headers func(path string) map[string]string
 
 	mu       sync.Mutex
 	arrivals map[string][]time.Time
@@ -45,6 +48,8 @@ type Stats struct {
 	Upgrades  int            // WebSocket upgrades accepted
 	WSCreates int            // response.create messages on WebSockets
 	Paths     map[string]int // "METHOD path" → count
+	// Authorization is the last Authorization header a POST carried.
+	Authorization string
 }
 
 // Stats returns a copy of what the provider saw so far.
@@ -103,7 +108,15 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.stats.Paths = map[string]int{}
 	}
 	p.stats.Paths[r.Method+" "+path]++
+	if r.Method == http.MethodPost {
+		p.stats.Authorization = r.Header.Get("Authorization")
+	}
 	p.mu.Unlock()
+	if p.Headers != nil && r.Method == http.MethodPost {
+		for k, v := range p.Headers(path) {
+			w.Header().Set(k, v)
+		}
+	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<20))
 	var req struct {
 		Stream bool   `json:"stream"`

@@ -150,6 +150,37 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, wire.HealthResponse{OK: true, Version: s.version})
 }
 
+// handleReset clears what the provider's answers left on a service (its
+// cooldown and the limits learned from headers): the person's way out of
+// an answer that froze the service. It is a person's change, so it is
+// durable before it is answered.
+func (s *Server) handleReset(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if !s.decode(w, r, &struct{}{}, false) {
+		return
+	}
+	err := checkName("service name in the path", name, true)
+	if err == nil {
+		if _, err = s.findService(name); err == nil {
+			err = s.lim.Reset(name)
+		}
+	}
+	if err == nil {
+		s.Notify()
+		err = s.persistChange()
+	}
+	var st limiter.ServiceStatus
+	if err == nil {
+		st, err = s.findService(name)
+	}
+	if err != nil {
+		s.writeErr(w, err)
+		return
+	}
+	s.log.Info("reset: cooldown and learned limits cleared", "service", name)
+	WriteJSON(w, http.StatusOK, s.serviceStatus(st))
+}
+
 func (s *Server) handleService(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	var body wire.ServiceUpdate

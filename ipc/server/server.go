@@ -27,10 +27,17 @@ type Fallback interface {
 	Close(ctx context.Context, service string, req wire.CloseRequest) error
 }
 
+// Cluster tells how a shared service stands with the cluster (package
+// cluster); ok is false for a service that is not shared.
+type Cluster interface {
+	ClusterStatus(service string) (st wire.ClusterStatus, ok bool)
+}
+
 // Config configures New.
 type Config struct {
 	Limiter  *limiter.Limiter // required
 	Fallback Fallback         // nil: no service has a web fallback
+	Cluster  Cluster          // nil: no service is shared
 	Version  string           // "" means wire.Version
 	Logger   *slog.Logger     // nil means slog.Default()
 	// Persist, when set, runs after a person's change made through the API
@@ -57,6 +64,7 @@ const (
 type Server struct {
 	lim     *limiter.Limiter
 	fb      Fallback
+	cl      Cluster
 	persist func() error
 	version string
 	log     *slog.Logger
@@ -83,6 +91,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		lim:     cfg.Limiter,
 		fb:      cfg.Fallback,
+		cl:      cfg.Cluster,
 		persist: cfg.Persist,
 		version: cfg.Version,
 		log:     cfg.Logger,
@@ -108,6 +117,7 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("POST /v1/report", s.handleReport)
 	s.mux.HandleFunc("GET /v1/status", s.handleStatus)
 	s.mux.HandleFunc("PUT /v1/services/{name}", s.handleService)
+	s.mux.HandleFunc("POST /v1/services/{name}/reset", s.handleReset)
 	s.mux.HandleFunc("PUT /v1/agents/{name}", s.handleAgent)
 	s.mux.HandleFunc("PUT /v1/services/{name}/fallback", s.handleFallbackSwitch)
 	s.mux.HandleFunc("POST /v1/services/{name}/fallback/open", s.handleFallbackOpen)
@@ -294,6 +304,11 @@ func (s *Server) serviceStatus(svc limiter.ServiceStatus) wire.ServiceStatus {
 	if s.fb != nil {
 		if info, ok := s.fb.Info(svc.Name); ok {
 			out.Fallback = &info
+		}
+	}
+	if s.cl != nil {
+		if cs, ok := s.cl.ClusterStatus(svc.Name); ok {
+			out.Cluster = &cs
 		}
 	}
 	return out

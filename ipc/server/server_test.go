@@ -550,3 +550,53 @@ func TestReportOverflowingUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestResetService: an answer that froze a service (a 429 asking for days,
+// and a learned limit) is cleared by POST /v1/services/{name}/reset, and
+// the service grants again; the change is persisted before the answer.
+func TestResetService(t *testing.T) {
+	cfg := ipctest.TestConfig()
+	cfg.Services = append(cfg.Services, limiter.ServiceConfig{Name: "learner", Dialect: limiter.DialectOpenAI})
+	d := ipctest.StartDaemon(t, cfg, nil)
+	ctx := context.Background()
+	hc := ipctest.RawHTTP(d.Path)
+	for _, svc := range []string{"cool", "learner"} {
+		lease, err := d.Client.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: svc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := map[string]string{"retry-after": "86400"}
+		if svc == "learner" {
+			hdr = map[string]string{"x-ratelimit-limit-requests": "10", "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "20h"}
+		}
+		if _, err := d.Client.Report(ctx, wire.ReportRequest{Lease: lease.ID, Status: 429, Headers: hdr}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Client.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: svc, MaxWaitMS: wire.Wait(0)}); !ipc.IsRefused(err) {
+			t.Fatalf("%s: acquire after the freezing answer = %v, want a refusal", svc, err)
+		}
+		st, err := d.Client.ResetService(ctx, svc)
+		if err != nil {
+			t.Fatalf("reset %s: %v", svc, err)
+		}
+		if st.CooldownUntil != nil {
+			t.Errorf("%s: cooldown_until %v after reset, want null", svc, st.CooldownUntil)
+		}
+		for _, l := range st.Limits {
+			if l.Source == "headers" {
+				t.Errorf("%s: a learned limit survived the reset: %+v", svc, l)
+			}
+		}
+		if _, err := d.Client.Acquire(ctx, wire.AcquireRequest{Agent: "a", Service: svc, MaxWaitMS: wire.Wait(0)}); err != nil {
+			t.Errorf("%s: acquire after reset = %v, want a grant", svc, err)
+		}
+	}
+	r := ipctest.DoRaw(t, hc, "POST", "/v1/services/opneai/reset", nil)
+	if m := r.JSON(t); r.Status != 404 || m["error"].(map[string]any)["code"] != "unknown_service" {
+		t.Errorf("reset of an unknown service: %d %s, want 404 unknown_service", r.Status, r.Body)
+	}
+	r = ipctest.DoRaw(t, hc, "GET", "/v1/services/cool/reset", nil)
+	if r.Status != 405 {
+		t.Errorf("GET reset: %d %s, want 405", r.Status, r.Body)
+	}
+}

@@ -119,6 +119,20 @@ type ServiceStatus struct {
 	// Windows are the service's utilization windows (subscriptions), when
 	// its answers carry any; shortest first.
 	Windows []WindowStatus `json:"windows,omitempty"`
+	// Cluster is present when the service is shared with other daemons
+	// through Redis (docs/CLUSTER.md).
+	Cluster *ClusterStatus `json:"cluster,omitempty"`
+}
+
+// ClusterStatus is how a shared service stands with the cluster. It never
+// holds the Redis URL or password.
+type ClusterStatus struct {
+	State      string  `json:"state"` // "joining", "online" or "offline"
+	Share      float64 `json:"share"` // fraction of the quota this daemon may use now
+	Members    int     `json:"members"`
+	Recovering bool    `json:"recovering"`
+	Text       string  `json:"text"`            // "cluster: offline, using 1/3"
+	Error      string  `json:"error,omitempty"` // the last Redis error
 }
 
 // LimitStatus is one limit of a service with what is left of it.
