@@ -28,15 +28,6 @@ var presets = map[string]Preset{
 		WebURL:      "https://chatgpt.com/",
 		Reservation: "openai",
 	},
-	// Codex signed in with ChatGPT sends its model calls to the ChatGPT
-	// backend, under the plan's limits instead of an API key's.
-	"chatgpt": {
-		Name:        "chatgpt",
-		Dialect:     limiter.DialectAll,
-		BaseURL:     "https://chatgpt.com/backend-api/codex",
-		WebURL:      "https://chatgpt.com/",
-		Reservation: "openai",
-	},
 	"anthropic": {
 		Name:        "anthropic",
 		Dialect:     limiter.DialectAnthropic,
@@ -55,8 +46,8 @@ var presets = map[string]Preset{
 		Reservation: "anthropic",
 	},
 	// Codex signed in with ChatGPT: its backend, whose answers carry the
-	// plan's windows (x-codex-*, and codex.rate_limits events). The same
-	// as "chatgpt", by the name of the tool.
+	// plan's windows (x-codex-*, and codex.rate_limits events). Also
+	// called "chatgpt" (presetAliases).
 	"codex": {
 		Name:        "codex",
 		Dialect:     limiter.DialectOpenAI,
@@ -78,6 +69,18 @@ var presets = map[string]Preset{
 		BaseURL: "https://generativelanguage.googleapis.com",
 		WebURL:  "https://gemini.google.com/",
 	},
+}
+
+// presetAliases are other names of built-in presets: "chatgpt" is Codex
+// signed in with ChatGPT, by the name of the account rather than the tool.
+var presetAliases = map[string]string{"chatgpt": "codex"}
+
+func init() {
+	for alias, name := range presetAliases {
+		p := presets[name]
+		p.Name = alias
+		presets[alias] = p
+	}
 }
 
 // LookupPreset returns the built-in preset with the given name.
