@@ -1,6 +1,7 @@
 package limiter_test
 
 import (
+	"log/slog"
 	"math"
 	"strconv"
 	"strings"
@@ -194,5 +195,23 @@ func TestRestoreIsBounded(t *testing.T) {
 		if ls.Window > hold || ls.ResetsAt.After(t0.Add(hold)) {
 			t.Errorf("restored limit %+v beyond %v", ls, hold)
 		}
+	}
+}
+
+// What a report had cut is also logged, so a person sees it without the
+// caller passing it on (the proxy and the socket API both report).
+func TestCutAnswerIsLogged(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	l, err := limiter.New(limiter.Config{Services: []limiter.ServiceConfig{{Name: "api", Dialect: limiter.DialectOpenAI}}}, limiter.WithLogger(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if _, err := l.Report(limiter.Report{Agent: "a", Service: "api", Status: 429, Header: map[string]string{"retry-after": "99999999"}}); err != nil {
+		t.Fatal(err)
+	}
+	if out := buf.String(); !strings.Contains(out, "cut to bounds") || !strings.Contains(out, `service \"api\"`) {
+		t.Errorf("log %q does not say what was cut, naming the service", out)
 	}
 }

@@ -31,6 +31,20 @@ type lease struct {
 // has its headers applied when r.Service names a configured service, then
 // the report fails with CodeUnknownLease.
 func (l *Limiter) Report(r Report) (ReportResult, error) {
+	res, err := l.report(r)
+	l.logWarnings(res.Warnings)
+	return res, err
+}
+
+// logWarnings logs what a report had cut to bounds (they name the service),
+// after the lock is released.
+func (l *Limiter) logWarnings(ws []string) {
+	for _, w := range ws {
+		l.log.Warn("limiter: a provider answer was cut to bounds", "warning", w)
+	}
+}
+
+func (l *Limiter) report(r Report) (ReportResult, error) {
 	p := l.parseReport(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()

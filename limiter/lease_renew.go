@@ -42,6 +42,12 @@ func (l *Limiter) Renew(id string) (time.Time, error) {
 // the call (an answer to a call that was never granted, such as a refused
 // WebSocket upgrade).
 func (l *Limiter) Observe(r Report) (ReportResult, error) {
+	res, err := l.observeNow(r)
+	l.logWarnings(res.Warnings)
+	return res, err
+}
+
+func (l *Limiter) observeNow(r Report) (ReportResult, error) {
 	p := l.parseReport(r)
 	l.mu.Lock()
 	defer l.mu.Unlock()

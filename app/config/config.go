@@ -17,8 +17,15 @@ type Config struct {
 	LeaseTTL   time.Duration // 0: the limiter's default
 	MaxAging   time.Duration // 0: the limiter's default
 	QueueLimit int           // 0: the limiter's default
-	ShowTitle  bool          // show the tightest quota as the menu-bar title
-	ChromePath string        // "" finds Chrome or Chromium on the system
+	// NormalShare and LowShare are the floor shares of grants owed to the
+	// normal and low levels under higher-priority load; 0: the limiter's
+	// defaults.
+	NormalShare, LowShare float64
+	// AgentIdleTTL forgets an idle, unconfigured agent without overrides
+	// after this long; 0: the limiter's default.
+	AgentIdleTTL time.Duration
+	ShowTitle    bool   // show the tightest quota as the menu-bar title
+	ChromePath   string // "" finds Chrome or Chromium on the system
 	// FallbackIdleTimeout closes a fallback tab or session no agent used for
 	// this long, and a browser left with none; 0: webfallback's default.
 	FallbackIdleTimeout time.Duration
@@ -44,8 +51,11 @@ type ServiceConfig struct {
 	// ReserveHigh is the part of every subscription window kept for high
 	// priority (reserve_high).
 	ReserveHigh float64
-	Fallback    FallbackConfig
-	Shared      bool // shared with other daemons through [cluster]
+	// MaxHold is the longest one provider answer may hold the service
+	// (max_hold); 0: the limiter's default for its dialect.
+	MaxHold  time.Duration
+	Fallback FallbackConfig
+	Shared   bool // shared with other daemons through [cluster]
 }
 
 // FallbackConfig is a service's web fallback. Browser is "" when the service
@@ -94,9 +104,12 @@ func (c *Config) Service(name string) (ServiceConfig, bool) {
 // "<name>.web" service for each fallback that has web limits.
 func (c *Config) Limiter() limiter.Config {
 	lc := limiter.Config{
-		LeaseTTL:   c.LeaseTTL,
-		MaxAging:   c.MaxAging,
-		QueueLimit: c.QueueLimit,
+		LeaseTTL:     c.LeaseTTL,
+		MaxAging:     c.MaxAging,
+		QueueLimit:   c.QueueLimit,
+		NormalShare:  c.NormalShare,
+		LowShare:     c.LowShare,
+		AgentIdleTTL: c.AgentIdleTTL,
 	}
 	for _, s := range c.Services {
 		lc.Services = append(lc.Services, limiter.ServiceConfig{
@@ -106,6 +119,7 @@ func (c *Config) Limiter() limiter.Config {
 			Headroom:      s.Headroom,
 			Dialect:       s.Dialect,
 			ReserveHigh:   s.ReserveHigh,
+			MaxHold:       s.MaxHold,
 		})
 		if len(s.Fallback.WebLimits) > 0 {
 			lc.Services = append(lc.Services, limiter.ServiceConfig{

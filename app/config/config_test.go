@@ -169,6 +169,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"headroom one", "[services.a]\nheadroom = 1.0\n", 2, "services.a.headroom", "fraction"},
 		{"negative headroom", "[services.a]\nheadroom = -0.1\n", 2, "services.a.headroom", "fraction"},
 		{"reserve_high one", "[services.a]\nreserve_high = 1\n", 2, "services.a.reserve_high", "fraction"},
+		{"low_share over half", "low_share = 0.6\n", 1, "low_share", "from 0 (the default) to 0.5"},
+		{"shares over half together", "normal_share = 0.3\nlow_share = 0.3\n", 2, "low_share", "together must be at most 0.5"},
+		{"bad agent_idle_ttl", "agent_idle_ttl = \"soon\"\n", 1, "agent_idle_ttl", "positive duration"},
+		{"bad max_hold", "[services.a]\nmax_hold = \"-1h\"\n", 2, "services.a.max_hold", "positive duration"},
 		{"negative reserve_high", "[services.a]\nreserve_high = -0.1\n", 2, "services.a.reserve_high", "high priority"},
 		{"negative concurrency", "[services.a]\nmax_concurrent = -1\n", 2, "services.a.max_concurrent", "0 (no cap)"},
 		{"bad dialect", "[services.a]\ndialect = \"azure\"\n", 2, "services.a.dialect", "is not one of " + limiter.DialectNames()},
@@ -532,5 +536,24 @@ fallback = { browser = "system" }
 		if s.ReserveHigh != want[s.Name].reserve {
 			t.Errorf("limiter service %s reserve %v, want %v", s.Name, s.ReserveHigh, want[s.Name].reserve)
 		}
+	}
+}
+
+// The scheduler's keys reach the limiter: floor shares, the idle-agent TTL
+// and a service's max_hold.
+func TestSchedulerKeys(t *testing.T) {
+	cfg, err := Parse("c.toml", []byte("normal_share = 0.2\nlow_share = 0.1\nagent_idle_ttl = \"10m\"\n[services.a]\nmax_hold = \"3h\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := cfg.Limiter()
+	if lc.NormalShare != 0.2 || lc.LowShare != 0.1 || lc.AgentIdleTTL != 10*time.Minute {
+		t.Errorf("limiter config %+v, want shares 0.2/0.1 and agent TTL 10m", lc)
+	}
+	if len(lc.Services) != 1 || lc.Services[0].MaxHold != 3*time.Hour {
+		t.Errorf("services %+v, want a with max_hold 3h", lc.Services)
+	}
+	if _, err := limiter.New(lc); err != nil {
+		t.Errorf("the limiter refuses what the config accepted: %v", err)
 	}
 }

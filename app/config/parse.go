@@ -30,10 +30,10 @@ const maxErrors = 100
 
 // allowedKeys lists the keys of each kind of table, for unknown-key errors.
 var allowedKeys = map[string][]string{
-	"":         {"lease_ttl", "max_aging", "queue_limit", "show_title", "chrome_path", "fallback_idle_timeout", "proxy", "alerts", "services", "agents", "cluster"},
+	"":         {"lease_ttl", "max_aging", "queue_limit", "normal_share", "low_share", "agent_idle_ttl", "show_title", "chrome_path", "fallback_idle_timeout", "proxy", "alerts", "services", "agents", "cluster"},
 	"proxy":    {"enabled", "listen", "max_wait"},
 	"alerts":   {"notify", "thresholds", "hook_timeout", "hooks"},
-	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "dialect", "fallback", "shared"},
+	"service":  {"preset", "base_url", "limits", "max_concurrent", "headroom", "reserve_high", "max_hold", "dialect", "fallback", "shared"},
 	"cluster":  clusterKeys,
 	"fallback": {"browser", "url", "enabled", "headless", "web_limits"},
 	"agent":    {"priority", "weight", "limits"},
@@ -71,6 +71,9 @@ func Parse(path string, data []byte) (*Config, error) {
 		ShowTitle:           true,
 		ChromePath:          top.str("chrome_path"),
 		FallbackIdleTimeout: top.duration("fallback_idle_timeout"),
+		NormalShare:         top.number("normal_share"),
+		LowShare:            top.number("low_share"),
+		AgentIdleTTL:        top.duration("agent_idle_ttl"),
 		Proxy:               ProxyConfig{Enabled: true, Listen: DefaultProxyListen},
 	}
 	if n, ok := top.integer("queue_limit"); ok {
@@ -78,6 +81,14 @@ func Parse(path string, data []byte) (*Config, error) {
 			p.errorf("queue_limit", "must be 0 (the default) or more, not %d", n)
 		}
 		cfg.QueueLimit = n
+	}
+	for key, v := range map[string]float64{"normal_share": cfg.NormalShare, "low_share": cfg.LowShare} {
+		if !(v >= 0 && v <= 0.5) {
+			p.errorf(key, "must be a fraction from 0 (the default) to 0.5, such as 0.05 (a twentieth of the grants while higher priorities are busy); got %v", v)
+		}
+	}
+	if cfg.NormalShare+cfg.LowShare > 0.5 {
+		p.errorf("low_share", "normal_share and low_share together must be at most 0.5 (they are %v and %v): high priority keeps at least half", cfg.NormalShare, cfg.LowShare)
 	}
 	if b, ok := top.boolean("show_title"); ok {
 		cfg.ShowTitle = b
@@ -209,6 +220,7 @@ func (p *parser) service(t table, name string) ServiceConfig {
 		Limits:      t.policies("limits"),
 		Headroom:    t.number("headroom"),
 		ReserveHigh: t.number("reserve_high"),
+		MaxHold:     t.duration("max_hold"),
 	}
 	s.Shared, _ = t.boolean("shared")
 	if n, ok := t.integer("max_concurrent"); ok {
