@@ -86,6 +86,12 @@ cmd_test() {
 	for arch in arm64 amd64; do go run ./internal/darwincheck -goarch "$arch"; done
 	echo "== go test -race" >&2
 	go test -race -count=1 -timeout 15m ./...
+	# Tests whose assertions depend on the real clock (testenv.RealTime)
+	# skip under -race; here they run without it, one package at a time.
+	local realtime
+	realtime=$(grep -rl --include='*_test.go' 'testenv.RealTime(t)' . | xargs -n1 dirname | sort -u)
+	echo "== real-time tests, without -race:" $realtime >&2
+	go test -count=1 -p 1 -timeout 10m -run "$(grep -rh --include='*_test.go' -B1 'testenv.RealTime(t)' . | sed -n 's/^func \(Test[A-Za-z0-9_]*\).*/\1/p' | sort -u | paste -sd'|' | sed 's/.*/^(&)$/')" $realtime
 }
 
 # cmd_linux builds the Linux binary (the tray talks D-Bus in pure Go, so no

@@ -31,6 +31,7 @@ func startThree(t *testing.T, url string, offs ...time.Duration) []*node {
 }
 
 func TestShareIsSafeFairAndFull(t *testing.T) {
+	testenv.RealTime(t)
 	tests := []struct {
 		name string
 		offs []time.Duration
@@ -74,6 +75,7 @@ func TestShareIsSafeFairAndFull(t *testing.T) {
 
 // A daemon whose agents are idle leaves its share to the busy ones.
 func TestWorkConserving(t *testing.T) {
+	testenv.RealTime(t)
 	r := testenv.StartRedis(t, "")
 	ns := startThree(t, r.URL(false))
 	ns[2].idle.Store(true)
@@ -107,6 +109,7 @@ func TestWorkConserving(t *testing.T) {
 // A daemon with high-priority work gets most of the quota from one whose
 // backlog is low priority; weights of waiting agents shape the split.
 func TestPriorityAcrossDaemons(t *testing.T) {
+	testenv.RealTime(t)
 	r := testenv.StartRedis(t, "")
 	ns := startThree(t, r.URL(false))
 	ns[0].prio = limiter.High

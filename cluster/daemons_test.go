@@ -209,6 +209,7 @@ func sum(xs []int) int {
 }
 
 func TestDaemonsShareThroughRedis(t *testing.T) {
+	testenv.RealTime(t)
 	if testing.Short() {
 		t.Skip("builds quotabar and runs three daemons")
 	}

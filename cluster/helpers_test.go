@@ -43,9 +43,13 @@ type recorder struct {
 	who []int
 }
 
-func (r *recorder) add(node int) {
+// add records a grant of node at the instant its limiter granted it (on the
+// real clock): the limiter's own decision, not when the agent's goroutine
+// got to run again, which on a busy machine can be tens of milliseconds
+// later and would blur the windows being checked.
+func (r *recorder) add(node int, at time.Time) {
 	r.mu.Lock()
-	r.at = append(r.at, time.Now())
+	r.at = append(r.at, at)
 	r.who = append(r.who, node)
 	r.mu.Unlock()
 }
@@ -104,6 +108,7 @@ type node struct {
 	agents sync.WaitGroup
 	stop   chan struct{}
 	logs   *testenv.Buffer
+	off    time.Duration // the node's clock is the real one plus off
 }
 
 type nodeOpts struct {
@@ -127,7 +132,7 @@ func startNode(t *testing.T, i int, o nodeOpts) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &node{t: t, i: i, lim: lim, done: make(chan struct{}), stop: make(chan struct{}), logs: &testenv.Buffer{}}
+	n := &node{t: t, i: i, lim: lim, done: make(chan struct{}), stop: make(chan struct{}), logs: &testenv.Buffer{}, off: o.clockOff}
 	name := o.name
 	if name == "" {
 		name = "test"
@@ -199,7 +204,7 @@ func (n *node) run(k int, rec *recorder) {
 					}
 					continue
 				}
-				rec.add(n.i)
+				rec.add(n.i, ls.GrantedAt.Add(-n.off))
 				n.lim.Report(limiter.Report{Lease: ls.ID, Status: 200})
 			}
 		})

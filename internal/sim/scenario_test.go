@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -29,6 +30,7 @@ func worstOvershoot(p []Grant, limits []limiter.Policy) float64 {
 // socket and checks quotabar's promise: no 429 and no window over its quota,
 // while the quota is still put to use.
 func TestQuotabarScenarios(t *testing.T) {
+	testenv.RealTime(t)
 	std := func(mod func(*Workload)) Workload {
 		w, err := Standard(5, time.Second, 3, 60)
 		if err != nil {
@@ -91,6 +93,7 @@ func TestQuotabarScenarios(t *testing.T) {
 // SDK retries against a bucket provider draw 429s and, from its full
 // bucket, more than a quota in the first window.
 func TestSDKRetryBaseline(t *testing.T) {
+	testenv.RealTime(t)
 	w, err := Standard(5, time.Second, 2, 60)
 	if err != nil {
 		t.Fatal(err)
