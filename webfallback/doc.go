@@ -13,7 +13,15 @@
 // (cdprelay.go) that answers only under a secret path prefix handed out with
 // each Open (secret.go); each agent connection gets a DevTools session of
 // its own. A WebKit session is reached only through a relay of the same kind
-// (wdrelay.go) that also hides the driver's own session id.
+// (wdrelay.go) that also hides the driver's own session id. On Linux the
+// WebKit driver and MiniBrowser run in a private network namespace
+// (netns_linux.go), because WebKitWebDriver makes MiniBrowser open an
+// inspector port without authentication: the relay reaches the driver
+// through a Unix socket, served by this same executable re-run as a helper
+// inside the namespace, and the browser reaches the network through an
+// HTTP proxy of the Manager (egress.go). Where the kernel refuses the
+// namespace, the driver listens on the host's 127.0.0.1 and a warning is
+// logged.
 //
 // Nothing outlives the program or its use (lifetime.go): Chrome exits when
 // its pipe closes, which a kill -9 of the program does too; the WebDriver

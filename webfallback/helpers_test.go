@@ -25,8 +25,17 @@ import (
 // QB_ATTACH_CDP_URL set, the test binary attaches to that tab, prints its
 // title, navigates to QB_ATTACH_NAVIGATE, prints the new title, and exits.
 func TestMain(m *testing.M) {
+	if os.Getenv("QB_FAKE_DRIVER") != "" {
+		os.Exit(fakeDriverMain(os.Args[1:]))
+	}
+	if d := os.Getenv("QB_NS_SELFTEST_DIR"); d != "" {
+		os.Exit(nsSelftestMain(d, os.Getenv("QB_NS_SELFTEST_URL")))
+	}
 	if p := os.Getenv("QB_PROBE_PORTS"); p != "" {
 		os.Exit(probeMain(p, os.Getenv("QB_PROBE_SESSION")))
+	}
+	if p := os.Getenv("QB_CONNECT_PORTS"); p != "" {
+		os.Exit(connectMain(p))
 	}
 	if d := os.Getenv("QB_OWNER_DIR"); d != "" {
 		os.Exit(ownerMain(d, os.Getenv("QB_OWNER_BROWSER"), os.Getenv("QB_OWNER_URL")))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -104,10 +105,17 @@ func probeMain(ports, sessionID string) int {
 }
 
 // listeningPorts returns the TCP ports that the processes pids (and, for
-// negative entries, the process groups) listen on, read from /proc: the
-// socket inodes of their descriptors matched with the LISTEN lines of
-// /proc/net/tcp and tcp6.
+// negative entries, the process groups) listen on in the test's own
+// network namespace, read from /proc: the socket inodes of their
+// descriptors matched with the LISTEN lines of /proc/net/tcp and tcp6.
 func listeningPorts(t testing.TB, pids ...int) []int {
+	t.Helper()
+	return listeningPortsIn(t, "/proc/net", pids...)
+}
+
+// listeningPortsIn is listeningPorts in the network namespace whose tables
+// are in netDir (/proc/PID/net shows the namespace of PID).
+func listeningPortsIn(t testing.TB, netDir string, pids ...int) []int {
 	t.Helper()
 	inodes := map[string]bool{}
 	var all []int
@@ -128,8 +136,8 @@ func listeningPorts(t testing.TB, pids ...int) []int {
 		}
 	}
 	var ports []int
-	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(f)
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(filepath.Join(netDir, f))
 		if err != nil {
 			continue
 		}
@@ -283,9 +291,12 @@ func TestChromeRefusesOtherUser(t *testing.T) {
 	}
 }
 
-// TestWebKitRefusesOtherUser: nobody can neither start a session on the
-// driver's port nor use the session on it or on the relay; this user with
-// webdriver_url and session_id drives it.
+// TestWebKitRefusesOtherUser: the driver and MiniBrowser listen only in a
+// network namespace of their own, so that neither the driver's port nor the
+// browser's unauthenticated inspector can be reached from the host's
+// namespace at all, by this user or by nobody; nobody can neither start a
+// session nor use the session on the relay; this user with webdriver_url
+// and session_id drives it.
 func TestWebKitRefusesOtherUser(t *testing.T) {
 	needRoot(t)
 	m := webkitManager(t)
@@ -299,12 +310,38 @@ func TestWebKitRefusesOtherUser(t *testing.T) {
 	if w.id == s.SessionID {
 		t.Fatal("the answer carries the driver's own session id")
 	}
+	if !w.isolated {
+		t.Fatalf("the webkit driver runs in the host's network namespace: %s", w.output.String())
+	}
+	pid := w.cmd.Process.Pid
+	hostNS, _ := os.Readlink("/proc/self/ns/net")
+	if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil || ns == hostNS {
+		t.Fatalf("the driver's network namespace is %q (%v), the host's is %q", ns, err, hostNS)
+	}
 	relayPort, _ := strconv.Atoi(w.relay.port)
-	ports := listeningPorts(t, os.Getpid(), -w.cmd.Process.Pid)
-	driverPort, _ := strconv.Atoi(portOfURL(w.driverURL))
-	for _, p := range []int{relayPort, driverPort} {
-		if !slices.Contains(ports, p) {
-			t.Fatalf("port %d is not among the listeners %v found in /proc", p, ports)
+	hostPorts := listeningPorts(t, os.Getpid())
+	if !slices.Contains(hostPorts, relayPort) {
+		t.Fatalf("the relay port %d is not among the listeners %v found in /proc", relayPort, hostPorts)
+	}
+	if got := listeningPorts(t, -pid); len(got) > 0 {
+		t.Fatalf("the driver's processes listen on %v in the host's network namespace, want nothing", got)
+	}
+	nsPorts := namespacePorts(t, pid)
+	for _, p := range nsPorts {
+		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p), time.Second); err == nil {
+			c.Close()
+			t.Errorf("port %d of the driver's namespace accepts a connection from the host's namespace", p)
+		}
+	}
+	// nobody cannot even connect to them; the relay's port, which is open
+	// by design, shows that nobody's connect would tell.
+	connected := connectAsNobody(t, append([]int{relayPort}, nsPorts...))
+	if !connected[relayPort] {
+		t.Fatalf("nobody could not connect to the relay port %d either: the probe cannot tell", relayPort)
+	}
+	for _, p := range nsPorts {
+		if connected[p] {
+			t.Errorf("nobody connected to port %d of the driver's namespace", p)
 		}
 	}
 	secret, _ := splitSecret(strings.TrimPrefix(s.WebDriverURL, "http://127.0.0.1:"+w.relay.port))
@@ -322,19 +359,57 @@ func TestWebKitRefusesOtherUser(t *testing.T) {
 			t.Errorf("%s %s through the relay = %v, want WebDriver error %q", tc.method, tc.path, err, tc.code)
 		}
 	}
-	// The probe as nobody also tries the driver's port with the public id.
-	checkNobodyRefused(t, ports, s.SessionID)
+	// The probe as nobody also tries every port with the public id.
+	checkNobodyRefused(t, append(hostPorts, nsPorts...), s.SessionID)
 	if got := wdDrive(t, s, ""); got != "secret" {
 		t.Fatalf("title = %q, want secret", got)
 	}
 }
 
-func portOfURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return ""
+// connectMain is the test binary run as nobody: it tries a TCP connection
+// to every port of QB_CONNECT_PORTS on 127.0.0.1 and prints one JSON line
+// per port.
+func connectMain(ports string) int {
+	for p := range strings.SplitSeq(ports, ",") {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+p, 3*time.Second)
+		if err == nil {
+			c.Close()
+		}
+		port, _ := strconv.Atoi(p)
+		b, _ := json.Marshal(map[string]any{"port": port, "uid": os.Getuid(), "connected": err == nil})
+		fmt.Println(string(b))
 	}
-	return u.Port()
+	return 0
+}
+
+// connectAsNobody says, for each port, whether uid nobody could open a TCP
+// connection to it on 127.0.0.1.
+func connectAsNobody(t *testing.T, ports []int) map[int]bool {
+	t.Helper()
+	list := make([]string, len(ports))
+	for i, p := range ports {
+		list[i] = strconv.Itoa(p)
+	}
+	out := runAsNobody(t, "QB_CONNECT_PORTS="+strings.Join(list, ","))
+	got := map[int]bool{}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		var r struct {
+			Port, UID int
+			Connected bool
+		}
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			t.Fatalf("connect output %q: %v", sc.Text(), err)
+		}
+		if r.UID != 65534 {
+			t.Fatalf("the connect probe ran as uid %d, want 65534", r.UID)
+		}
+		got[r.Port] = r.Connected
+	}
+	if len(got) != len(ports) {
+		t.Fatalf("nobody tried %d of the ports %v: %q", len(got), ports, out)
+	}
+	return got
 }
 
 // ownerMain is the test binary as the owner of a browser, for the kill -9

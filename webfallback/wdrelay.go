@@ -24,8 +24,9 @@ const maxWebDriverBody = 64 << 20
 // prefix on 127.0.0.1: http://127.0.0.1:PORT/SECRET/session/ID/… reaches the
 // driver's /session/INTERNAL/…. The session id that agents see is not the
 // driver's: the driver's own id never leaves the Manager, so its port,
-// which WebKitWebDriver opens on 127.0.0.1 for anyone, drives nothing for
-// someone without it (and the driver refuses a second session).
+// where it is reachable at all (safaridriver, or WebKitWebDriver when Linux
+// refused a private network namespace), drives nothing for someone without
+// it (and the driver refuses a second session).
 type wdRelay struct {
 	log      *slog.Logger
 	ln       net.Listener
@@ -42,7 +43,9 @@ type wdRelay struct {
 	inflight int
 }
 
-func newWDRelay(log *slog.Logger, service, driverURL, internalID string) (*wdRelay, error) {
+// newWDRelay serves the session internalID of the driver at driverURL,
+// reached through transport.
+func newWDRelay(log *slog.Logger, service, driverURL, internalID string, transport http.RoundTripper) (*wdRelay, error) {
 	target, err := url.Parse(driverURL)
 	if err != nil {
 		return nil, err
@@ -61,6 +64,7 @@ func newWDRelay(log *slog.Logger, service, driverURL, internalID string) (*wdRel
 			pr.Out.Host = target.Host
 			pr.Out.Header.Del("Origin")
 		},
+		Transport:      transport,
 		ModifyResponse: r.rewriteAnswer,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			// The error names the driver's URL, which holds its own id.

@@ -28,15 +28,26 @@ const (
 
 // webkitSession is a WebDriver server running one session for a service.
 type webkitSession struct {
-	log        *slog.Logger
-	id         string
-	driverURL  string // http://127.0.0.1:PORT
-	cmd        *exec.Cmd
-	exited     chan struct{}
-	output     *tailBuffer
-	cookieFile string
-	saved      []wdCookie         // the cookie file at the start of the session
-	restored   map[cookieKey]bool // the saved cookies the session accepted
+	log       *slog.Logger
+	id        string
+	driverURL string // http://127.0.0.1:PORT, as the driver sees it
+	// client and transport reach the driver: over TCP, or through the
+	// Unix socket of its network namespace (isolated).
+	client    *http.Client
+	transport http.RoundTripper
+	isolated  bool
+	// proxyURL is the browser's HTTP proxy in the namespace, "" for none.
+	proxyURL string
+	// cleanup, if set, frees what the session holds besides the driver
+	// (sockets, the egress proxy); stop runs it once.
+	cleanup     func()
+	cleanupOnce sync.Once
+	cmd         *exec.Cmd
+	exited      chan struct{}
+	output      *tailBuffer
+	cookieFile  string
+	saved       []wdCookie         // the cookie file at the start of the session
+	restored    map[cookieKey]bool // the saved cookies the session accepted
 	// relay is the only way agents reach the session; nil until it runs.
 	relay *wdRelay
 	// closing is set once the Manager closes the session itself, so that
@@ -72,8 +83,14 @@ func (e *webdriverError) Error() string {
 	return fmt.Sprintf("webdriver: %s (%d): %s", e.Code, e.Status, e.Message)
 }
 
-// wd sends a WebDriver command and decodes the "value" of the answer into out.
+// wd sends a WebDriver command over TCP and decodes the "value" of the
+// answer into out.
 func wd(ctx context.Context, method, u string, in, out any) error {
+	return wdWith(ctx, http.DefaultClient, method, u, in, out)
+}
+
+// wdWith is wd through client.
+func wdWith(ctx context.Context, client *http.Client, method, u string, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -87,7 +104,7 @@ func wd(ctx context.Context, method, u string, in, out any) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -115,7 +132,7 @@ func wd(ctx context.Context, method, u string, in, out any) error {
 }
 
 func (w *webkitSession) call(ctx context.Context, method, path string, in, out any) error {
-	return wd(ctx, method, w.driverURL+"/session/"+w.id+path, in, out)
+	return wdWith(ctx, w.client, method, w.driverURL+"/session/"+w.id+path, in, out)
 }
 
 // openWebKit starts a WebDriver server and a session for the service, adds
@@ -141,17 +158,18 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 		return Session{}, err
 	}
 	start := time.Now()
-	w, err = startDriver(ctx, driver)
+	log := m.log.With("service", s.name, "browser", WebKit)
+	w, err = startDriver(ctx, log, driver, dir)
 	if err != nil {
 		return Session{}, err
 	}
-	w.log = m.log.With("service", s.name, "browser", WebKit)
+	w.log = log
 	w.cookieFile = filepath.Join(dir, "cookies.json")
 	if err := w.newSession(ctx, driver, dir); err != nil {
 		w.stop()
 		return Session{}, err
 	}
-	if w.relay, err = newWDRelay(w.log, s.name, w.driverURL, w.id); err != nil {
+	if w.relay, err = newWDRelay(w.log, s.name, w.driverURL, w.id, w.transport); err != nil {
 		w.stop()
 		return Session{}, fmt.Errorf("listening for agents: %w", err)
 	}
@@ -168,8 +186,8 @@ func (m *Manager) openWebKit(ctx context.Context, s *service, t Target) (Session
 	}
 	w.relay.touch()
 	// The driver's own session id is the key to its port: it is not logged.
-	w.log.Info("started webkit session", "session", w.publicID(), "relay_port", w.relay.port, "took", time.Since(start).Round(time.Millisecond))
-	if webkitExposure != "" {
+	w.log.Info("started webkit session", "session", w.publicID(), "relay_port", w.relay.port, "private_network", w.isolated, "took", time.Since(start).Round(time.Millisecond))
+	if webkitExposure != "" && !w.isolated {
 		w.log.Warn(webkitExposure)
 	}
 	return Session{Browser: WebKit, URL: t.URL, WebDriverURL: w.relay.url(), SessionID: w.publicID()}, nil
@@ -180,18 +198,35 @@ type webkitDriver struct {
 	path string
 	args func(port int) []string
 	// caps returns the capabilities of the session; dir is the service's
-	// private directory, for a wrapper of the browser.
-	caps func(dir string) (map[string]any, error)
+	// private directory, for a wrapper of the browser; proxy, if not "",
+	// is the HTTP proxy the browser must use.
+	caps func(dir, proxy string) (map[string]any, error)
 	// unavailable turns a failed session into the error that says what to
 	// do, when the failure means the machine is not set up (Safari's remote
 	// automation switch), or returns nil.
 	unavailable func(err error) error
 }
 
-// startDriver starts the driver on a free port of 127.0.0.1 and waits until
-// it answers. Another program can take the port between our probe and the
-// driver's bind, so a driver that exits at once is tried again.
-func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
+// errNoNamespace says that the driver could not be put in a network
+// namespace of its own; startDriver falls back to the host's loopback.
+var errNoNamespace = errors.New("no private network namespace")
+
+// startDriver starts the driver where no other user can reach its ports:
+// in a private network namespace where the platform has one (Linux,
+// isolatedDriver). Where the namespace is refused, and on macOS, it starts
+// the driver on a free port of 127.0.0.1 and waits until it answers.
+// Another program can take the port between our probe and the driver's
+// bind, so a driver that exits at once is tried again.
+func startDriver(ctx context.Context, log *slog.Logger, d webkitDriver, dir string) (*webkitSession, error) {
+	w, err := isolatedDriver(ctx, log, d, dir)
+	switch {
+	case err == nil && w != nil:
+		return w, nil
+	case errors.Is(err, errNoNamespace):
+		log.Warn("cannot start the webkit driver in a private network namespace; its ports and the browser's inspector are open to every local user while the session is open", "err", err)
+	case err != nil:
+		return nil, err
+	}
 	var lastErr error
 	for range 3 {
 		port, err := freePort()
@@ -202,6 +237,8 @@ func startDriver(ctx context.Context, d webkitDriver) (*webkitSession, error) {
 			driverURL: "http://127.0.0.1:" + strconv.Itoa(port),
 			exited:    make(chan struct{}),
 			output:    &tailBuffer{max: 4096},
+			client:    http.DefaultClient,
+			transport: http.DefaultTransport,
 		}
 		w.cmd = exec.Command(d.path, d.args(port)...)
 		w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
@@ -247,12 +284,12 @@ func (w *webkitSession) newSession(ctx context.Context, d webkitDriver, dir stri
 	var res struct {
 		SessionID string `json:"sessionId"`
 	}
-	caps, err := d.caps(dir)
+	caps, err := d.caps(dir, w.proxyURL)
 	if err != nil {
 		return err
 	}
 	in := map[string]any{"capabilities": map[string]any{"alwaysMatch": caps}}
-	if err := wd(ctx, http.MethodPost, w.driverURL+"/session", in, &res); err != nil {
+	if err := wdWith(ctx, w.client, http.MethodPost, w.driverURL+"/session", in, &res); err != nil {
 		if uerr := d.unavailable(err); uerr != nil {
 			return uerr
 		}
@@ -337,8 +374,13 @@ func (m *Manager) closeWebKit(ctx context.Context, s *service, w *webkitSession)
 }
 
 // stop ends the driver and its browser: SIGTERM to the group, SIGKILL after
-// driverStopWait.
+// driverStopWait; then it frees the session's sockets.
 func (w *webkitSession) stop() error {
+	defer w.cleanupOnce.Do(func() {
+		if w.cleanup != nil {
+			w.cleanup()
+		}
+	})
 	pid := w.cmd.Process.Pid
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	if waitUntil(context.Background(), driverStopWait, func() bool { return !w.alive() && !alive(-pid) }) {

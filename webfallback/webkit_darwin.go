@@ -1,7 +1,9 @@
 package webfallback
 
 import (
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -25,7 +27,7 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 	return webkitDriver{
 		path: path,
 		args: func(port int) []string { return []string{"-p", strconv.Itoa(port)} },
-		caps: func(string) (map[string]any, error) { return map[string]any{"browserName": "safari"}, nil },
+		caps: func(string, string) (map[string]any, error) { return map[string]any{"browserName": "safari"}, nil },
 		unavailable: func(err error) error {
 			// Safari refuses automation until the person allows it once.
 			if wde, ok := errors.AsType[*webdriverError](err); ok && strings.Contains(strings.ToLower(wde.Message), "remote automation") {
@@ -44,3 +46,9 @@ func driverSysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setp
 // webkitExposure is "": the driver and browser have no door beyond the relay
 // and the driver's session id.
 const webkitExposure = ""
+
+// isolatedDriver returns nil: there is no network namespace here; the
+// driver listens on 127.0.0.1 behind its session id (see wdRelay).
+func isolatedDriver(context.Context, *slog.Logger, webkitDriver, string) (*webkitSession, error) {
+	return nil, nil
+}

@@ -50,21 +50,30 @@ func findWebKitDriver(configured string) (webkitDriver, error) {
 	return webkitDriver{
 		path: path,
 		args: func(port int) []string { return []string{"--port=" + strconv.Itoa(port), "--host=127.0.0.1"} },
-		caps: func(dir string) (map[string]any, error) {
+		caps: func(dir, proxy string) (map[string]any, error) {
 			bin, err := deathBoundBrowser(dir, mb)
 			if err != nil {
 				return nil, err
 			}
-			return map[string]any{"webkitgtk:browserOptions": map[string]any{"binary": bin, "args": []string{"--automation"}}}, nil
+			args := []string{"--automation"}
+			if proxy != "" {
+				// MiniBrowser's own setting (a custom proxy of its network
+				// session, no ignored hosts): every request, 127.0.0.1
+				// included, leaves the namespace through the proxy.
+				args = append(args, "--proxy="+proxy)
+			}
+			return map[string]any{"webkitgtk:browserOptions": map[string]any{"binary": bin, "args": args}}, nil
 		},
 		unavailable: func(error) error { return nil },
 	}, nil
 }
 
-// webkitExposure is logged when a session starts: WebKitWebDriver makes
-// MiniBrowser listen for its inspector on 127.0.0.1 (WEBKIT_INSPECTOR_SERVER)
-// without authentication, and WebKitGTK has no other transport for it.
-const webkitExposure = "WebKitGTK's inspector server of this session listens on 127.0.0.1 without authentication while the session is open; on a machine other people log in to, prefer browser = \"chrome\""
+// webkitExposure is logged when a session starts outside a private network
+// namespace (the kernel refused one, see isolatedDriver): WebKitWebDriver
+// makes MiniBrowser listen for its inspector on 127.0.0.1
+// (WEBKIT_INSPECTOR_SERVER) without authentication, and WebKitGTK has no
+// other transport for it.
+const webkitExposure = "WebKitGTK's inspector server of this session listens on the host's 127.0.0.1 without authentication while the session is open; on a machine other people log in to, allow user namespaces (or run as root) or prefer browser = \"chrome\""
 
 // driverSysProcAttr starts the driver in a group of its own (stop signals
 // the group) that dies with us: PR_SET_PDEATHSIG SIGKILL, so that a kill -9
