@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -132,6 +134,10 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger, options ...
 	// One try per refresh: the next refresh is the retry, and a Redis
 	// that is slow must not hold a refresh past its interval.
 	opts.MaxRetries = -1
+	// And one dial per try: go-redis would otherwise dial five times with
+	// backoff, past the call's timeout, and a TLS failure (the server's
+	// certificate not trusted) would read as "did not answer in time".
+	opts.DialerRetries = 1
 	opts.DialTimeout = cfg.timeout()
 	opts.ReadTimeout = cfg.timeout()
 	opts.WriteTimeout = cfg.timeout()
@@ -379,10 +385,34 @@ func redisError(err error) string {
 	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(s, "i/o timeout") {
 		return "redis did not answer in time"
 	}
-	if len(s) > 200 {
-		s = s[:200]
+	if hint := tlsHint(err); hint != "" {
+		s = hint + ": " + s
+	}
+	if len(s) > 400 {
+		s = s[:400]
 	}
 	return s
+}
+
+// tlsHint says in a person's words what a TLS failure means and what to
+// do, "" for any other error. The daemon does not join a server it cannot
+// verify: the password would go to whoever answers.
+func tlsHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var header tls.RecordHeaderError
+	switch {
+	case errors.As(err, &unknown):
+		return "redis TLS: the server's certificate is not signed by a trusted CA, so the daemon does not connect (set [cluster] ca_file to the PEM file of the CA that signed it)"
+	case errors.As(err, &host):
+		return "redis TLS: the server's certificate is not for the host in the redis URL (use a name or IP the certificate lists)"
+	case errors.As(err, &invalid):
+		return "redis TLS: the server's certificate is not valid (expired, not yet valid or not for a server)"
+	case errors.As(err, &header):
+		return "redis TLS: the server did not answer in TLS (is the port a TLS port? rediss:// needs one)"
+	}
+	return ""
 }
 
 func statusText(st ServiceStatus) string {

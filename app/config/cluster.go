@@ -1,10 +1,13 @@
 package config
 
 import (
+	"path/filepath"
+	"strings"
+
 	"github.com/quotabar/quotabar/cluster"
 )
 
-var clusterKeys = []string{"redis", "password_env", "name", "refresh", "lease", "offline"}
+var clusterKeys = []string{"redis", "password_env", "ca_file", "name", "refresh", "lease", "offline"}
 
 // cluster checks the [cluster] table (t, when present: daemons on several
 // machines sharing services through Redis, docs/CLUSTER.md) and the
@@ -27,8 +30,20 @@ func (p *parser) cluster(t table, present bool, services []ServiceConfig) *clust
 		Refresh:     t.duration("refresh"),
 		Lease:       t.duration("lease"),
 		Offline:     t.str("offline"),
+		CAFile:      t.str("ca_file"),
 	}
 	n := len(p.errs)
+	if c.CAFile != "" {
+		// Relative to the config file, as a person reading it would take it.
+		if !filepath.IsAbs(c.CAFile) {
+			c.CAFile = filepath.Join(filepath.Dir(p.file), c.CAFile)
+		}
+		if !strings.HasPrefix(strings.ToLower(c.Redis), "rediss://") {
+			p.errorf("cluster.ca_file", `a CA is for TLS: the redis URL must start with rediss://`)
+		} else if _, err := cluster.LoadCAFile(c.CAFile); err != nil {
+			p.errorf("cluster.ca_file", "%v", err)
+		}
+	}
 	if err := cluster.ValidClusterName(c.Name); err != nil {
 		p.errorf("cluster.name", "%v", err)
 	}
