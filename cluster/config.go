@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -30,6 +31,11 @@ type Config struct {
 	// checked against its certificate either way; the URL's skip_verify is
 	// refused.
 	CAFile string
+	// CertFile and KeyFile are a client certificate and its key (PEM) for a
+	// rediss:// server that asks for one (redis-server's default,
+	// tls-auth-clients yes); both or neither. The key file must be
+	// readable by this user only.
+	CertFile, KeyFile string
 	// Name namespaces every key: daemons with the same name share.
 	Name string
 	// Refresh is how often a daemon states its demand and gets its share.
@@ -144,6 +150,21 @@ func (c Config) options(withEnv bool) (*redis.Options, error) {
 		}
 		opts.Password = pw
 	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, errors.New("cluster cert_file and key_file go together: set both (a client certificate and its key) or neither")
+	}
+	if c.CertFile != "" {
+		if opts.TLSConfig == nil {
+			return nil, fmt.Errorf("cluster cert_file is set but the redis URL's scheme is %s; a client certificate is for TLS: use rediss://", u.Scheme)
+		}
+		if withEnv {
+			cert, err := LoadClientCert(c.CertFile, c.KeyFile)
+			if err != nil {
+				return nil, fmt.Errorf("cluster cert_file/key_file: %w", err)
+			}
+			opts.TLSConfig.Certificates = []tls.Certificate{cert}
+		}
+	}
 	if c.CAFile != "" {
 		if opts.TLSConfig == nil {
 			return nil, fmt.Errorf("cluster ca_file is set but the redis URL's scheme is %s; a CA is for TLS: use rediss://", u.Scheme)
@@ -206,6 +227,37 @@ func LoadCAFile(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("%s holds no PEM certificate (a -----BEGIN CERTIFICATE----- block)", path)
 	}
 	return pool, nil
+}
+
+// LoadClientCert reads a client certificate and its key for CertFile and
+// KeyFile. The key file must be a regular file that only its owner may
+// read or write (as ssh wants of a key); its contents are never in an
+// error.
+func LoadClientCert(certFile, keyFile string) (tls.Certificate, error) {
+	for _, f := range []string{certFile, keyFile} {
+		fi, err := os.Stat(f)
+		if errors.Is(err, fs.ErrNotExist) {
+			return tls.Certificate{}, fmt.Errorf("%s does not exist", f)
+		}
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		if !fi.Mode().IsRegular() {
+			return tls.Certificate{}, fmt.Errorf("%s is not a regular file", f)
+		}
+		if fi.Size() > maxCAFile {
+			return tls.Certificate{}, fmt.Errorf("%s is %d bytes, over the %d-byte cap", f, fi.Size(), maxCAFile)
+		}
+		if f == keyFile && fi.Mode().Perm()&0o077 != 0 {
+			return tls.Certificate{}, fmt.Errorf("key file %s may be read by other users (mode %04o); chmod 600 it", f, fi.Mode().Perm())
+		}
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		// crypto/tls's errors name what is wrong, never the key's bytes.
+		return tls.Certificate{}, fmt.Errorf("%s with %s: %w", certFile, keyFile, err)
+	}
+	return cert, nil
 }
 
 // Redacted is the URL with any password replaced by "xxxxx", for logs

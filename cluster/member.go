@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -402,6 +403,13 @@ func tlsHint(err error) string {
 	var host x509.HostnameError
 	var invalid x509.CertificateInvalidError
 	var header tls.RecordHeaderError
+	// The server's alert: crypto/tls gives it over TCP as a *net.OpError
+	// "remote error" around an unexported type, so only its text tells.
+	var remote *net.OpError
+	alert := ""
+	if errors.As(err, &remote) && remote.Op == "remote error" && remote.Err != nil {
+		alert = remote.Err.Error()
+	}
 	switch {
 	case errors.As(err, &unknown):
 		return "redis TLS: the server's certificate is not signed by a trusted CA, so the daemon does not connect (set [cluster] ca_file to the PEM file of the CA that signed it)"
@@ -409,6 +417,8 @@ func tlsHint(err error) string {
 		return "redis TLS: the server's certificate is not for the host in the redis URL (use a name or IP the certificate lists)"
 	case errors.As(err, &invalid):
 		return "redis TLS: the server's certificate is not valid (expired, not yet valid or not for a server)"
+	case alert == "tls: certificate required" || alert == "tls: bad certificate" || alert == "tls: unknown certificate authority":
+		return "redis TLS: the server wants a client certificate it trusts (set [cluster] cert_file and key_file)"
 	case errors.As(err, &header):
 		return "redis TLS: the server did not answer in TLS (is the port a TLS port? rediss:// needs one)"
 	}

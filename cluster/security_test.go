@@ -55,6 +55,8 @@ func TestPasswordNeverShown(t *testing.T) {
 		{Redis: "rediss://user:" + secret + "@host:6380/zero"},
 		{Redis: "rediss://:" + secret + "@host:6380/0?skip_verify=true"},
 		{Redis: "redis://:" + secret + "@host:6379/0", CAFile: "ca.pem"},
+		{Redis: "rediss://:" + secret + "@host:6380/0", CertFile: "client.pem"},
+		{Redis: "redis://:" + secret + "@host:6379/0", CertFile: "client.pem", KeyFile: "client.key"},
 	} {
 		bad.Name = "x"
 		err := bad.Validate()

@@ -157,3 +157,81 @@ func TestParseClusterCAFile(t *testing.T) {
 		})
 	}
 }
+
+// cert_file and key_file are a client certificate for a server that asks
+// for one: both or neither, rediss:// only, a key only its owner may read,
+// and a key that matches; errors never show the key.
+func TestParseClusterClientCert(t *testing.T) {
+	dir := t.TempDir()
+	ca := testenv.NewTestCA(t, "config test CA")
+	cert, key := ca.ClientCert("quotabar")
+	otherCert, _ := ca.ClientCert("another")
+	cp := func(from, name string, mode os.FileMode) string {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cp(cert, "client.pem", 0o644)
+	cp(key, "client.key", 0o600)
+	openKey := cp(key, "open.key", 0o644)
+	badKey := filepath.Join(dir, "bad.key")
+	if err := os.WriteFile(badKey, []byte("-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsURL := "rediss://redis.example:6380/0"
+	conf := func(redis, certFile, keyFile string) string {
+		s := "[cluster]\nredis = \"" + redis + "\"\nname = \"x\"\n"
+		if certFile != "" {
+			s += "cert_file = \"" + certFile + "\"\n"
+		}
+		if keyFile != "" {
+			s += "key_file = \"" + keyFile + "\"\n"
+		}
+		return s
+	}
+	cfgPath := filepath.Join(dir, "config.toml")
+
+	cfg, err := Parse(cfgPath, []byte(conf(tlsURL, "client.pem", "client.key")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cfg.Cluster; c.CertFile != filepath.Join(dir, "client.pem") || c.KeyFile != filepath.Join(dir, "client.key") {
+		t.Errorf("cert_file %q key_file %q, want both beside the config file", c.CertFile, c.KeyFile)
+	}
+
+	tests := []struct {
+		name, redis, cert, key, wantKey string
+		line                            int
+		msg                             string
+	}{
+		{"cert without key", tlsURL, cert, "", "cluster.cert_file", 4, "needs key_file"},
+		{"key without cert", tlsURL, "", key, "cluster.key_file", 4, "needs cert_file"},
+		{"without TLS", "redis://redis.example:6379/0", cert, key, "cluster.cert_file", 4, "must start with rediss://"},
+		{"missing key", tlsURL, cert, filepath.Join(dir, "nope.key"), "cluster.cert_file", 4, "does not exist"},
+		{"key readable by others", tlsURL, cert, openKey, "cluster.cert_file", 4, "chmod 600"},
+		{"key of another certificate", tlsURL, otherCert, key, "cluster.cert_file", 4, "does not match"},
+		{"not a key", tlsURL, cert, badKey, "cluster.cert_file", 4, "private key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(cfgPath, []byte(conf(tt.redis, tt.cert, tt.key)))
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("error %v is not a *Error", err)
+			}
+			if ce.Key != tt.wantKey || ce.Line != tt.line || !strings.Contains(ce.Msg, tt.msg) {
+				t.Errorf("got %v (key %q line %d), want %s at line %d with %q", err, ce.Key, ce.Line, tt.wantKey, tt.line, tt.msg)
+			}
+			if strings.Contains(err.Error(), "c2VjcmV0") || strings.Contains(err.Error(), "BEGIN") {
+				t.Errorf("the error shows the key: %v", err)
+			}
+			t.Log(err)
+		})
+	}
+}

@@ -50,9 +50,13 @@ type RedisOptions struct {
 // RedisTLS is the server's certificate and key, as PEM files.
 type RedisTLS struct {
 	CertFile, KeyFile string
-	// CAFile is the CA the server would check client certificates against
-	// (redis-server wants one); clients are not asked for a certificate.
+	// CAFile is the CA the server checks client certificates against
+	// (redis-server wants one even when it asks for none).
 	CAFile string
+	// AuthClients makes the server ask every client for a certificate
+	// signed by CAFile (tls-auth-clients yes, redis-server's default);
+	// without it clients need none.
+	AuthClients bool
 }
 
 // StartRedis starts a redis-server, with requirepass when password is not
@@ -121,9 +125,13 @@ func (r *Redis) Start() {
 		args = append(args, "--requirepass", r.Password)
 	}
 	if r.tls != nil {
+		auth := "no"
+		if r.tls.AuthClients {
+			auth = "yes"
+		}
 		args = append(args, "--tls-port", strconv.Itoa(r.TLSPort), "--bind", "127.0.0.1",
 			"--tls-cert-file", r.tls.CertFile, "--tls-key-file", r.tls.KeyFile,
-			"--tls-ca-cert-file", r.tls.CAFile, "--tls-auth-clients", "no")
+			"--tls-ca-cert-file", r.tls.CAFile, "--tls-auth-clients", auth)
 	}
 	cmd := exec.Command(r.bin, args...)
 	if err := cmd.Start(); err != nil {
@@ -244,24 +252,42 @@ func NewTestCA(t testing.TB, name string) *TestCA {
 // "localhost" only when withLocalhost) and returns the files for
 // StartRedisWith.
 func (ca *TestCA) ServerTLS(withLocalhost bool) *RedisTLS {
+	ca.t.Helper()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "127.0.0.1"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	if withLocalhost {
+		tmpl.DNSNames = []string{"localhost"}
+	}
+	cert, key := ca.issue(tmpl, "server")
+	return &RedisTLS{CertFile: cert, KeyFile: key, CAFile: ca.CertFile}
+}
+
+// ClientCert issues a client certificate named name and returns its
+// certificate and key files (the key of mode 0600).
+func (ca *TestCA) ClientCert(name string) (certFile, keyFile string) {
+	ca.t.Helper()
+	return ca.issue(&x509.Certificate{
+		Subject:     pkix.Name{CommonName: name},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, "client")
+}
+
+// issue signs tmpl (valid for an hour) with a new P-256 key and writes the
+// certificate and key to a new directory.
+func (ca *TestCA) issue(tmpl *x509.Certificate, kind string) (certFile, keyFile string) {
 	t := ca.t
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(t),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	if withLocalhost {
-		tmpl.DNSNames = []string{"localhost"}
-	}
+	tmpl.SerialNumber = serial(t)
+	tmpl.NotBefore = time.Now().Add(-time.Minute)
+	tmpl.NotAfter = time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
@@ -270,14 +296,14 @@ func (ca *TestCA) ServerTLS(withLocalhost bool) *RedisTLS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp(ca.dir, "server")
+	dir, err := os.MkdirTemp(ca.dir, kind)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := &RedisTLS{CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server.key"), CAFile: ca.CertFile}
-	writePEM(t, tl.CertFile, "CERTIFICATE", der)
-	writePEM(t, tl.KeyFile, "PRIVATE KEY", keyDER)
-	return tl
+	certFile, keyFile = filepath.Join(dir, kind+".pem"), filepath.Join(dir, kind+".key")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", keyDER)
+	return certFile, keyFile
 }
 
 func serial(t testing.TB) *big.Int {
