@@ -78,6 +78,7 @@ type Stats struct {
 // with Run; its methods are safe for concurrent use.
 type Member struct {
 	cfg      Config
+	tls      bool // rediss://
 	lim      Limiter
 	rdb      *redis.Client
 	log      *slog.Logger
@@ -153,7 +154,7 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger, options ...
 	}
 	host, _ := os.Hostname()
 	m := &Member{
-		cfg: cfg, lim: lim, log: log, id: hex.EncodeToString(b[:]),
+		cfg: cfg, tls: opts.TLSConfig != nil, lim: lim, log: log, id: hex.EncodeToString(b[:]),
 		label: fmt.Sprintf("%.40s/%d", host, os.Getpid()),
 		keys:  map[string]keys{}, svc: map[string]*svcState{},
 	}
@@ -368,6 +369,11 @@ func (m *Member) offline(service string, share float64, err error) {
 	st.st.Share = share
 	st.st.Recovering = false
 	st.st.Error = redisError(err)
+	if m.tls && st.st.State == Joining && st.st.Error == errTimeout {
+		// A plain Redis port takes the TLS hello for the start of a
+		// command and waits for the rest: the handshake times out.
+		st.st.Error += " (with rediss://: is the port a TLS port?)"
+	}
 	st.st.Text = statusText(st.st)
 	now, msg := st.st.State, st.st.Error
 	m.mu.Unlock()
@@ -379,12 +385,14 @@ func (m *Member) offline(service string, share float64, err error) {
 	}
 }
 
+const errTimeout = "redis did not answer in time"
+
 // redisError is err's text without anything of the URL's credentials
 // (go-redis errors name the address at most, but be sure).
 func redisError(err error) string {
 	s := err.Error()
 	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(s, "i/o timeout") {
-		return "redis did not answer in time"
+		return errTimeout
 	}
 	if hint := tlsHint(err); hint != "" {
 		s = hint + ": " + s

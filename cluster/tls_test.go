@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 // password) and share as over a socket: shares that add up to at
 // most the whole, a 429 on one a cooldown on the other. Daemons that cannot
 // verify the server (no ca_file against a private CA, the wrong CA, a
-// certificate for another host), or that the server refuses (no client
+// certificate for another host, a plain port), or that the server refuses (no client
 // certificate, one of another CA, the wrong password), do not join: their shared service grants
 // nothing, and status and log say why without the password.
 func TestTLS(t *testing.T) {
@@ -23,7 +24,7 @@ func TestTLS(t *testing.T) {
 	other := testenv.NewTestCA(t, "some other CA")
 	srv := ca.ServerTLS(false)
 	srv.AuthClients = true // redis-server's default: a client certificate signed by the CA
-	r := testenv.StartRedisWith(t, testenv.RedisOptions{Password: secret, TLS: srv})
+	r := testenv.StartRedisWith(t, testenv.RedisOptions{Password: secret, TLS: srv, PlainTCP: true})
 	cert, key := ca.ClientCert("quotabar")
 	otherCert, otherKey := other.ClientCert("quotabar")
 	url := r.URL(true)
@@ -45,6 +46,9 @@ func TestTLS(t *testing.T) {
 		{"certificate for another host", with(func(o *nodeOpts) { o.url = strings.Replace(url, "127.0.0.1", "localhost", 1) }), "not for the host in the redis URL"},
 		{"no client certificate", with(func(o *nodeOpts) { o.certFile, o.keyFile = "", "" }), "wants a client certificate"},
 		{"a client certificate of another CA", with(func(o *nodeOpts) { o.certFile, o.keyFile = otherCert, otherKey }), "wants a client certificate"},
+		{"a plain port", with(func(o *nodeOpts) {
+			o.url = strings.Replace(url, ":"+strconv.Itoa(r.TLSPort)+"/", ":"+strconv.Itoa(r.PlainPort)+"/", 1)
+		}), "is the port a TLS port?"},
 		// Verified, then refused by Redis: the wrong password goes over TLS only.
 		{"the wrong password", with(func(o *nodeOpts) { o.url = strings.Replace(url, secret, "wrong-"+secret, 1) }), "WRONGPASS"},
 	}

@@ -34,8 +34,10 @@ type Redis struct {
 	Password string // requirepass, "" for none
 	// TLSPort is the TLS port on 127.0.0.1, 0 without TLS.
 	TLSPort int
-	tls     *RedisTLS
-	cmd     *exec.Cmd
+	// PlainPort is a plain TCP port on 127.0.0.1, 0 without PlainTCP.
+	PlainPort int
+	tls       *RedisTLS
+	cmd       *exec.Cmd
 }
 
 // RedisOptions are StartRedisWith's settings; the zero value is
@@ -45,6 +47,10 @@ type RedisOptions struct {
 	// TLS, when set, makes the server listen with TLS on a free port of
 	// 127.0.0.1 with this certificate; URL then gives a rediss:// URL.
 	TLS *RedisTLS
+	// PlainTCP makes the server listen on a free plain TCP port of
+	// 127.0.0.1 too (PlainPort), as a server a rediss:// URL reaches by
+	// mistake.
+	PlainTCP bool
 }
 
 // RedisTLS is the server's certificate and key, as PEM files.
@@ -79,6 +85,9 @@ func StartRedisWith(t testing.TB, o RedisOptions) *Redis {
 	r := &Redis{t: t, bin: bin, dir: dir, Socket: filepath.Join(dir, "redis.sock"), Password: o.Password, tls: o.TLS}
 	if o.TLS != nil {
 		r.TLSPort = freePort(t)
+	}
+	if o.PlainTCP {
+		r.PlainPort = freePort(t)
 	}
 	r.Start()
 	t.Cleanup(r.Kill)
@@ -124,12 +133,16 @@ func (r *Redis) Start() {
 	if r.Password != "" {
 		args = append(args, "--requirepass", r.Password)
 	}
+	if r.tls != nil || r.PlainPort != 0 {
+		// redis-server's default binds every interface.
+		args = append(args, "--bind", "127.0.0.1", "--port", strconv.Itoa(r.PlainPort))
+	}
 	if r.tls != nil {
 		auth := "no"
 		if r.tls.AuthClients {
 			auth = "yes"
 		}
-		args = append(args, "--tls-port", strconv.Itoa(r.TLSPort), "--bind", "127.0.0.1",
+		args = append(args, "--tls-port", strconv.Itoa(r.TLSPort),
 			"--tls-cert-file", r.tls.CertFile, "--tls-key-file", r.tls.KeyFile,
 			"--tls-ca-cert-file", r.tls.CAFile, "--tls-auth-clients", auth)
 	}
