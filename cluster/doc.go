@@ -22,7 +22,9 @@
 // shared sliding log, and every fault mode.
 //
 // Member is one daemon's side (New, Run, Status); Config is the [cluster]
-// table, which app/config parses; WithStateFile keeps the last known shares
+// table, which app/config parses (rediss:// is verified against CAFile or
+// the system's roots, with CertFile and KeyFile for a server that asks for
+// a client certificate: config.go); WithStateFile keeps the last known shares
 // for a start while Redis is away. The scripts are in script.go, the keys
 // and their namespace in keys.go.
 package cluster

@@ -119,6 +119,9 @@ type nodeOpts struct {
 	pwEnv     string
 	stateFile string
 	offline   string
+	caFile    string
+	certFile  string
+	keyFile   string
 }
 
 func startNode(t *testing.T, i int, o nodeOpts) *node {
@@ -142,7 +145,7 @@ func startNode(t *testing.T, i int, o nodeOpts) *node {
 	if o.stateFile != "" {
 		opts = append(opts, cluster.WithStateFile(o.stateFile))
 	}
-	n.mem, err = cluster.New(cluster.Config{Redis: o.url, Name: name, Refresh: refresh, Lease: lease, PasswordEnv: o.pwEnv, Offline: o.offline}, lim, []string{svcName}, log, opts...)
+	n.mem, err = cluster.New(cluster.Config{Redis: o.url, Name: name, Refresh: refresh, Lease: lease, PasswordEnv: o.pwEnv, Offline: o.offline, CAFile: o.caFile, CertFile: o.certFile, KeyFile: o.keyFile}, lim, []string{svcName}, log, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

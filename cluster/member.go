@@ -4,12 +4,15 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -75,6 +78,7 @@ type Stats struct {
 // with Run; its methods are safe for concurrent use.
 type Member struct {
 	cfg      Config
+	tls      bool // rediss://
 	lim      Limiter
 	rdb      *redis.Client
 	log      *slog.Logger
@@ -132,6 +136,10 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger, options ...
 	// One try per refresh: the next refresh is the retry, and a Redis
 	// that is slow must not hold a refresh past its interval.
 	opts.MaxRetries = -1
+	// And one dial per try: go-redis would otherwise dial five times with
+	// backoff, past the call's timeout, and a TLS failure (the server's
+	// certificate not trusted) would read as "did not answer in time".
+	opts.DialerRetries = 1
 	opts.DialTimeout = cfg.timeout()
 	opts.ReadTimeout = cfg.timeout()
 	opts.WriteTimeout = cfg.timeout()
@@ -146,7 +154,7 @@ func New(cfg Config, lim Limiter, shared []string, log *slog.Logger, options ...
 	}
 	host, _ := os.Hostname()
 	m := &Member{
-		cfg: cfg, lim: lim, log: log, id: hex.EncodeToString(b[:]),
+		cfg: cfg, tls: opts.TLSConfig != nil, lim: lim, log: log, id: hex.EncodeToString(b[:]),
 		label: fmt.Sprintf("%.40s/%d", host, os.Getpid()),
 		keys:  map[string]keys{}, svc: map[string]*svcState{},
 	}
@@ -361,6 +369,11 @@ func (m *Member) offline(service string, share float64, err error) {
 	st.st.Share = share
 	st.st.Recovering = false
 	st.st.Error = redisError(err)
+	if m.tls && st.st.State == Joining && st.st.Error == errTimeout {
+		// A plain Redis port takes the TLS hello for the start of a
+		// command and waits for the rest: the handshake times out.
+		st.st.Error += " (with rediss://: is the port a TLS port?)"
+	}
 	st.st.Text = statusText(st.st)
 	now, msg := st.st.State, st.st.Error
 	m.mu.Unlock()
@@ -372,17 +385,52 @@ func (m *Member) offline(service string, share float64, err error) {
 	}
 }
 
+const errTimeout = "redis did not answer in time"
+
 // redisError is err's text without anything of the URL's credentials
 // (go-redis errors name the address at most, but be sure).
 func redisError(err error) string {
 	s := err.Error()
 	if errors.Is(err, context.DeadlineExceeded) || strings.Contains(s, "i/o timeout") {
-		return "redis did not answer in time"
+		return errTimeout
 	}
-	if len(s) > 200 {
-		s = s[:200]
+	if hint := tlsHint(err); hint != "" {
+		s = hint + ": " + s
+	}
+	if len(s) > 400 {
+		s = s[:400]
 	}
 	return s
+}
+
+// tlsHint says in a person's words what a TLS failure means and what to
+// do, "" for any other error. The daemon does not join a server it cannot
+// verify: the password would go to whoever answers.
+func tlsHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var header tls.RecordHeaderError
+	// The server's alert: crypto/tls gives it over TCP as a *net.OpError
+	// "remote error" around an unexported type, so only its text tells.
+	var remote *net.OpError
+	alert := ""
+	if errors.As(err, &remote) && remote.Op == "remote error" && remote.Err != nil {
+		alert = remote.Err.Error()
+	}
+	switch {
+	case errors.As(err, &unknown):
+		return "redis TLS: the server's certificate is not signed by a trusted CA, so the daemon does not connect (set [cluster] ca_file to the PEM file of the CA that signed it)"
+	case errors.As(err, &host):
+		return "redis TLS: the server's certificate is not for the host in the redis URL (use a name or IP the certificate lists)"
+	case errors.As(err, &invalid):
+		return "redis TLS: the server's certificate is not valid (expired, not yet valid or not for a server)"
+	case alert == "tls: certificate required" || alert == "tls: bad certificate" || alert == "tls: unknown certificate authority":
+		return "redis TLS: the server wants a client certificate it trusts (set [cluster] cert_file and key_file)"
+	case errors.As(err, &header):
+		return "redis TLS: the server did not answer in TLS (is the port a TLS port? rediss:// needs one)"
+	}
+	return ""
 }
 
 func statusText(st ServiceStatus) string {

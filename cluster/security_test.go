@@ -45,23 +45,37 @@ func TestPasswordNeverShown(t *testing.T) {
 		}
 	}
 	t.Logf("wrong password: %q", wrong.status().Error)
-	for _, bad := range []string{
-		"redis://:" + secret + "@host:port/0",
-		"redis://:" + secret + "@host:6379/zero",
-		"redis://:" + secret + "@host:6379/0?dial_timeout=nope",
-		"http://:" + secret + "@host/",
-		"redis://:" + secret + "@[::1",
+	for _, bad := range []cluster.Config{
+		{Redis: "redis://:" + secret + "@host:port/0"},
+		{Redis: "redis://:" + secret + "@host:6379/zero"},
+		{Redis: "redis://:" + secret + "@host:6379/0?dial_timeout=nope"},
+		{Redis: "http://:" + secret + "@host/"},
+		{Redis: "redis://:" + secret + "@[::1"},
+		{Redis: "rediss://:" + secret + "@host:port/0"},
+		{Redis: "rediss://user:" + secret + "@host:6380/zero"},
+		{Redis: "rediss://:" + secret + "@host:6380/0?skip_verify=true"},
+		{Redis: "redis://:" + secret + "@host:6379/0", CAFile: "ca.pem"},
+		{Redis: "rediss://:" + secret + "@host:6380/0", CertFile: "client.pem"},
+		{Redis: "redis://:" + secret + "@host:6379/0", CertFile: "client.pem", KeyFile: "client.key"},
 	} {
-		err := cluster.Config{Redis: bad, Name: "x"}.Validate()
+		bad.Name = "x"
+		err := bad.Validate()
 		if err == nil {
-			t.Errorf("%q accepted", cluster.Redacted(bad))
+			t.Errorf("%q accepted", cluster.Redacted(bad.Redis))
 			continue
 		}
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error shows the password: %v", err)
 		}
 	}
-	if got := cluster.Redacted("redis://user:" + secret + "@h:1/0"); strings.Contains(got, secret) {
-		t.Errorf("Redacted: %s", got)
+	// A CA file that is not there stops New, with no password in the error.
+	_, err := cluster.New(cluster.Config{Redis: "rediss://:" + secret + "@127.0.0.1:1/0", Name: "x", CAFile: t.TempDir() + "/none.pem"}, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "ca_file") || strings.Contains(err.Error(), secret) {
+		t.Errorf("New with a missing ca_file: %v", err)
+	}
+	for _, u := range []string{"redis://user:" + secret + "@h:1/0", "rediss://:" + secret + "@h:6380/0", "rediss://u:" + secret + "@[::1]:6380/0?dial_timeout=1s"} {
+		if got := cluster.Redacted(u); strings.Contains(got, secret) || !strings.Contains(got, "xxxxx") {
+			t.Errorf("Redacted: %s", got)
+		}
 	}
 }

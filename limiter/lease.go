@@ -86,14 +86,8 @@ func (l *Limiter) report(r Report) (ReportResult, error) {
 		s, a = ls.svc, ls.g.agent
 		a.lastSeen = now
 	} else {
-		if r.Agent == "" || r.Service == "" {
-			return ReportResult{}, badRequest("a report without a lease needs both agent and service")
-		}
 		var err error
-		if s, err = l.lookupService(r.Service); err != nil {
-			return ReportResult{}, err
-		}
-		if a, err = l.agentFor(r.Agent, now); err != nil {
+		if s, a, err = l.reportNames("a report", r, now); err != nil {
 			return ReportResult{}, err
 		}
 	}
@@ -267,3 +261,20 @@ func (l *Limiter) parseReport(r Report) parsed {
 
 // hasErrorBody reports whether r carries a refusal's body to read.
 func hasErrorBody(r Report) bool { return r.Status >= 400 && len(r.Body) > 0 }
+
+// reportNames finds the service and agent a report or observation without
+// a lease names; what is the kind of call, for the error.
+func (l *Limiter) reportNames(what string, r Report, now time.Time) (*service, *agent, error) {
+	if r.Agent == "" || r.Service == "" {
+		return nil, nil, badRequest("%s without a lease needs both agent and service", what)
+	}
+	s, err := l.lookupService(r.Service)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := l.agentFor(r.Agent, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, a, nil
+}

@@ -66,14 +66,8 @@ func (l *Limiter) observeNow(r Report) (ReportResult, error) {
 		}
 		s, a = ls.svc, ls.g.agent
 	} else {
-		if r.Agent == "" || r.Service == "" {
-			return ReportResult{}, badRequest("an observation without a lease needs both agent and service")
-		}
 		var err error
-		if s, err = l.lookupService(r.Service); err != nil {
-			return ReportResult{}, err
-		}
-		if a, err = l.agentFor(r.Agent, now); err != nil {
+		if s, a, err = l.reportNames("an observation", r, now); err != nil {
 			return ReportResult{}, err
 		}
 	}

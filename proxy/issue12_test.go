@@ -100,7 +100,7 @@ func TestReservationNeverRefusesForAnEstimate(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("Claude Code's call with max_tokens 64000: %d %s; want 200", res.StatusCode, body)
 	}
-	waitFor(t, "the real 30 output tokens charged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the real 30 output tokens charged", func() bool {
 		return remaining(t, r.lim, "anthropic", limiter.OutputTokens) == 8000-30 && serviceStatus(t, r.lim, "anthropic").InFlight == 0
 	})
 	// The default rule reserves prompt plus max output: more than the
@@ -109,7 +109,7 @@ func TestReservationNeverRefusesForAnEstimate(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("a call whose estimate is over the whole limit: %d %s; want it forwarded", res.StatusCode, body)
 	}
-	waitFor(t, "the real 50 tokens charged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the real 50 tokens charged", func() bool {
 		return remaining(t, r.lim, "other", limiter.Tokens) == 1000-50 && serviceStatus(t, r.lim, "other").InFlight == 0
 	})
 }
@@ -177,7 +177,7 @@ func TestRefused429AttemptIsRefunded(t *testing.T) {
 	if res.StatusCode != http.StatusOK || n.Load() != 2 {
 		t.Fatalf("got %d %s after %d upstream calls; want 200 after a retry", res.StatusCode, body, n.Load())
 	}
-	waitFor(t, "only the served call's 10 tokens charged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "only the served call's 10 tokens charged", func() bool {
 		return serviceStatus(t, r.lim, "s").InFlight == 0 &&
 			remaining(t, r.lim, "s", limiter.Tokens) == quota-10 && remaining(t, r.lim, "s", limiter.OutputTokens) == quota-6
 	})
@@ -208,7 +208,7 @@ func TestHeadersObservedWhenTheyArrive(t *testing.T) {
 			res.Body.Close()
 		}
 	}()
-	waitFor(t, "the 50 requests limit learned while the stream runs", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the 50 requests limit learned while the stream runs", func() bool {
 		st := serviceStatus(t, r.lim, "anthropic")
 		for _, l := range st.Limits {
 			if l.Unit == limiter.Requests && l.Quota == 50 {
@@ -258,7 +258,7 @@ func TestLongStreamKeepsItsLease(t *testing.T) {
 	if m := most.Load(); m != 1 {
 		t.Errorf("%d streams overlapped upstream with max_concurrent 1", m)
 	}
-	waitFor(t, "both streams' 15 tokens charged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "both streams' 15 tokens charged", func() bool {
 		return serviceStatus(t, r.lim, "s").InFlight == 0 && remaining(t, r.lim, "s", limiter.Tokens) == quota-30
 	})
 }
@@ -279,7 +279,7 @@ func TestPausedServiceHoldsTheCall(t *testing.T) {
 		res, _ := post(t, r.base("a", "s")+"/v1/chat/completions", chatRequest("x", 1, false), nil)
 		done <- res.StatusCode
 	}()
-	waitFor(t, "the call held while paused", func() bool { return serviceStatus(t, r.lim, "s").Refused >= 1 })
+	testenv.WaitFor(t, 10*time.Second, "the call held while paused", func() bool { return serviceStatus(t, r.lim, "s").Refused >= 1 })
 	select {
 	case st := <-done:
 		t.Fatalf("the call was answered %d while the service is paused; want it held", st)

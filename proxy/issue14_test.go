@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -153,7 +154,7 @@ func TestHugeUsageStillEndsTheLease(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatal(res.Status)
 	}
-	waitFor(t, "the lease ended and the huge usage charged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the lease ended and the huge usage charged", func() bool {
 		st := serviceStatus(t, r.lim, "s")
 		return st.InFlight == 0 && remaining(t, r.lim, "s", limiter.Tokens) <= 0
 	})

@@ -70,18 +70,6 @@ func serviceStatus(t *testing.T, lim *limiter.Limiter, name string) limiter.Serv
 	return limiter.ServiceStatus{}
 }
 
-// waitFor polls cond until it holds or ten seconds pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // chatRequest is an OpenAI chat completions request body.
 func chatRequest(prompt string, maxTokens int, stream bool) string {
 	b, _ := json.Marshal(map[string]any{
@@ -247,7 +235,7 @@ func TestConcurrentClientsStayUnderQuota(t *testing.T) {
 	}
 	// A lease ends when its report is made, just after the last byte went
 	// to the client.
-	waitFor(t, "every lease to end", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
+	testenv.WaitFor(t, 10*time.Second, "every lease to end", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
 }
 
 func TestUsageCorrectsEstimate(t *testing.T) {
@@ -279,7 +267,7 @@ func TestUsageCorrectsEstimate(t *testing.T) {
 			}
 			// The report happens after the last byte reached the client.
 			want := int64(quota - up.prompt - up.completion)
-			waitFor(t, "the tokens remaining to equal the quota minus the real usage", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "the tokens remaining to equal the quota minus the real usage", func() bool {
 				s := serviceStatus(t, h.lim, tt.service)
 				return len(s.Limits) == 1 && s.Limits[0].Remaining == want && s.InFlight == 0
 			})
@@ -378,7 +366,7 @@ func TestClientGoneMidStreamFreesSlot(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the upstream request was not cancelled when the client went away")
 	}
-	waitFor(t, "the concurrency slot to be freed", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the concurrency slot to be freed", func() bool {
 		return serviceStatus(t, h.lim, "openai").InFlight == 0
 	})
 }
@@ -641,11 +629,11 @@ func TestPriority(t *testing.T) {
 				return done
 			}
 			first := call("busy", "", "first")
-			waitFor(t, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
+			testenv.WaitFor(t, 10*time.Second, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
 			low := call(tt.lowURL, tt.lowHdr, "low")
-			waitFor(t, "the low call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
+			testenv.WaitFor(t, 10*time.Second, "the low call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
 			high := call(tt.highURL, tt.highHdr, "high")
-			waitFor(t, "the high call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 2 })
+			testenv.WaitFor(t, 10*time.Second, "the high call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 2 })
 			close(release)
 			for _, c := range []chan int{first, low, high} {
 				if s := <-c; s != http.StatusOK {
@@ -684,7 +672,7 @@ func TestClientGoneWhileQueued(t *testing.T) {
 			res.Body.Close()
 		}
 	}()
-	waitFor(t, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := make(chan error, 1)
@@ -693,13 +681,13 @@ func TestClientGoneWhileQueued(t *testing.T) {
 		_, err := http.DefaultClient.Do(req)
 		gone <- err
 	}()
-	waitFor(t, "the second call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the second call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
 	cancel()
 	<-gone
-	waitFor(t, "the queue to empty", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 0 })
+	testenv.WaitFor(t, 10*time.Second, "the queue to empty", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 0 })
 	close(release)
 	<-busy
-	waitFor(t, "the slot to be free", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
+	testenv.WaitFor(t, 10*time.Second, "the slot to be free", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
 	mu.Lock()
 	defer mu.Unlock()
 	if strings.Join(seen, ",") != "busy" {
@@ -716,7 +704,7 @@ func TestUpstreamUnreachable(t *testing.T) {
 		if res.StatusCode != http.StatusBadGateway || !strings.Contains(body, "cannot reach") {
 			t.Fatalf("got %d %s; want 502 saying the upstream cannot be reached", res.StatusCode, body)
 		}
-		waitFor(t, "the slot to be free", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
+		testenv.WaitFor(t, 10*time.Second, "the slot to be free", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 0 })
 	}
 }
 
@@ -750,7 +738,7 @@ func TestLimiterClosed(t *testing.T) {
 			res.Body.Close()
 		}
 	}()
-	waitFor(t, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the first call in flight", func() bool { return serviceStatus(t, h.lim, "openai").InFlight == 1 })
 	queued := make(chan *http.Response, 1)
 	go func() {
 		res, err := http.Post(url, "application/json", strings.NewReader("{}"))
@@ -761,7 +749,7 @@ func TestLimiterClosed(t *testing.T) {
 		}
 		queued <- res
 	}()
-	waitFor(t, "the second call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the second call queued", func() bool { return serviceStatus(t, h.lim, "openai").Queued == 1 })
 	h.lim.Close()
 	res := <-queued
 	if res == nil {
@@ -792,7 +780,7 @@ func TestRejectedCallRefundsTokens(t *testing.T) {
 	if res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "bad model") {
 		t.Fatalf("got %d %s; want the upstream's 400", res.StatusCode, body)
 	}
-	waitFor(t, "the tokens to be given back, the request still counted", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the tokens to be given back, the request still counted", func() bool {
 		s := serviceStatus(t, h.lim, "openai")
 		if s.InFlight != 0 {
 			return false

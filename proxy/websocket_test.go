@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -118,7 +119,7 @@ func TestWebSocketMetersEveryCall(t *testing.T) {
 			t.Fatalf("call %d ended with %s", i+1, typ)
 		}
 	}
-	waitFor(t, "three permits, each call's 15 tokens charged", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "three permits, each call's 15 tokens charged", func() bool {
 		st := serviceStatus(t, r.lim, "openai")
 		return st.Granted == 3 && st.InFlight == 0 && remaining(t, r.lim, "openai", limiter.Tokens) == quota-45 &&
 			remaining(t, r.lim, "openai", limiter.Requests) == 100-3
@@ -147,7 +148,7 @@ func TestWebSocketRefusals(t *testing.T) {
 	if typ := wsCallOnce(t, ctx, c); typ != "error" {
 		t.Fatalf("the refused call ended with %s; want the upstream's error event", typ)
 	}
-	waitFor(t, "the refused call refunded and counted as a provider 429", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the refused call refunded and counted as a provider 429", func() bool {
 		st := serviceStatus(t, r.lim, "openai")
 		return st.InFlight == 0 && st.Provider429 == 1 && remaining(t, r.lim, "openai", limiter.Tokens) == quota
 	})
@@ -227,9 +228,9 @@ func TestWebSocketClientGoneWhileQueued(t *testing.T) {
 	if err := c.Write(ctx, websocket.MessageText, req); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the socket's call queued behind the held slot", func() bool { return serviceStatus(t, r.lim, "openai").Queued == 1 })
+	testenv.WaitFor(t, 10*time.Second, "the socket's call queued behind the held slot", func() bool { return serviceStatus(t, r.lim, "openai").Queued == 1 })
 	c.CloseNow()
-	waitFor(t, "the gone client's call out of the queue", func() bool { return serviceStatus(t, r.lim, "openai").Queued == 0 })
+	testenv.WaitFor(t, 10*time.Second, "the gone client's call out of the queue", func() bool { return serviceStatus(t, r.lim, "openai").Queued == 0 })
 	r.lim.Report(limiter.Report{Lease: held.ID})
 	if n := up.creates.Load(); n != 0 {
 		t.Errorf("the gone client's call reached the upstream (%d)", n)

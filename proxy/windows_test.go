@@ -241,7 +241,7 @@ func TestSubscriptionWindowsClimb(t *testing.T) {
 		}
 		// The proxy reports once the body has gone to the client.
 		want := 0.1 * float64(i+1)
-		waitFor(t, fmt.Sprintf("5-hour utilization %v after call %d", want, i+1), func() bool {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("5-hour utilization %v after call %d", want, i+1), func() bool {
 			w, ok := findWindow(h.lim, "claude", "5h")
 			return ok && math.Abs(w.Utilization-want) < 1e-3 && w.Requests == int64(i+1)
 		})
@@ -281,7 +281,7 @@ func TestSubscriptionWindowsClimb(t *testing.T) {
 		h.up.mu.Lock()
 		want := h.up.util5
 		h.up.mu.Unlock()
-		waitFor(t, fmt.Sprintf("codex 5-hour utilization %v after call %d", want, i+1), func() bool {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("codex 5-hour utilization %v after call %d", want, i+1), func() bool {
 			w, ok := findWindow(h.lim, "codex", "5h")
 			return ok && math.Abs(w.Utilization-want) < 1e-3 && w.Requests == int64(i+1)
 		})
@@ -321,7 +321,7 @@ func TestSubscriptionReserve(t *testing.T) {
 	if res, body := h.claudeCall(t, "worker", false); res.StatusCode != 200 {
 		t.Fatalf("%d %s", res.StatusCode, body)
 	}
-	waitFor(t, "the call's report", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the call's report", func() bool {
 		w, ok := findWindow(h.lim, "claude", "5h")
 		return ok && w.Requests == 1
 	})
@@ -372,7 +372,7 @@ func TestSubscriptionRejectedResumesWithoutHerd(t *testing.T) {
 				res, body := call("first")
 				statuses <- fmt.Sprint(res.StatusCode, " ", body[:min(len(body), 80)])
 			})
-			waitFor(t, "the rejection to cool the service", func() bool {
+			testenv.WaitFor(t, 10*time.Second, "the rejection to cool the service", func() bool {
 				return !serviceStatus(t, h.lim, service).CooldownUntil.IsZero()
 			})
 			if cu := serviceStatus(t, h.lim, service).CooldownUntil; !cu.Equal(reset) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -80,7 +81,7 @@ func TestWebSocketCodexWindows(t *testing.T) {
 			t.Fatalf("call %d ended with %s", i+1, typ)
 		}
 		want := 0.1 * float64(i+1)
-		waitFor(t, fmt.Sprintf("5-hour at %v after call %d", want, i+1), func() bool {
+		testenv.WaitFor(t, 10*time.Second, fmt.Sprintf("5-hour at %v after call %d", want, i+1), func() bool {
 			w, ok := findWindow(r.lim, "codex", "5h")
 			return ok && math.Abs(w.Utilization-want) < 1e-9 && w.Requests == int64(i+1)
 		})
@@ -93,7 +94,7 @@ func TestWebSocketCodexWindows(t *testing.T) {
 	if typ := wsCallOnce(t, ctx, c); typ != "error" {
 		t.Fatalf("call 4 ended with %s, want the error", typ)
 	}
-	waitFor(t, "the rejection's cooldown", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "the rejection's cooldown", func() bool {
 		return serviceStatus(t, r.lim, "codex").CooldownUntil.Equal(up.reset5)
 	})
 	req, _ := json.Marshal(map[string]any{"type": "response.create", "model": "gpt-5-codex", "input": "hi"})

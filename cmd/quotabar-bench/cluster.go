@@ -26,10 +26,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/quotabar/quotabar/cluster"
 	"github.com/quotabar/quotabar/internal/sim"
 	"github.com/quotabar/quotabar/limiter"
-	"github.com/redis/go-redis/v9"
 )
 
 // ClusterReport is the cluster scenario's result.
@@ -286,8 +287,9 @@ func clusterRun(ctx context.Context, rd *benchRedis, name string, daemons, agent
 	}
 	run.Provider429 = st.Refused
 	run.Goodput = 100 * float64(run.Accepted) / (clusterQuota * d.Seconds() / clusterWindow.Seconds())
-	run.MaxWindow = 100 * float64(maxSentInWindow(sent, clusterWindow)) / clusterQuota
-	run.Jain = jainOf(acc)
+	slices.SortFunc(sent, func(a, b time.Time) int { return a.Compare(b) })
+	run.MaxWindow = 100 * float64(sim.MaxIn(sent, clusterWindow)) / clusterQuota
+	run.Jain = sim.Jain(acc)
 	if shared {
 		run.ServerCmds = cmd1 - cmd0 - 1 // less the INFO that read cmd0
 		for _, b := range ds {
@@ -321,30 +323,6 @@ func benchCall(ctx context.Context, hc *http.Client, base, agent string) (int, m
 		}
 	}
 	return resp.StatusCode, h
-}
-
-func maxSentInWindow(at []time.Time, w time.Duration) int {
-	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
-	best, j := 0, 0
-	for i := range at {
-		for at[i].Sub(at[j]) >= w {
-			j++
-		}
-		best = max(best, i-j+1)
-	}
-	return best
-}
-
-func jainOf(xs []float64) float64 {
-	var s, s2 float64
-	for _, x := range xs {
-		s += x
-		s2 += x * x
-	}
-	if s2 == 0 {
-		return 0
-	}
-	return s * s / (float64(len(xs)) * s2)
 }
 
 // clusterDecisions times in-process acquire+report pairs (best of two

@@ -139,7 +139,7 @@ func (r *runner) measure(p *Provider, start time.Time) Result {
 		if pol.Unit == limiter.Requests {
 			res.Quota = pol.Quota
 			res.GrantIntervalMS = ms(pol.Window) / float64(pol.Quota)
-			res.QuarterMax = float64(maxIn(steadyGrants, pol.Window/4)) / float64(pol.Quota)
+			res.QuarterMax = float64(MaxIn(steadyGrants, pol.Window/4)) / float64(pol.Quota)
 		}
 	}
 	for _, pol := range r.w.Provider.Limits {
@@ -166,7 +166,7 @@ func (r *runner) measure(p *Provider, start time.Time) Result {
 			weighted = append(weighted, n)
 		}
 	}
-	res.Jain, res.JainAgents = jain(fair), len(fair)
+	res.Jain, res.JainAgents = Jain(fair), len(fair)
 	if b := mean(busy); b > 0 {
 		res.HeavyShare = heavy / b
 		if len(weighted) > 0 {
@@ -226,9 +226,9 @@ func (r *runner) measure(p *Provider, start time.Time) Result {
 	return res
 }
 
-// maxIn is the most of the times ts (in order) within any half-open span
+// MaxIn is the most of the times ts (in order) within any half-open span
 // [t, t+d).
-func maxIn(ts []time.Time, d time.Duration) int {
+func MaxIn(ts []time.Time, d time.Duration) int {
 	best, j := 0, 0
 	for i := range ts {
 		for j < len(ts) && ts[j].Before(ts[i].Add(d)) {
@@ -248,9 +248,9 @@ func (r *runner) window() time.Duration {
 	return w
 }
 
-// jain is Jain's fairness index (Σx)² / (n·Σx²): 1 when every x is equal,
+// Jain is Jain's fairness index (Σx)² / (n·Σx²): 1 when every x is equal,
 // 1/n when one takes everything.
-func jain(xs []float64) float64 {
+func Jain(xs []float64) float64 {
 	var sum, sq float64
 	for _, x := range xs {
 		sum += x

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/limiter"
 )
 
@@ -243,13 +244,7 @@ func TestProviderConcurrency(t *testing.T) {
 			resp.Body.Close()
 		}
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Stats().Accepted == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the first call was never accepted")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the first call to be accepted", func() bool { return p.Stats().Accepted > 0 })
 	a := post(t, url, CallRequest{Agent: "second"})
 	if a.status != http.StatusTooManyRequests {
 		t.Fatalf("second call while the slot is held: status %d, want 429", a.status)

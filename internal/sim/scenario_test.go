@@ -210,7 +210,7 @@ func TestMaxIn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := maxIn(tt.ts, tt.d); got != tt.want {
+			if got := MaxIn(tt.ts, tt.d); got != tt.want {
 				t.Errorf("maxIn = %d, want %d", got, tt.want)
 			}
 		})
