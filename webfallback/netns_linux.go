@@ -204,6 +204,10 @@ func nsSysProcAttr() *syscall.SysProcAttr {
 	return attr
 }
 
+// nsAttr is nsSysProcAttr; a test swaps in attributes the kernel refuses,
+// to see the fallback.
+var nsAttr = nsSysProcAttr
+
 // socketDir returns dir when the helper's socket paths fit in a sockaddr_un
 // (108 bytes), else a new private directory under the temporary directory.
 func socketDir(dir string) (string, func(), error) {
@@ -265,7 +269,7 @@ func isolatedDriver(ctx context.Context, log *slog.Logger, d webkitDriver, dir s
 	w.cmd.Args = []string{nsHelperName}
 	w.cmd.Env = append(os.Environ(), nsHelperEnv+"="+string(spec))
 	w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
-	w.cmd.SysProcAttr = nsSysProcAttr()
+	w.cmd.SysProcAttr = nsAttr()
 	if err := w.cmd.Start(); err != nil {
 		w.cleanup()
 		return nil, fmt.Errorf("%w: %w", errNoNamespace, err)

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,10 +81,47 @@ func TestNamespaceHelperAsNobody(t *testing.T) {
 	}
 }
 
+// TestNamespaceRefusedFallsBack: where the kernel refuses the namespace
+// (here: nobody asks to be uid 0 of the host in it, which the kernel
+// refuses writing uid_map), the driver is started on the host's loopback
+// as before, with a warning that says so.
+func TestNamespaceRefusedFallsBack(t *testing.T) {
+	needRoot(t)
+	dir := shortDir(t)
+	if err := os.Chown(dir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	out := runAsNobody(t, "QB_NS_SELFTEST_DIR="+dir, "QB_NS_SELFTEST_REFUSE=1")
+	var r struct {
+		UID       int
+		Err       string
+		Isolated  bool
+		DriverUID string `json:"driver_uid"`
+		HostDial  bool   `json:"host_dial"`
+		Log       string
+	}
+	if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &r); err != nil {
+		t.Fatalf("self-test output %q: %v", out, err)
+	}
+	if r.UID != 65534 || r.Err != "" {
+		t.Fatalf("the fallback as uid %d: %s", r.UID, r.Err)
+	}
+	if r.Isolated || r.DriverUID != "65534" || !r.HostDial {
+		t.Fatalf("isolated=%v driver_uid=%q host_dial=%v, want a driver on the host's loopback that answers", r.Isolated, r.DriverUID, r.HostDial)
+	}
+	if !strings.Contains(r.Log, "level=WARN") || !strings.Contains(r.Log, "private network namespace") || !strings.Contains(r.Log, "operation not permitted") {
+		t.Fatalf("the log %q does not warn that the namespace was refused and why", r.Log)
+	}
+}
+
 // nsSelftestMain is the test binary as uid nobody for
-// TestNamespaceHelperAsNobody; it prints one JSON line.
+// TestNamespaceHelperAsNobody and TestNamespaceRefusedFallsBack; it prints
+// one JSON line.
 func nsSelftestMain(dir, page string) int {
 	out := map[string]any{"uid": os.Getuid()}
+	if os.Getenv("QB_NS_SELFTEST_REFUSE") != "" {
+		return nsRefusedMain(out, dir)
+	}
 	defer func() {
 		b, _ := json.Marshal(out)
 		fmt.Println(string(b))
@@ -131,6 +169,49 @@ func nsSelftestMain(dir, page string) int {
 		if _, err := os.Lstat(s); err == nil {
 			out["socket_left"] = true
 		}
+	}
+	return 0
+}
+
+// nsRefusedMain starts the stand-in driver with namespace attributes the
+// kernel refuses and reports where it ended up.
+func nsRefusedMain(out map[string]any, dir string) int {
+	defer func() {
+		b, _ := json.Marshal(out)
+		fmt.Println(string(b))
+	}()
+	nsAttr = func() *syscall.SysProcAttr {
+		a := nsSysProcAttr()
+		a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}}
+		return a
+	}
+	self, err := os.Executable()
+	if err != nil {
+		out["err"] = err.Error()
+		return 0
+	}
+	os.Setenv("QB_FAKE_DRIVER", "1")
+	d := webkitDriver{path: self, args: func(port int) []string { return []string{"--port=" + strconv.Itoa(port)} }}
+	var logBuf strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	w, err := startDriver(ctx, slog.New(slog.NewTextHandler(&logBuf, nil)), d, dir)
+	out["log"] = logBuf.String()
+	if err != nil {
+		out["err"] = err.Error()
+		return 0
+	}
+	defer w.stop()
+	out["isolated"] = w.isolated
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, w.driverURL+"/uid", nil)
+	if resp, err := w.client.Do(req); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out["driver_uid"] = string(b)
+	}
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(w.driverURL, "http://"), time.Second); err == nil {
+		c.Close()
+		out["host_dial"] = true
 	}
 	return 0
 }
