@@ -86,9 +86,11 @@ func TestTLS(t *testing.T) {
 			if d, _ := n.lim.Demand(svcName); d.Share != 0 {
 				t.Errorf("share %v, want 0: a daemon that has not joined grants nothing shared", d.Share)
 			}
-			if log := n.logs.String(); !strings.Contains(log, "cannot join yet") || !strings.Contains(log, tc.want) {
-				t.Errorf("the log does not say why:\n%s", log)
-			}
+			// The status is set before the line is logged: wait for it.
+			waitFor(t, 3*time.Second, "the log to say why ("+tc.want+")", func() bool {
+				log := n.logs.String()
+				return strings.Contains(log, "cannot join yet") && strings.Contains(log, tc.want)
+			})
 			t.Logf("status: %s; error: %s", st.Text, st.Error)
 		})
 	}

@@ -186,6 +186,7 @@ func launchChrome(ctx context.Context, log *slog.Logger, path string, args []str
 	}
 	out := &tailBuffer{max: 8192}
 	cmd := exec.Command(path, args...)
+	cmd.Env = browserEnv() // no autolaunched session bus (webkit.go)
 	cmd.ExtraFiles = []*os.File{childR, childW}
 	cmd.Stdout, cmd.Stderr = out, out
 	// A group of its own, so that a kill reaches the zygote and renderers.

@@ -267,29 +267,14 @@ func isolatedDriver(ctx context.Context, log *slog.Logger, d webkitDriver, dir s
 	}
 	w.cmd = exec.Command("/proc/self/exe")
 	w.cmd.Args = []string{nsHelperName}
-	w.cmd.Env = append(os.Environ(), nsHelperEnv+"="+string(spec))
+	w.cmd.Env = append(browserEnv(), nsHelperEnv+"="+string(spec))
 	w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
 	w.cmd.SysProcAttr = nsAttr()
 	if err := w.cmd.Start(); err != nil {
 		w.cleanup()
 		return nil, fmt.Errorf("%w: %w", errNoNamespace, err)
 	}
-	go func() {
-		w.cmd.Wait()
-		close(w.exited)
-	}()
-	ready := waitUntil(ctx, driverStartWait+time.Second, func() bool {
-		if !w.alive() {
-			return true
-		}
-		c, err := net.DialTimeout("unix", sock, probeWait)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
-	if ready && w.alive() {
+	if w.waitStarted(ctx, driverStartWait+time.Second, "unix", sock) {
 		return w, nil
 	}
 	w.stop()

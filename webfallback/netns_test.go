@@ -274,26 +274,45 @@ func namespacePorts(t *testing.T, pid int) []int {
 	return nsPorts
 }
 
-// inspectorPort returns the port of WEBKIT_INSPECTOR_SERVER in the
-// environment of a process of group pgid (MiniBrowser and its helpers).
-func inspectorPort(t *testing.T, pgid int) int {
+// miniBrowserEnv returns the environment of MiniBrowser: the process of group
+// pgid (MiniBrowser and its helpers) that has WEBKIT_INSPECTOR_SERVER set.
+func miniBrowserEnv(t *testing.T, pgid int) map[string]string {
 	t.Helper()
 	for _, p := range groupMembers(pgid) {
-		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p))
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p))
 		if err != nil {
 			continue
 		}
-		for kv := range strings.SplitSeq(string(env), "\x00") {
-			if v, ok := strings.CutPrefix(kv, "WEBKIT_INSPECTOR_SERVER="); ok {
-				_, port, _ := net.SplitHostPort(v)
-				if n, err := strconv.Atoi(port); err == nil {
-					return n
-				}
+		env := map[string]string{}
+		for kv := range strings.SplitSeq(string(data), "\x00") {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				env[k] = v
 			}
+		}
+		if _, ok := env["WEBKIT_INSPECTOR_SERVER"]; ok {
+			return env
 		}
 	}
 	t.Fatalf("no process of group %d has WEBKIT_INSPECTOR_SERVER set", pgid)
-	return 0
+	return nil
+}
+
+// inspectorPort returns the port of MiniBrowser's WEBKIT_INSPECTOR_SERVER.
+// It also checks that, with no session bus here, the browser was pointed at
+// none: GTK would otherwise autolaunch a bus, an accessibility bus and
+// xdg-desktop-portal that outlive it.
+func inspectorPort(t *testing.T, pgid int) int {
+	t.Helper()
+	env := miniBrowserEnv(t, pgid)
+	if os.Getenv("DBUS_SESSION_BUS_ADDRESS") == "" && (env["DBUS_SESSION_BUS_ADDRESS"] != noSessionBus || env["NO_AT_BRIDGE"] != "1") {
+		t.Errorf("MiniBrowser's DBUS_SESSION_BUS_ADDRESS=%q NO_AT_BRIDGE=%q, want %q and 1: without them it autolaunches buses that outlive it", env["DBUS_SESSION_BUS_ADDRESS"], env["NO_AT_BRIDGE"], noSessionBus)
+	}
+	_, port, _ := net.SplitHostPort(env["WEBKIT_INSPECTOR_SERVER"])
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("WEBKIT_INSPECTOR_SERVER=%q", env["WEBKIT_INSPECTOR_SERVER"])
+	}
+	return n
 }
 
 // dialInNetns connects to 127.0.0.1:port in the network namespace of pid,

@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -241,6 +243,7 @@ func startDriver(ctx context.Context, log *slog.Logger, d webkitDriver, dir stri
 			transport: http.DefaultTransport,
 		}
 		w.cmd = exec.Command(d.path, d.args(port)...)
+		w.cmd.Env = browserEnv()
 		w.cmd.Stdout, w.cmd.Stderr = w.output, w.output
 		// A group of its own, so that stop reaches the browser it starts.
 		// and so that it dies with us (see driverSysProcAttr).
@@ -248,27 +251,11 @@ func startDriver(ctx context.Context, log *slog.Logger, d webkitDriver, dir stri
 		if err := w.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("starting %s: %w", d.path, err)
 		}
-		go func() {
-			w.cmd.Wait()
-			close(w.exited)
-		}()
 		// Ready as soon as the port accepts: the caller's POST /session is
 		// then the first request, so that the window in which another user
 		// could take the driver's one session is as short as can be (if
 		// someone does, our session is refused and the driver stopped).
-		addr := strings.TrimPrefix(w.driverURL, "http://")
-		ready := waitUntil(ctx, driverStartWait, func() bool {
-			if !w.alive() {
-				return true
-			}
-			c, err := net.DialTimeout("tcp", addr, probeWait)
-			if err != nil {
-				return false
-			}
-			c.Close()
-			return true
-		})
-		if ready && w.alive() {
+		if w.waitStarted(ctx, driverStartWait, "tcp", strings.TrimPrefix(w.driverURL, "http://")) {
 			return w, nil
 		}
 		w.stop()
@@ -278,6 +265,47 @@ func startDriver(ctx context.Context, log *slog.Logger, d webkitDriver, dir stri
 		}
 	}
 	return nil, lastErr
+}
+
+// browserEnv is the environment of the browsers quotabar starts (Chrome,
+// and the WebDriver driver with the browser it starts). Without a session bus (DBUS_SESSION_BUS_ADDRESS unset, as under a
+// bare X server or in a service), GTK would autolaunch one over X11
+// (dbus-launch) with an accessibility bus and xdg-desktop-portal behind it,
+// and those outlive the browser and the daemon: one set per session, until
+// the user's inotify instances run out. Point it at no bus instead; with a
+// desktop's bus, the browser uses that one.
+func browserEnv() []string {
+	env := os.Environ()
+	if runtime.GOOS == "linux" && os.Getenv("DBUS_SESSION_BUS_ADDRESS") == "" {
+		env = append(env, "DBUS_SESSION_BUS_ADDRESS="+noSessionBus, "NO_AT_BRIDGE=1")
+	}
+	return env
+}
+
+// noSessionBus is a bus address that cannot be connected to, so nothing is
+// autolaunched.
+const noSessionBus = "unix:path=/dev/null"
+
+// waitStarted watches the started w.cmd and waits, up to timeout, until
+// addr on network accepts a connection; it reports whether it did with the
+// driver still alive.
+func (w *webkitSession) waitStarted(ctx context.Context, timeout time.Duration, network, addr string) bool {
+	go func() {
+		w.cmd.Wait()
+		close(w.exited)
+	}()
+	ready := waitUntil(ctx, timeout, func() bool {
+		if !w.alive() {
+			return true
+		}
+		c, err := net.DialTimeout(network, addr, probeWait)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	return ready && w.alive()
 }
 
 func (w *webkitSession) newSession(ctx context.Context, d webkitDriver, dir string) error {
