@@ -227,14 +227,7 @@ func TestDeadMemberShareReturns(t *testing.T) {
 // say offline, keep their shares, never overshoot, and rejoin by themselves.
 func TestRedisStopKillRestart(t *testing.T) {
 	r := testenv.StartRedis(t, "")
-	ns := startThree(t, r.URL(false))
-	rec := &recorder{}
-	for _, n := range ns {
-		n.run(5, rec)
-	}
-	waitFor(t, 5*time.Second, "three equal shares", func() bool {
-		return approx(sumShares(ns[0]), 1.0/3, 0.03) && approx(sumShares(ns[1]), 1.0/3, 0.03) && approx(sumShares(ns[2]), 1.0/3, 0.03)
-	})
+	ns, rec := busyThree(t, r.URL(false))
 	r.Stop()
 	for _, n := range ns {
 		waitFor(t, 2*time.Second, "offline", func() bool { return n.status().State == cluster.Offline })
@@ -273,14 +266,7 @@ func TestRedisStopKillRestart(t *testing.T) {
 // silence drops no one, so nobody is handed another's share.
 func TestRedisPauseContinue(t *testing.T) {
 	r := testenv.StartRedis(t, "")
-	ns := startThree(t, r.URL(false))
-	rec := &recorder{}
-	for _, n := range ns {
-		n.run(5, rec)
-	}
-	waitFor(t, 5*time.Second, "three equal shares", func() bool {
-		return approx(sumShares(ns[0]), 1.0/3, 0.03) && approx(sumShares(ns[1]), 1.0/3, 0.03) && approx(sumShares(ns[2]), 1.0/3, 0.03)
-	})
+	ns, rec := busyThree(t, r.URL(false))
 	r.Stop()
 	time.Sleep(lease + window + 300*time.Millisecond) // longer than anyone's lease and window
 	r.Continue()
@@ -402,4 +388,19 @@ func TestOfflineStop(t *testing.T) {
 	if st := stop.status(); st.Stopped || strings.Contains(st.Text, "granting nothing") {
 		t.Errorf("after rejoining: %+v", st)
 	}
+}
+
+// busyThree starts three daemons on url with five busy agents each and
+// waits until they hold a third of the quota each.
+func busyThree(t *testing.T, url string) ([]*node, *recorder) {
+	t.Helper()
+	ns := startThree(t, url)
+	rec := &recorder{}
+	for _, n := range ns {
+		n.run(5, rec)
+	}
+	waitFor(t, 5*time.Second, "three equal shares", func() bool {
+		return approx(sumShares(ns[0]), 1.0/3, 0.03) && approx(sumShares(ns[1]), 1.0/3, 0.03) && approx(sumShares(ns[2]), 1.0/3, 0.03)
+	})
+	return ns, rec
 }

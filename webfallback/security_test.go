@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/quotabar/quotabar/internal/testenv"
 )
 
 // probe tries, on 127.0.0.1:port under the path prefix, every way in that
@@ -176,31 +178,7 @@ func groupMembers(pgid int) []int {
 // standard output.
 func runAsNobody(t *testing.T, env ...string) string {
 	t.Helper()
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// t.TempDir's parent is private to this user: nobody could not run it.
-	dir, err := os.MkdirTemp("", "qbprobe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "probe.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := testenv.NobodyCommand(t, env...)
 	out, err := cmd.Output()
 	if err != nil {
 		var stderr []byte

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/app/config"
+	"github.com/quotabar/quotabar/internal/notify"
 	"github.com/quotabar/quotabar/ipc/server"
 	"github.com/quotabar/quotabar/ipc/socket"
 	"github.com/quotabar/quotabar/ipc/wire"
@@ -89,7 +90,7 @@ type Daemon struct {
 	cfg        *config.Config
 	fallbackOn map[string]bool // switches flipped at run time
 	notifyOn   *bool           // the menu's notifications switch, nil until flipped
-	cfgSubs    map[chan struct{}]struct{}
+	cfgSubs    notify.Hub      // poked after each applied configuration edit
 
 	saverEnd  chan struct{}
 	saveMu    sync.Mutex // one write of the state file at a time
@@ -122,7 +123,6 @@ func StartDaemon(ctx context.Context, opts Options) (_ *Daemon, err error) {
 		stateDir:   opts.StateDir,
 		socketPath: opts.SocketPath,
 		fallbackOn: map[string]bool{},
-		cfgSubs:    map[chan struct{}]struct{}{},
 		saverEnd:   make(chan struct{}),
 		stopping:   make(chan struct{}),
 		done:       make(chan struct{}),
@@ -301,17 +301,7 @@ func (d *Daemon) Config() *config.Config {
 
 // ConfigChanged returns a channel poked after each applied configuration
 // edit, and a function that stops the pokes.
-func (d *Daemon) ConfigChanged() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	d.mu.Lock()
-	d.cfgSubs[ch] = struct{}{}
-	d.mu.Unlock()
-	return ch, func() {
-		d.mu.Lock()
-		delete(d.cfgSubs, ch)
-		d.mu.Unlock()
-	}
-}
+func (d *Daemon) ConfigChanged() (<-chan struct{}, func()) { return d.cfgSubs.Subscribe() }
 
 // SocketPath is the socket the daemon serves.
 func (d *Daemon) SocketPath() string { return d.socketPath }

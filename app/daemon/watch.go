@@ -128,13 +128,8 @@ func (d *Daemon) Reload() (changed bool, err error) {
 	d.mu.Lock()
 	d.cfg = cfg
 	d.cfgData = data
-	for ch := range d.cfgSubs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
 	d.mu.Unlock()
+	d.cfgSubs.Notify()
 	for _, p := range d.parts {
 		p.Reconfigure(cfg)
 	}

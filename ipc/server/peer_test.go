@@ -7,14 +7,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc/internal/ipctest"
 )
 
@@ -70,21 +69,7 @@ func TestOtherUserRefused(t *testing.T) {
 	if err := os.Chmod(d.Path, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "client.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "QB_FOREIGN_CLIENT="+d.Path)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := testenv.NobodyCommand(t, "QB_FOREIGN_CLIENT="+d.Path)
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("foreign client: %v\n%s", err, out)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/quotabar/quotabar/internal/notify"
 	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/limiter"
 )
@@ -77,8 +78,7 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	subMu   sync.Mutex
-	subs    map[chan struct{}]struct{}
+	changed notify.Hub
 	fwdOnce sync.Once
 }
 
@@ -97,7 +97,6 @@ func New(cfg Config) *Server {
 		log:     cfg.Logger,
 		mux:     http.NewServeMux(),
 		closing: make(chan struct{}),
-		subs:    make(map[chan struct{}]struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.version == "" {
@@ -219,30 +218,13 @@ func (h *headerRecorder) WriteHeader(code int) {
 // event stream and the tray.
 func (s *Server) Changed() (<-chan struct{}, func()) {
 	s.fwdOnce.Do(s.forwardLimiter)
-	ch := make(chan struct{}, 1)
-	s.subMu.Lock()
-	s.subs[ch] = struct{}{}
-	s.subMu.Unlock()
-	return ch, func() {
-		s.subMu.Lock()
-		delete(s.subs, ch)
-		s.subMu.Unlock()
-	}
+	return s.changed.Subscribe()
 }
 
 // Notify tells Changed's subscribers that the status may have changed. The
 // server calls it for changes it makes; the app calls it for fallback changes
 // made elsewhere (the menu).
-func (s *Server) Notify() {
-	s.subMu.Lock()
-	defer s.subMu.Unlock()
-	for ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
-}
+func (s *Server) Notify() { s.changed.Notify() }
 
 // forwardLimiter relays the limiter's change notifications to Changed's
 // subscribers until Shutdown.

@@ -9,11 +9,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/quotabar/quotabar/internal/testenv"
@@ -291,22 +289,8 @@ func TestDialRefusesForeignDaemon(t *testing.T) {
 	os.Mkdir(theirs, 0o777)
 	os.Chmod(theirs, 0o777)
 	os.Chmod(filepath.Dir(theirs), 0o755)
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(theirs, "daemon.test")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	theirSock := filepath.Join(theirs, "q.sock")
-	cmd := exec.Command(bin, "-test.run=^$")
-	cmd.Env = append(os.Environ(), "QB_FOREIGN_DAEMON="+theirSock)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	cmd := testenv.NobodyCommand(t, "QB_FOREIGN_DAEMON="+theirSock)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
