@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quotabar/quotabar/app/config"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/proxy"
 )
 
@@ -163,19 +164,19 @@ func (pp *proxyPart) Routes(handle func(string, http.Handler)) {
 	handle("GET /v1/proxy", http.HandlerFunc(pp.serveInfo))
 }
 
-func (pp *proxyPart) info() proxy.Info {
+func (pp *proxyPart) info() wire.ProxyInfo {
 	live := pp.live.Load()
 	if live == nil {
-		in := proxy.Info{}
+		in := wire.ProxyInfo{}
 		if f := pp.failure.Load(); f != nil {
 			in.Problem = *f
 		}
 		return in
 	}
-	in := proxy.Info{Enabled: true, URL: live.url, Token: live.token, Listen: live.listen, Problem: live.note}
+	in := wire.ProxyInfo{Enabled: true, URL: live.url, Token: live.token, Listen: live.listen, Problem: live.note}
 	for _, s := range pp.d.Config().Services {
 		if s.BaseURL != "" {
-			in.Services = append(in.Services, proxy.ServiceInfo{Name: s.Name, Preset: s.Preset, BaseURL: s.BaseURL})
+			in.Services = append(in.Services, wire.ProxyServiceInfo{Name: s.Name, Preset: s.Preset, BaseURL: s.BaseURL})
 		}
 	}
 	return in

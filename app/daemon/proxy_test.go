@@ -16,6 +16,7 @@ import (
 
 	"github.com/quotabar/quotabar/internal/testenv"
 	"github.com/quotabar/quotabar/ipc"
+	"github.com/quotabar/quotabar/ipc/wire"
 	"github.com/quotabar/quotabar/proxy"
 )
 
@@ -37,7 +38,7 @@ limits = ["10 requests/1m"]
 }
 
 // getProxyInfo asks the daemon's socket for GET /v1/proxy.
-func getProxyInfo(t *testing.T, socket string) proxy.Info {
+func getProxyInfo(t *testing.T, socket string) wire.ProxyInfo {
 	t.Helper()
 	c := &ipc.Client{SocketPath: socket}
 	defer c.CloseIdleConnections()
@@ -63,7 +64,7 @@ func TestProxyInDaemon(t *testing.T) {
 	if !info.Enabled || !strings.HasPrefix(info.URL, "http://127.0.0.1:") || strings.HasSuffix(info.URL, ":0") || len(info.Token) != 32 {
 		t.Fatalf("GET /v1/proxy = %+v; want enabled, a resolved 127.0.0.1 URL and a token", info)
 	}
-	if len(info.Services) != 1 || info.Services[0] != (proxy.ServiceInfo{Name: "openai", Preset: "openai", BaseURL: up.URL}) {
+	if len(info.Services) != 1 || info.Services[0] != (wire.ProxyServiceInfo{Name: "openai", Preset: "openai", BaseURL: up.URL}) {
 		t.Errorf("services = %+v; want openai only (local has no upstream)", info.Services)
 	}
 	fi, err := os.Stat(filepath.Join(d.StateDir(), proxy.TokenFile))
