@@ -25,23 +25,57 @@ preset = "claude"
 reserve_high = 0.10
 `
 
-// iconHas reports whether the item's icon, as a panel reads it
-// (IconPixmap, ARGB), has pixels in the colour of state s.
-func iconHas(m dbusMenu, s icons.State) (bool, error) {
-	v, err := m.item.GetProperty("org.kde.StatusNotifierItem.IconPixmap")
-	if err != nil {
-		return false, err
-	}
-	var px []struct {
+// iconWatch follows the item's icon as a panel does, from the
+// PropertiesChanged signals the app sends with each new IconPixmap. It does
+// not read the property with Get: godbus's Get hands the reply encoder the
+// property's own slice after unlocking, and the app's next SetIcon stores
+// into that slice in place, which the race detector rightly reports (a
+// panel reading the icon in a -race build would trip it too). The signal is
+// encoded under the property lock, in the goroutine that sets it.
+type iconWatch struct {
+	ch   chan *dbus.Signal
+	last []struct {
 		W, H int32
 		Pix  []byte
 	}
-	if err := dbus.Store([]any{v.Value()}, &px); err != nil {
-		return false, fmt.Errorf("IconPixmap is %T: %w", v.Value(), err)
+}
+
+func watchIcon(t *testing.T, conn *dbus.Conn, m dbusMenu) *iconWatch {
+	t.Helper()
+	if err := conn.AddMatchSignal(dbus.WithMatchObjectPath(m.item.Path()), dbus.WithMatchInterface("org.freedesktop.DBus.Properties"), dbus.WithMatchMember("PropertiesChanged")); err != nil {
+		t.Fatal(err)
+	}
+	w := &iconWatch{ch: make(chan *dbus.Signal, 256)}
+	conn.Signal(w.ch)
+	t.Cleanup(func() { conn.RemoveSignal(w.ch) })
+	return w
+}
+
+// has reports whether the icon last sent has pixels in the colour of state
+// s (IconPixmap, ARGB); before any change was sent it is the icon the app
+// started with, which is near no limit, and has reports false.
+func (w *iconWatch) has(s icons.State) (bool, error) {
+	for drained := false; !drained; {
+		select {
+		case sig := <-w.ch:
+			if sig.Name != "org.freedesktop.DBus.Properties.PropertiesChanged" || len(sig.Body) < 2 {
+				continue
+			}
+			changed, _ := sig.Body[1].(map[string]dbus.Variant)
+			v, ok := changed["IconPixmap"]
+			if !ok {
+				continue
+			}
+			if err := dbus.Store([]any{v.Value()}, &w.last); err != nil {
+				return false, fmt.Errorf("IconPixmap is %T: %w", v.Value(), err)
+			}
+		default:
+			drained = true
+		}
 	}
 	c := s.Colour()
 	want := []byte{0xFF, c.R, c.G, c.B}
-	for _, p := range px {
+	for _, p := range w.last {
 		for i := 0; i+4 <= len(p.Pix); i += 4 {
 			if bytes.Equal(p.Pix[i:i+4], want) {
 				return true, nil
@@ -59,6 +93,7 @@ func TestTraySubscriptionWindows(t *testing.T) {
 	w := startWatcher(t, conn)
 	a := startTrayAppWith(t, bus, subscriptionTrayConfig)
 	m := registeredMenu(t, conn, w)
+	icon := watchIcon(t, conn, m)
 	c := a.client()
 	ctx := context.Background()
 
@@ -100,7 +135,7 @@ func TestTraySubscriptionWindows(t *testing.T) {
 		_, err = svc.child("Top of 5-hour: alpha 50%, beta 50%")
 		return err
 	})
-	if ok, err := iconHas(m, icons.NearLimit); err != nil || ok {
+	if ok, err := icon.has(icons.NearLimit); err != nil || ok {
 		t.Fatalf("icon near-limit at 62%% used: %v, %v", ok, err)
 	}
 
@@ -122,12 +157,12 @@ func TestTraySubscriptionWindows(t *testing.T) {
 		if week, err := svc.child(weekRow); err != nil || strings.HasPrefix(week.Label, warnMark) {
 			return fmt.Errorf("the weekly row %q, %v: want it without a warning", week.Label, err)
 		}
-		if ok, err := iconHas(m, icons.NearLimit); err != nil || !ok {
+		if ok, err := icon.has(icons.NearLimit); err != nil || !ok {
 			return fmt.Errorf("icon not near-limit (%v)", err)
 		}
 		return nil
 	})
-	if ok, err := iconHas(m, icons.Flowing); err != nil || ok {
+	if ok, err := icon.has(icons.Flowing); err != nil || ok {
 		t.Errorf("the near-limit icon still has the flowing colour: %v, %v", ok, err)
 	}
 	m.quit(t)
